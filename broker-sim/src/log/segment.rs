@@ -1,0 +1,329 @@
+//! One log segment: a file (or a memory buffer) of record batches, with a sparse offset index
+//! and a sparse time index beside it.
+//!
+//! Files are named after the base offset, as Kafka names them:
+//! `00000000000000000000.log`, `.index` (8-byte entries: relative offset u32, position u32),
+//! `.timeindex` (12-byte entries: timestamp i64, relative offset u32).
+//!
+//! Invariants: `size` is the number of valid bytes; every index entry points at the start of a
+//! batch whose base offset is the entry's offset; time index timestamps never decrease.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader};
+use crate::error::{Error, Result};
+
+/// Bytes of batches between two index entries (Kafka's `index.interval.bytes`).
+pub(crate) const INDEX_INTERVAL_BYTES: u64 = 4096;
+
+/// Where a segment's bytes live.
+#[derive(Debug)]
+enum Storage {
+    /// On disk; index files are appended as entries are created.
+    File { log: Arc<File>, index: File, time_index: File, dir: PathBuf },
+    /// In memory (fast tests).
+    Memory(Vec<u8>),
+}
+
+/// A slice of a segment to read: either already in memory or a range of a file.
+#[derive(Debug)]
+pub(crate) enum ReadPlan {
+    /// Bytes copied under the lock.
+    Ready(Bytes),
+    /// Read `len` bytes at `pos` from `file` outside the lock.
+    File { file: Arc<File>, pos: u64, len: usize },
+}
+
+impl ReadPlan {
+    /// Performs the read.
+    pub(crate) fn read(self) -> Result<Bytes> {
+        match self {
+            ReadPlan::Ready(b) => Ok(b),
+            ReadPlan::File { file, pos, len } => {
+                let mut buf = BytesMut::zeroed(len);
+                file.read_exact_at(&mut buf, pos).map_err(|e| Error::io("reading segment", e))?;
+                Ok(buf.freeze())
+            }
+        }
+    }
+}
+
+/// One segment of a partition log.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Offset of the first batch (also the file name).
+    pub(crate) base_offset: i64,
+    /// Offset after the last batch.
+    pub(crate) next_offset: i64,
+    /// Valid bytes.
+    pub(crate) size: u64,
+    /// Largest batch max-timestamp, or -1.
+    pub(crate) max_timestamp: i64,
+    /// Wall-clock time (ms) of the first append, for `segment.ms`.
+    pub(crate) created_ms: i64,
+    /// Wall-clock time (ms) of the last append, for retention of segments without timestamps.
+    pub(crate) last_append_ms: i64,
+    offset_index: Vec<(i64, u32)>,
+    time_index: Vec<(i64, i64)>,
+    bytes_since_index: u64,
+    storage: Storage,
+}
+
+fn file_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+impl Segment {
+    /// Creates an empty segment, on disk under `dir` or in memory when `dir` is `None`.
+    pub(crate) fn create(dir: Option<&Path>, base_offset: i64, now_ms: i64) -> Result<Self> {
+        let storage = match dir {
+            None => Storage::Memory(Vec::new()),
+            Some(dir) => {
+                let open = |ext: &str| {
+                    OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .read(true)
+                        .write(true)
+                        .open(dir.join(file_name(base_offset, ext)))
+                        .map_err(|e| Error::io("creating segment file", e))
+                };
+                Storage::File {
+                    log: Arc::new(open("log")?),
+                    index: open("index")?,
+                    time_index: open("timeindex")?,
+                    dir: dir.to_path_buf(),
+                }
+            }
+        };
+        Ok(Segment {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            max_timestamp: -1,
+            created_ms: now_ms,
+            last_append_ms: now_ms,
+            offset_index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: INDEX_INTERVAL_BYTES,
+            storage,
+        })
+    }
+
+    /// Opens an existing segment file, scanning it to rebuild its indexes and cutting off a torn
+    /// or corrupt tail (an unclean shutdown may leave half a batch). Returns the segment and the
+    /// number of bytes truncated.
+    pub(crate) fn open(dir: &Path, base_offset: i64, mtime_ms: i64) -> Result<(Self, u64)> {
+        let path = dir.join(file_name(base_offset, "log"));
+        let data = std::fs::read(&path).map_err(|e| Error::io("reading segment file", e))?;
+        let mut seg = Segment::create(None, base_offset, mtime_ms)?;
+        let mut valid = 0usize;
+        for (pos, h) in batch::iter_batches(&data) {
+            if batch::validate(&data[pos..pos + h.total_len()]).is_err() {
+                break;
+            }
+            seg.note_batch(pos as u64, &h);
+            valid = pos + h.total_len();
+        }
+        let truncated = (data.len() - valid) as u64;
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening segment file", e))?;
+        if truncated > 0 {
+            log.set_len(valid as u64).map_err(|e| Error::io("truncating segment", e))?;
+        }
+        let rewrite = |ext: &str, bytes: Vec<u8>| -> Result<File> {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(dir.join(file_name(base_offset, ext)))
+                .map_err(|e| Error::io("writing index file", e))?;
+            f.write_all(&bytes).map_err(|e| Error::io("writing index file", e))?;
+            Ok(f)
+        };
+        let index = rewrite("index", seg.encode_offset_index())?;
+        let time_index = rewrite("timeindex", seg.encode_time_index())?;
+        seg.storage = Storage::File { log: Arc::new(log), index, time_index, dir: dir.to_path_buf() };
+        seg.last_append_ms = mtime_ms;
+        Ok((seg, truncated))
+    }
+
+    fn encode_offset_index(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.offset_index.len() * 8);
+        for (off, pos) in &self.offset_index {
+            out.extend_from_slice(&((off - self.base_offset) as u32).to_be_bytes());
+            out.extend_from_slice(&pos.to_be_bytes());
+        }
+        out
+    }
+
+    fn encode_time_index(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.time_index.len() * 12);
+        for (ts, off) in &self.time_index {
+            out.extend_from_slice(&ts.to_be_bytes());
+            out.extend_from_slice(&((off - self.base_offset) as u32).to_be_bytes());
+        }
+        out
+    }
+
+    /// Records a batch that now sits at `pos`: advances offsets, timestamps and the indexes.
+    /// Returns the new index entries, if any.
+    fn note_batch(&mut self, pos: u64, h: &BatchHeader<'_>) -> Option<((i64, u32), Option<(i64, i64)>)> {
+        let len = h.total_len() as u64;
+        self.next_offset = h.last_offset() + 1;
+        self.size = pos + len;
+        let mut entry = None;
+        if self.bytes_since_index >= INDEX_INTERVAL_BYTES {
+            let off_entry = (h.base_offset(), pos as u32);
+            self.offset_index.push(off_entry);
+            let ts = h.max_timestamp();
+            let time_entry = if ts > self.time_index.last().map_or(-1, |e| e.0) {
+                self.time_index.push((ts, h.base_offset()));
+                Some((ts, h.base_offset()))
+            } else {
+                None
+            };
+            self.bytes_since_index = 0;
+            entry = Some((off_entry, time_entry));
+        }
+        self.bytes_since_index += len;
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp());
+        entry
+    }
+
+    /// Appends batches (already validated and patched) whose headers are `headers`.
+    /// `bytes` holds the batches back to back in the same order.
+    pub(crate) fn append(&mut self, bytes: &[u8], now_ms: i64) -> Result<()> {
+        let start = self.size;
+        match &mut self.storage {
+            Storage::Memory(v) => v.extend_from_slice(bytes),
+            Storage::File { log, .. } => {
+                log.write_all_at(bytes, start).map_err(|e| Error::io("appending to segment", e))?;
+            }
+        }
+        if self.size == 0 {
+            self.created_ms = now_ms;
+        }
+        self.last_append_ms = now_ms;
+        let mut new_off = Vec::new();
+        let mut new_time = Vec::new();
+        for (pos, h) in batch::iter_batches(bytes) {
+            if let Some((o, t)) = self.note_batch(start + pos as u64, &h) {
+                new_off.push(o);
+                new_time.extend(t);
+            }
+        }
+        if let Storage::File { index, time_index, .. } = &mut self.storage {
+            if !new_off.is_empty() {
+                let mut buf = Vec::with_capacity(new_off.len() * 8);
+                for (off, pos) in new_off {
+                    buf.extend_from_slice(&((off - self.base_offset) as u32).to_be_bytes());
+                    buf.extend_from_slice(&pos.to_be_bytes());
+                }
+                index.write_all(&buf).map_err(|e| Error::io("appending offset index", e))?;
+            }
+            if !new_time.is_empty() {
+                let mut buf = Vec::with_capacity(new_time.len() * 12);
+                for (ts, off) in new_time {
+                    buf.extend_from_slice(&ts.to_be_bytes());
+                    buf.extend_from_slice(&((off - self.base_offset) as u32).to_be_bytes());
+                }
+                time_index.write_all(&buf).map_err(|e| Error::io("appending time index", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Position of the last index entry at or before `offset` (0 if none).
+    pub(crate) fn index_lookup(&self, offset: i64) -> u64 {
+        match self.offset_index.partition_point(|(o, _)| *o <= offset) {
+            0 => 0,
+            i => u64::from(self.offset_index[i - 1].1),
+        }
+    }
+
+    /// Position of the first batch that may contain a timestamp >= `ts`, per the time index.
+    pub(crate) fn time_lookup(&self, ts: i64) -> u64 {
+        let i = self.time_index.partition_point(|(t, _)| *t < ts);
+        if i == 0 {
+            return 0;
+        }
+        // The entry before holds a smaller max timestamp: start scanning at its batch.
+        self.index_lookup(self.time_index[i - 1].1)
+    }
+
+    /// Plans a read of `len` bytes at `pos`.
+    pub(crate) fn plan_read(&self, pos: u64, len: usize) -> ReadPlan {
+        let len = len.min(self.size.saturating_sub(pos) as usize);
+        match &self.storage {
+            Storage::Memory(v) => {
+                ReadPlan::Ready(Bytes::copy_from_slice(&v[pos as usize..pos as usize + len]))
+            }
+            Storage::File { log, .. } => ReadPlan::File { file: Arc::clone(log), pos, len },
+        }
+    }
+
+    /// Reads `len` bytes at `pos` now.
+    pub(crate) fn read_now(&self, pos: u64, len: usize) -> Result<Bytes> {
+        self.plan_read(pos, len).read()
+    }
+
+    /// Deletes the segment's files (no-op in memory).
+    pub(crate) fn delete_files(&self) {
+        if let Storage::File { dir, .. } = &self.storage {
+            for ext in ["log", "index", "timeindex"] {
+                let _ = std::fs::remove_file(dir.join(file_name(self.base_offset, ext)));
+            }
+        }
+    }
+
+    /// Flushes file contents to disk.
+    pub(crate) fn flush(&self) -> Result<()> {
+        if let Storage::File { log, index, time_index, .. } = &self.storage {
+            log.sync_data().map_err(|e| Error::io("syncing segment", e))?;
+            index.sync_data().map_err(|e| Error::io("syncing index", e))?;
+            time_index.sync_data().map_err(|e| Error::io("syncing time index", e))?;
+        }
+        Ok(())
+    }
+
+    /// Number of offset index entries (for tests and metrics).
+    #[cfg(test)]
+    pub(crate) fn index_entries(&self) -> usize {
+        self.offset_index.len()
+    }
+}
+
+/// Lists the base offsets of the segment files in `dir`, sorted.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(i64, i64)>> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing partition directory", e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("listing partition directory", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".log") {
+            if let Ok(base) = stem.parse::<i64>() {
+                let mtime = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64);
+                out.push((base, mtime));
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}

@@ -1,0 +1,106 @@
+//! Fetch: sessionless, long-polling, whole batches, every requested partition answered.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+
+use crate::log::ReadError;
+use crate::protocol::{codes, Ctx};
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+    let start = ctx.now();
+    let max_wait = i64::from(req.max_wait_ms.max(0));
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let mut appends = ctx.core.subscribe_appends();
+    loop {
+        appends.borrow_and_update();
+        let (resp, bytes, errors) = fetch_once(ctx, &req);
+        let waited = ctx.now() - start;
+        if bytes >= min_bytes.max(1) || errors || waited >= max_wait || (min_bytes == 0) {
+            return resp;
+        }
+        let left = Duration::from_millis((max_wait - waited).max(0) as u64);
+        if tokio::time::timeout(left, appends.changed()).await.is_err() {
+            return fetch_once(ctx, &req).0;
+        }
+    }
+}
+
+/// One pass over the requested partitions: (response, record bytes, any partition error).
+fn fetch_once(ctx: &Ctx<'_>, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let read_committed = req.isolation_level == 1;
+    let mut budget = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for ft in &req.topics {
+        let topic = if ctx.version >= 13 { ctx.core.topic_by_id(ft.topic_id) } else { ctx.core.topic(&ft.topic) };
+        let mut parts = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1));
+            let partition = topic
+                .as_ref()
+                .and_then(|t| usize::try_from(fp.partition).ok().and_then(|i| t.partitions.get(i)).cloned());
+            match partition {
+                None => pd.error_code = if ctx.version >= 13 { codes::UNKNOWN_TOPIC_ID } else { codes::UNKNOWN_TOPIC_OR_PARTITION },
+                Some(p) if p.leader != ctx.node_id() => pd.error_code = codes::NOT_LEADER_OR_FOLLOWER,
+                Some(p) if fp.current_leader_epoch >= 0 && fp.current_leader_epoch < p.leader_epoch => {
+                    pd.error_code = codes::FENCED_LEADER_EPOCH
+                }
+                Some(p) if fp.current_leader_epoch > p.leader_epoch => pd.error_code = codes::UNKNOWN_LEADER_EPOCH,
+                Some(p) => {
+                    let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
+                    let plan = {
+                        let log = p.log.lock();
+                        let hw = log.log_end_offset();
+                        pd.high_watermark = hw;
+                        pd.last_stable_offset = hw;
+                        pd.log_start_offset = log.log_start_offset();
+                        if limit == 0 && total > 0 {
+                            Ok(None)
+                        } else {
+                            // KIP-74: the first batch is returned whole even past the limit.
+                            log.plan_fetch(fp.fetch_offset, limit.max(1), hw).map(Some)
+                        }
+                    };
+                    match plan {
+                        Err(ReadError::OffsetOutOfRange) => pd.error_code = codes::OFFSET_OUT_OF_RANGE,
+                        Ok(None) => pd.records = Some(Default::default()),
+                        Ok(Some(plan)) => match plan.execute() {
+                            Ok(bytes) => {
+                                total += bytes.len();
+                                budget = budget.saturating_sub(bytes.len());
+                                pd.records = Some(bytes);
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %ft.topic.0, partition = fp.partition, error = %e, "fetch read failed");
+                                pd.error_code = codes::UNKNOWN_SERVER_ERROR;
+                            }
+                        },
+                    }
+                    if read_committed {
+                        pd.aborted_transactions = Some(Vec::new());
+                    }
+                }
+            }
+            if pd.error_code != codes::NONE {
+                errors = true;
+                pd.records = Some(Default::default());
+            }
+            parts.push(pd);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_topic_id(ft.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    (FetchResponse::default().with_session_id(0).with_responses(topics), total, errors)
+}

@@ -1,0 +1,128 @@
+//! Produce: validate batches, assign offsets, append, answer (or stay silent for acks=0).
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::sb;
+use crate::cluster::{Partition, Topic};
+use crate::log::batch::{self, BatchError};
+use crate::protocol::{codes, Ctx};
+
+pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let now = ctx.now();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended = false;
+    for td in req.topic_data {
+        let topic = ctx.core.topic(&td.name);
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let mut r = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            if !matches!(acks, -1 | 0 | 1) {
+                r.error_code = codes::INVALID_REQUIRED_ACKS;
+            } else {
+                let partition = topic.as_ref().and_then(|t| {
+                    usize::try_from(pd.index).ok().and_then(|i| t.partitions.get(i)).map(|p| (t, p))
+                });
+                match partition {
+                    None => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some((t, p)) => {
+                        let records = pd.records.unwrap_or_default();
+                        match append(ctx, t, p, &records, acks, now) {
+                            Ok(res) => {
+                                appended = true;
+                                r.base_offset = res.0;
+                                r.log_start_offset = res.1;
+                                if t.resolved.log_append_time {
+                                    r.log_append_time_ms = now;
+                                }
+                            }
+                            Err((code, msg)) => {
+                                tracing::debug!(topic = %t.name, partition = p.index, code, %msg, "produce rejected");
+                                r.error_code = code;
+                                r.error_message = Some(sb(&msg));
+                            }
+                        }
+                    }
+                }
+            }
+            parts.push(r);
+        }
+        responses.push(TopicProduceResponse::default().with_name(td.name).with_partition_responses(parts));
+    }
+    if appended {
+        ctx.core.notify_append();
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Validates and appends one partition's records; returns (base offset, log start offset).
+fn append(
+    ctx: &Ctx<'_>,
+    topic: &Topic,
+    p: &Partition,
+    records: &[u8],
+    acks: i16,
+    now: i64,
+) -> Result<(i64, i64), (i16, String)> {
+    if p.leader != ctx.node_id() {
+        return Err((codes::NOT_LEADER_OR_FOLLOWER, format!("broker {} is not the leader", ctx.node_id())));
+    }
+    let ranges = batch::split_batches(records).map_err(|e| {
+        let code = match e {
+            BatchError::BadMagic(_) => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+            _ => codes::CORRUPT_MESSAGE,
+        };
+        (code, e.to_string())
+    })?;
+    if ranges.is_empty() {
+        return Err((codes::CORRUPT_MESSAGE, "produce request carries no record batch".into()));
+    }
+    let cfg = &topic.resolved;
+    for range in &ranges {
+        let bytes = &records[range.clone()];
+        let h = batch::BatchHeader::parse(bytes).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
+        if bytes.len() > cfg.max_message_bytes {
+            return Err((
+                codes::MESSAGE_TOO_LARGE,
+                format!("batch of {} bytes exceeds max.message.bytes {}", bytes.len(), cfg.max_message_bytes),
+            ));
+        }
+        if h.is_control() {
+            return Err((codes::INVALID_RECORD, "clients may not write control batches".into()));
+        }
+        if cfg.compact {
+            let mut buf = bytes::Bytes::copy_from_slice(bytes);
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
+            if set.records.iter().any(|r| r.key.is_none()) {
+                return Err((codes::INVALID_RECORD, "compacted topic requires a key on every record".into()));
+            }
+        }
+    }
+    if acks == -1 && (p.replicas.len() as i32) < cfg.min_insync_replicas {
+        return Err((
+            codes::NOT_ENOUGH_REPLICAS,
+            format!("{} in-sync replicas, min.insync.replicas is {}", p.replicas.len(), cfg.min_insync_replicas),
+        ));
+    }
+    let mut buf = BytesMut::from(records);
+    if cfg.log_append_time {
+        for range in &ranges {
+            batch::set_log_append_time(&mut buf[range.clone()], now);
+        }
+    }
+    let mut log = p.log.lock();
+    let info = log
+        .append(&mut buf, p.leader_epoch, now)
+        .map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+    Ok((info.base_offset, log.log_start_offset()))
+}

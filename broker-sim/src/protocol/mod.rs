@@ -1,0 +1,154 @@
+//! The Kafka wire protocol: frame checks, version negotiation and dispatch to handlers.
+//!
+//! A request frame goes through, in order: a header sanity check (length, API key and version
+//! against what we advertise), the length guard (`guard`, which walks the body and refuses any
+//! array, string or bytes length larger than what is left, so the codec never allocates from an
+//! unchecked length), the `kafka-protocol` decoder, and a handler. Anything malformed closes
+//! that one connection with a logged reason; it never panics and never affects other clients.
+
+pub(crate) mod api_versions;
+pub(crate) mod codes;
+pub(crate) mod guard;
+mod handlers;
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::cluster::ClusterCore;
+
+/// Who sent a request.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    /// The broker that received it.
+    pub(crate) node_id: i32,
+    /// The client's address (for group member descriptions).
+    pub(crate) client_host: String,
+}
+
+/// What to do with a frame.
+#[derive(Debug)]
+pub(crate) enum FrameOutcome {
+    /// Write this response (already framed with its size prefix).
+    Respond(BytesMut),
+    /// No response (Produce with acks=0).
+    Silent,
+    /// Close the connection, for the logged reason.
+    Close(String),
+}
+
+/// The context a handler runs in.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    /// Cluster state.
+    pub(crate) core: &'a Arc<ClusterCore>,
+    /// Connection.
+    pub(crate) conn: &'a ConnInfo,
+    /// Request header.
+    pub(crate) header: &'a RequestHeader,
+    /// API version of the request.
+    pub(crate) version: i16,
+}
+
+impl Ctx<'_> {
+    /// Node id of the receiving broker.
+    pub(crate) fn node_id(&self) -> i32 {
+        self.conn.node_id
+    }
+    /// Current time (ms).
+    pub(crate) fn now(&self) -> i64 {
+        self.core.clock.now_ms()
+    }
+    /// Client id of the request, or "".
+    pub(crate) fn client_id(&self) -> String {
+        self.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default()
+    }
+}
+
+/// Peeks the API key, version and correlation id of a frame body.
+fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
+    let b = frame.get(0..8)?;
+    Some((
+        i16::from_be_bytes([b[0], b[1]]),
+        i16::from_be_bytes([b[2], b[3]]),
+        i32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+    ))
+}
+
+/// Handles one request frame (the bytes after the 4-byte size).
+pub(crate) async fn handle_frame(core: &Arc<ClusterCore>, conn: &ConnInfo, frame: Bytes) -> FrameOutcome {
+    let Some((key, version, correlation_id)) = peek_header(&frame) else {
+        return FrameOutcome::Close(format!("request frame of {} bytes is too short for a header", frame.len()));
+    };
+    if key == ApiKey::ApiVersions as i16 {
+        if let Some(resp) = api_versions::unsupported_version_response(version, correlation_id) {
+            return FrameOutcome::Respond(resp);
+        }
+    }
+    let Some(range) = api_versions::advertised(key) else {
+        return FrameOutcome::Close(format!("unsupported API key {key} (correlation id {correlation_id})"));
+    };
+    if version < range.0 || version > range.1 {
+        return FrameOutcome::Close(format!(
+            "unsupported version {version} of API key {key}; supported {}..={}",
+            range.0, range.1
+        ));
+    }
+    let Ok(api) = ApiKey::try_from(key) else {
+        return FrameOutcome::Close(format!("unknown API key {key}"));
+    };
+    let mut buf = frame;
+    let header = match RequestHeader::decode(&mut buf, api.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return FrameOutcome::Close(format!("malformed request header for API key {key}: {e}")),
+    };
+    if let Err(e) = guard::check_request_body(key, version, &buf) {
+        return FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}"));
+    }
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestKind::decode(api, &mut buf, version)));
+    let request = match decoded {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}")),
+        Err(_) => return FrameOutcome::Close(format!("API key {key} v{version} request made the decoder panic")),
+    };
+    let ctx = Ctx { core, conn, header: &header, version };
+    match handlers::dispatch(&ctx, request).await {
+        Some(resp) => match encode_response(correlation_id, api, version, &resp) {
+            Ok(b) => FrameOutcome::Respond(b),
+            Err(e) => FrameOutcome::Close(format!("cannot encode API key {key} v{version} response (bug): {e}")),
+        },
+        None => FrameOutcome::Silent,
+    }
+}
+
+/// Frames a response: size, header, body.
+pub(crate) fn encode_response(
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    resp: &ResponseKind,
+) -> anyhow_free::Result<BytesMut> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header.encode(&mut out, api.response_header_version(version)).map_err(anyhow_free::err)?;
+    resp.encode(&mut out, version).map_err(anyhow_free::err)?;
+    let size = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out)
+}
+
+/// Keeps the codec's error type at the edge as a plain message.
+pub(crate) mod anyhow_free {
+    /// Result with a message error.
+    pub(crate) type Result<T> = std::result::Result<T, String>;
+    /// Converts any displayable error.
+    pub(crate) fn err(e: impl std::fmt::Display) -> String {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! The typed Moldau streams DSL. Filled in by the engine + dsl issue.

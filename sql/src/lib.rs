@@ -1,0 +1,1 @@
+//! SQL front end for Moldau. Filled in by the SQL issue.
