@@ -1,1 +1,5 @@
+//! Real Kafka clients against broker-sim. Each test starts its own cluster on free ports.
 
+mod rdkafka_admin;
+mod rdkafka_data;
+mod rdkafka_groups;

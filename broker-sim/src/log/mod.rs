@@ -177,9 +177,11 @@ impl PartitionLog {
                     log.log_start_offset = log.log_start_offset.max(v);
                 }
             }
-            let leo = log.log_end_offset();
-            log.log_start_offset = log.log_start_offset.min(leo);
-            log.epochs.retain(|(_, off)| *off <= leo);
+            if let Some(last) = log.segments.values().next_back() {
+                let leo = last.next_offset;
+                log.log_start_offset = log.log_start_offset.min(leo);
+                log.epochs.retain(|(_, off)| *off <= leo);
+            }
         }
         if log.segments.is_empty() {
             let seg = Segment::create(log.dir.as_deref(), log.log_start_offset, now_ms)?;
