@@ -1,5 +1,8 @@
 //! Real Kafka clients against broker-sim. Each test starts its own cluster on free ports.
 
+mod kcat;
+mod python;
 mod rdkafka_admin;
 mod rdkafka_data;
 mod rdkafka_groups;
+mod tools;

@@ -74,7 +74,7 @@ pub(crate) fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> Result<Byte
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                sequence: i as i32,
                 timestamp: now_ms,
                 key: Some(key.freeze()),
                 value,

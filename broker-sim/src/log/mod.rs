@@ -9,6 +9,7 @@
 //!   and non-decreasing offsets.
 
 pub(crate) mod batch;
+pub(crate) mod records;
 pub(crate) mod segment;
 
 use std::collections::BTreeMap;
@@ -562,14 +563,22 @@ impl PartitionLog {
     }
 }
 
-/// Finds the first record at or after `ts` in a batch, decoding it (records may be compressed).
+/// Finds the first record at or after `ts` (and at or after `min_offset`) in a stored batch,
+/// reading its records in place or decompressing them into at most
+/// [`records::MAX_DECOMPRESSED_BYTES`]. A batch whose records cannot be read yields `None`.
 fn first_record_at_or_after(bytes: &[u8], ts: i64, min_offset: i64) -> Option<(i64, i64)> {
-    let mut buf = Bytes::copy_from_slice(bytes);
-    let set = RecordBatchDecoder::decode(&mut buf).ok()?;
-    set.records
-        .iter()
-        .find(|r| r.timestamp >= ts && r.offset >= min_offset)
-        .map(|r| (r.offset, r.timestamp))
+    let mut found = None;
+    let res = records::for_each_record(bytes, records::MAX_DECOMPRESSED_BYTES, |r| {
+        if r.timestamp >= ts && r.offset >= min_offset {
+            found = Some((r.offset, r.timestamp));
+            return false;
+        }
+        true
+    });
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "cannot read the records of a stored batch");
+    }
+    found
 }
 
 fn read_epochs(path: &Path) -> Vec<(i32, i64)> {

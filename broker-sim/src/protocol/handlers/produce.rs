@@ -3,11 +3,11 @@
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::sb;
 use crate::cluster::{Partition, Topic};
 use crate::log::batch::{self, BatchError};
+use crate::log::records;
 use crate::protocol::{codes, Ctx};
 
 pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
@@ -101,10 +101,22 @@ fn append(
             return Err((codes::INVALID_RECORD, "clients may not write control batches".into()));
         }
         if cfg.compact {
-            let mut buf = bytes::Bytes::copy_from_slice(bytes);
-            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
-            if set.records.iter().any(|r| r.key.is_none()) {
-                return Err((codes::INVALID_RECORD, "compacted topic requires a key on every record".into()));
+            let mut index = 0usize;
+            let mut keyless = None;
+            records::for_each_record(bytes, records::client_batch_cap(bytes.len()), |r| {
+                if r.key.is_none() {
+                    keyless = Some(index);
+                    return false;
+                }
+                index += 1;
+                true
+            })
+            .map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
+            if let Some(i) = keyless {
+                return Err((
+                    codes::INVALID_RECORD,
+                    format!("compacted topic requires a key on every record (record {i} of the batch has none)"),
+                ));
             }
         }
     }
