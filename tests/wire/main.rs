@@ -1,5 +1,6 @@
 //! Real Kafka clients against broker-sim. Each test starts its own cluster on free ports.
 
+mod bad_input;
 mod kcat;
 mod python;
 mod rdkafka_admin;
