@@ -34,3 +34,21 @@ mod protocol;
 pub use embedded::{Cluster, ClusterBuilder};
 pub use error::{Error, Result};
 pub use partitioner::{murmur2, partition_for_key};
+
+/// Entry points for the fuzz targets in `broker-sim/fuzz` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Runs a request frame body (the bytes after the size prefix) through the frame checks,
+    /// the length guard and the decoder, exactly as the network layer does. Returns whether it
+    /// decoded. Must never panic or abort, whatever the bytes.
+    pub fn decode_request_frame(frame: &[u8]) -> bool {
+        crate::protocol::decode_frame(bytes::Bytes::copy_from_slice(frame)).is_ok()
+    }
+
+    /// Runs a record batch through validation and the bounded record reader.
+    pub fn read_record_batch(batch: &[u8]) -> bool {
+        crate::log::batch::split_batches(batch).is_ok_and(|ranges| {
+            ranges.into_iter().all(|r| crate::log::records::for_each_record(&batch[r], 1 << 20, |_| true).is_ok())
+        })
+    }
+}

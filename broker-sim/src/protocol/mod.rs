@@ -77,47 +77,64 @@ fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
     ))
 }
 
-/// Handles one request frame (the bytes after the 4-byte size).
-pub(crate) async fn handle_frame(core: &Arc<ClusterCore>, conn: &ConnInfo, frame: Bytes) -> FrameOutcome {
+/// A decoded request frame.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    header: RequestHeader,
+    request: RequestKind,
+}
+
+/// Checks and decodes one request frame (the bytes after the 4-byte size). `Err` carries what
+/// to do instead of handling it: an early response (ApiVersions too new) or a close.
+pub(crate) fn decode_frame(frame: Bytes) -> Result<Decoded, FrameOutcome> {
     let Some((key, version, correlation_id)) = peek_header(&frame) else {
-        return FrameOutcome::Close(format!("request frame of {} bytes is too short for a header", frame.len()));
+        return Err(FrameOutcome::Close(format!("request frame of {} bytes is too short for a header", frame.len())));
     };
     if key == ApiKey::ApiVersions as i16 {
         if let Some(resp) = api_versions::unsupported_version_response(version, correlation_id) {
-            return FrameOutcome::Respond(resp);
+            return Err(FrameOutcome::Respond(resp));
         }
     }
     let Some(range) = api_versions::advertised(key) else {
-        return FrameOutcome::Close(format!("unsupported API key {key} (correlation id {correlation_id})"));
+        return Err(FrameOutcome::Close(format!("unsupported API key {key} (correlation id {correlation_id})")));
     };
     if version < range.0 || version > range.1 {
-        return FrameOutcome::Close(format!(
+        return Err(FrameOutcome::Close(format!(
             "unsupported version {version} of API key {key}; supported {}..={}",
             range.0, range.1
-        ));
+        )));
     }
     let Ok(api) = ApiKey::try_from(key) else {
-        return FrameOutcome::Close(format!("unknown API key {key}"));
+        return Err(FrameOutcome::Close(format!("unknown API key {key}")));
     };
     let mut buf = frame;
-    let header = match RequestHeader::decode(&mut buf, api.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => return FrameOutcome::Close(format!("malformed request header for API key {key}: {e}")),
-    };
-    if let Err(e) = guard::check_request_body(key, version, &buf) {
-        return FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}"));
-    }
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
+        .map_err(|e| FrameOutcome::Close(format!("malformed request header for API key {key}: {e}")))?;
+    guard::check_request_body(key, version, &buf)
+        .map_err(|e| FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}")))?;
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestKind::decode(api, &mut buf, version)));
     let request = match decoded {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}")),
-        Err(_) => return FrameOutcome::Close(format!("API key {key} v{version} request made the decoder panic")),
+        Ok(Err(e)) => return Err(FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}"))),
+        Err(_) => return Err(FrameOutcome::Close(format!("API key {key} v{version} request made the decoder panic"))),
     };
-    let ctx = Ctx { core, conn, header: &header, version };
-    match handlers::dispatch(&ctx, request).await {
-        Some(resp) => match encode_response(correlation_id, api, version, &resp) {
+    Ok(Decoded { api, version, correlation_id, header, request })
+}
+
+/// Handles one request frame (the bytes after the 4-byte size).
+pub(crate) async fn handle_frame(core: &Arc<ClusterCore>, conn: &ConnInfo, frame: Bytes) -> FrameOutcome {
+    let d = match decode_frame(frame) {
+        Ok(d) => d,
+        Err(outcome) => return outcome,
+    };
+    let ctx = Ctx { core, conn, header: &d.header, version: d.version };
+    match handlers::dispatch(&ctx, d.request).await {
+        Some(resp) => match encode_response(d.correlation_id, d.api, d.version, &resp) {
             Ok(b) => FrameOutcome::Respond(b),
-            Err(e) => FrameOutcome::Close(format!("cannot encode API key {key} v{version} response (bug): {e}")),
+            Err(e) => FrameOutcome::Close(format!("cannot encode API key {} v{} response (bug): {e}", d.api as i16, d.version)),
         },
         None => FrameOutcome::Silent,
     }
