@@ -25,19 +25,25 @@ const PARTITIONS: i32 = 6;
 /// mock cluster's 5 MiB cap.
 const ROUND: usize = 25_000 * PARTITIONS as usize;
 
-#[derive(Debug, Default, Clone, Copy)]
+/// Per-round seconds; rates are medians over rounds.
+#[derive(Debug, Default, Clone)]
 struct Figures {
-    produce_secs: f64,
-    consume_secs: f64,
-    records: usize,
+    produce_secs: Vec<f64>,
+    consume_secs: Vec<f64>,
+}
+
+fn median_rate(secs: &[f64]) -> f64 {
+    let mut rates: Vec<f64> = secs.iter().map(|s| ROUND as f64 / s).collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
 }
 
 impl Figures {
     fn produce_rate(&self) -> f64 {
-        self.records as f64 / self.produce_secs
+        median_rate(&self.produce_secs)
     }
     fn consume_rate(&self) -> f64 {
-        self.records as f64 / self.consume_secs
+        median_rate(&self.consume_secs)
     }
 }
 
@@ -60,13 +66,20 @@ fn produce_round(producer: &BaseProducer, topic: &str, payload: &[u8], n: usize)
 }
 
 fn consume_round(bootstrap: &str, topic: &str, start_offsets: &[i64], n: usize) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
-        .set("log_level", "3")
-        .create()?;
+        // A round fits in the local queue: librdkafka otherwise backs fetching off for
+        // fetch.queue.backoff.ms (1 s) once 100,000 records are queued, whatever the broker.
+        .set("queued.min.messages", "1000000")
+        .set("log_level", "3");
+    if let Ok(debug) = std::env::var("BENCH_DEBUG") {
+        config.set("debug", debug).set("log_level", "7");
+    }
+    let consumer: BaseConsumer = config.create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(topic, p, Offset::Offset(start_offsets[p as usize]))?;
@@ -104,12 +117,16 @@ fn run(bootstrap: &str, rounds: usize) -> anyhow::Result<Figures> {
     let mut offsets = vec![10i64; PARTITIONS as usize];
     let mut f = Figures::default();
     for _ in 0..rounds {
-        f.produce_secs += produce_round(&producer, topic, &payload, ROUND)?;
-        f.consume_secs += consume_round(bootstrap, topic, &offsets, ROUND)?;
+        let p = produce_round(&producer, topic, &payload, ROUND)?;
+        let c = consume_round(bootstrap, topic, &offsets, ROUND)?;
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            println!("  round: produce {p:.3}s consume {c:.3}s");
+        }
+        f.produce_secs.push(p);
+        f.consume_secs.push(c);
         for o in &mut offsets {
             *o += (ROUND / PARTITIONS as usize) as i64;
         }
-        f.records += ROUND;
     }
     Ok(f)
 }
@@ -121,14 +138,15 @@ fn broker_sim(brokers: usize, rounds: usize) -> anyhow::Result<Figures> {
     figures
 }
 
-fn mock(rounds: usize) -> anyhow::Result<Figures> {
-    let cluster = MockCluster::new(3)?;
+fn mock(brokers: i32, rounds: usize) -> anyhow::Result<Figures> {
+    let cluster = MockCluster::new(brokers)?;
     cluster.create_topic("bench", PARTITIONS, 1)?;
     run(&cluster.bootstrap_servers(), rounds)
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut rounds = 4;
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
+    let mut rounds = 7;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -136,14 +154,25 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other}; usage: broker-bench [--rounds N]"),
         }
     }
-    println!("{rounds} rounds of {ROUND} records of {RECORD_BYTES} bytes over {PARTITIONS} partitions (client and broker share the machine)");
-    let mock = mock(rounds)?;
-    let results = [("broker-sim, 1 broker", broker_sim(1, rounds)?), ("broker-sim, 3 brokers", broker_sim(3, rounds)?), ("librdkafka mock cluster", mock)];
-    println!("{:<26} {:>14} {:>10} {:>14} {:>10} {:>9} {:>9}", "target", "produce rec/s", "MB/s", "consume rec/s", "MB/s", "prod/mock", "cons/mock");
-    for (name, f) in &results {
+    println!("{rounds} rounds (median shown) of {ROUND} records of {RECORD_BYTES} bytes over {PARTITIONS} partitions (client and broker share the machine)");
+    if std::env::var_os("BENCH_SIM3").is_some() {
+        broker_sim(3, rounds)?;
+        return Ok(());
+    }
+    let mock1 = mock(1, rounds)?;
+    let mock3 = mock(3, rounds)?;
+    let results = [
+        ("broker-sim, 1 broker", broker_sim(1, rounds)?, &mock1),
+        ("librdkafka mock, 1 broker", mock1.clone(), &mock1),
+        ("broker-sim, 3 brokers", broker_sim(3, rounds)?, &mock3),
+        ("librdkafka mock, 3 brokers", mock3.clone(), &mock3),
+    ];
+    println!("ratios compare each target with the mock cluster of the same size");
+    println!("{:<28} {:>14} {:>10} {:>14} {:>10} {:>9} {:>9}", "target", "produce rec/s", "MB/s", "consume rec/s", "MB/s", "prod/mock", "cons/mock");
+    for (name, f, mock) in &results {
         let mb = |r: f64| r * RECORD_BYTES as f64 / 1e6;
         println!(
-            "{:<26} {:>14.0} {:>10.1} {:>14.0} {:>10.1} {:>9.2} {:>9.2}",
+            "{:<28} {:>14.0} {:>10.1} {:>14.0} {:>10.1} {:>9.2} {:>9.2}",
             name,
             f.produce_rate(),
             mb(f.produce_rate()),
