@@ -145,7 +145,9 @@ fn mock(brokers: i32, rounds: usize) -> anyhow::Result<Figures> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
     let mut rounds = 7;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -168,7 +170,10 @@ fn main() -> anyhow::Result<()> {
         ("librdkafka mock, 3 brokers", mock3.clone(), &mock3),
     ];
     println!("ratios compare each target with the mock cluster of the same size");
-    println!("{:<28} {:>14} {:>10} {:>14} {:>10} {:>9} {:>9}", "target", "produce rec/s", "MB/s", "consume rec/s", "MB/s", "prod/mock", "cons/mock");
+    println!(
+        "{:<28} {:>14} {:>10} {:>14} {:>10} {:>9} {:>9}",
+        "target", "produce rec/s", "MB/s", "consume rec/s", "MB/s", "prod/mock", "cons/mock"
+    );
     for (name, f, mock) in &results {
         let mb = |r: f64| r * RECORD_BYTES as f64 / 1e6;
         println!(

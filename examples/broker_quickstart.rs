@@ -14,7 +14,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
     let cluster = Cluster::builder().brokers(3).start().context("starting broker-sim")?;
     let bootstrap = cluster.bootstrap_servers().to_string();
     println!("broker-sim cluster {} up: bootstrap.servers={bootstrap}", cluster.cluster_id());
@@ -26,10 +28,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("created topic 'greetings' with 3 partitions, replication factor 3");
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("partitioner", "murmur2_random")
-        .create()?;
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("partitioner", "murmur2_random").create()?;
     let n = 12;
     for i in 0..n {
         let key = format!("user-{}", i % 4);
@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     consumer.subscribe(&["greetings"])?;
     let mut seen = 0;
     while seen < n {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.context("timed out waiting for records")??;
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .context("timed out waiting for records")??;
         seen += 1;
         println!(
             "consumed partition {} offset {}: {} => {}",

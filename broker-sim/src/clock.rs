@@ -19,9 +19,9 @@ impl Clock {
     #[allow(clippy::disallowed_methods)]
     pub(crate) fn now_ms(&self) -> i64 {
         match self {
-            Clock::System => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            Clock::System => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+            }
             Clock::Manual(t) => t.load(Ordering::Relaxed),
         }
     }

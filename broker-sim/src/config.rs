@@ -60,50 +60,163 @@ macro_rules! def {
 
 /// Every topic config broker-sim knows, sorted by name.
 pub(crate) static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def!("cleanup.policy", "log.cleanup.policy", "delete", List, 0, &["delete", "compact"],
-        "Retention policy for old segments: delete, compact, or both."),
-    def!("compression.type", "compression.type", "producer", String, 0,
+    def!(
+        "cleanup.policy",
+        "log.cleanup.policy",
+        "delete",
+        List,
+        0,
+        &["delete", "compact"],
+        "Retention policy for old segments: delete, compact, or both."
+    ),
+    def!(
+        "compression.type",
+        "compression.type",
+        "producer",
+        String,
+        0,
         &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
-        "Final compression of the topic; broker-sim stores batches as the producer sent them."),
-    def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, 0, &[],
-        "How long tombstones are kept on compacted topics."),
-    def!("file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", Long, 0, &[],
-        "Delay before a deleted segment's files are removed."),
-    def!("flush.messages", "log.flush.interval.messages", "9223372036854775807", Long, 1, &[],
-        "Records between forced fsyncs."),
-    def!("flush.ms", "log.flush.interval.ms", "9223372036854775807", Long, 0, &[],
-        "Milliseconds between forced fsyncs."),
-    def!("index.interval.bytes", "log.index.interval.bytes", "4096", Int, 0, &[],
-        "Bytes of batches between two offset index entries."),
-    def!("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", "9223372036854775807", Long, 1, &[],
-        "Longest time a record stays uncompacted."),
-    def!("max.message.bytes", "message.max.bytes", "1048588", Int, 0, &[],
-        "Largest record batch the topic accepts, in bytes."),
-    def!("message.timestamp.type", "log.message.timestamp.type", "CreateTime", String, 0,
+        "Final compression of the topic; broker-sim stores batches as the producer sent them."
+    ),
+    def!(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+        Long,
+        0,
+        &[],
+        "How long tombstones are kept on compacted topics."
+    ),
+    def!(
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        "60000",
+        Long,
+        0,
+        &[],
+        "Delay before a deleted segment's files are removed."
+    ),
+    def!(
+        "flush.messages",
+        "log.flush.interval.messages",
+        "9223372036854775807",
+        Long,
+        1,
+        &[],
+        "Records between forced fsyncs."
+    ),
+    def!(
+        "flush.ms",
+        "log.flush.interval.ms",
+        "9223372036854775807",
+        Long,
+        0,
+        &[],
+        "Milliseconds between forced fsyncs."
+    ),
+    def!(
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        "4096",
+        Int,
+        0,
+        &[],
+        "Bytes of batches between two offset index entries."
+    ),
+    def!(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+        Long,
+        1,
+        &[],
+        "Longest time a record stays uncompacted."
+    ),
+    def!(
+        "max.message.bytes",
+        "message.max.bytes",
+        "1048588",
+        Int,
+        0,
+        &[],
+        "Largest record batch the topic accepts, in bytes."
+    ),
+    def!(
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        "CreateTime",
+        String,
+        0,
         &["CreateTime", "LogAppendTime"],
-        "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime)."),
-    def!("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", Double, 0, &[],
-        "Dirty ratio above which a compacted log is cleaned."),
-    def!("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", Long, 0, &[],
-        "Shortest time a record stays uncompacted."),
-    def!("min.insync.replicas", "min.insync.replicas", "1", Int, 1, &[],
-        "Replicas that must be in sync for acks=all produce to succeed."),
-    def!("preallocate", "log.preallocate", "false", Boolean, 0, &[],
-        "Preallocate segment files."),
-    def!("retention.bytes", "log.retention.bytes", "-1", Long, -1, &[],
-        "Largest size of a partition before old segments are deleted (-1 = unlimited)."),
-    def!("retention.ms", "log.retention.ms", "604800000", Long, -1, &[],
-        "Age after which old segments are deleted (-1 = forever)."),
-    def!("segment.bytes", "log.segment.bytes", "1073741824", Int, 14, &[],
-        "Size at which a segment is rolled."),
-    def!("segment.index.bytes", "log.index.size.max.bytes", "10485760", Int, 4, &[],
-        "Largest size of an offset index file."),
-    def!("segment.jitter.ms", "log.roll.jitter.ms", "0", Long, 0, &[],
-        "Random jitter subtracted from segment.ms."),
-    def!("segment.ms", "log.roll.ms", "604800000", Long, 1, &[],
-        "Age at which a segment is rolled."),
-    def!("unclean.leader.election.enable", "unclean.leader.election.enable", "false", Boolean, 0, &[],
-        "Allow out-of-sync replicas to become leader."),
+        "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime)."
+    ),
+    def!(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+        Double,
+        0,
+        &[],
+        "Dirty ratio above which a compacted log is cleaned."
+    ),
+    def!(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+        Long,
+        0,
+        &[],
+        "Shortest time a record stays uncompacted."
+    ),
+    def!(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        "1",
+        Int,
+        1,
+        &[],
+        "Replicas that must be in sync for acks=all produce to succeed."
+    ),
+    def!("preallocate", "log.preallocate", "false", Boolean, 0, &[], "Preallocate segment files."),
+    def!(
+        "retention.bytes",
+        "log.retention.bytes",
+        "-1",
+        Long,
+        -1,
+        &[],
+        "Largest size of a partition before old segments are deleted (-1 = unlimited)."
+    ),
+    def!(
+        "retention.ms",
+        "log.retention.ms",
+        "604800000",
+        Long,
+        -1,
+        &[],
+        "Age after which old segments are deleted (-1 = forever)."
+    ),
+    def!("segment.bytes", "log.segment.bytes", "1073741824", Int, 14, &[], "Size at which a segment is rolled."),
+    def!(
+        "segment.index.bytes",
+        "log.index.size.max.bytes",
+        "10485760",
+        Int,
+        4,
+        &[],
+        "Largest size of an offset index file."
+    ),
+    def!("segment.jitter.ms", "log.roll.jitter.ms", "0", Long, 0, &[], "Random jitter subtracted from segment.ms."),
+    def!("segment.ms", "log.roll.ms", "604800000", Long, 1, &[], "Age at which a segment is rolled."),
+    def!(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        "false",
+        Boolean,
+        0,
+        &[],
+        "Allow out-of-sync replicas to become leader."
+    ),
 ];
 
 /// Looks up a topic config definition.
@@ -123,10 +236,7 @@ fn check_value(def: &TopicConfigDef, value: &str) -> Result<(), String> {
     let name = def.name;
     match def.ty {
         ConfigType::Int | ConfigType::Long => {
-            let v: i64 = value
-                .trim()
-                .parse()
-                .map_err(|_| format!("{name}: '{value}' is not an integer"))?;
+            let v: i64 = value.trim().parse().map_err(|_| format!("{name}: '{value}' is not an integer"))?;
             if def.ty == ConfigType::Int && i32::try_from(v).is_err() {
                 return Err(format!("{name}: {v} does not fit in a 32-bit integer"));
             }
@@ -148,10 +258,7 @@ fn check_value(def: &TopicConfigDef, value: &str) -> Result<(), String> {
         ConfigType::List => {
             for item in value.split(',').map(str::trim) {
                 if !def.allowed.is_empty() && !def.allowed.contains(&item) {
-                    return Err(format!(
-                        "{name}: '{item}' is not one of {}",
-                        def.allowed.join(", ")
-                    ));
+                    return Err(format!("{name}: '{item}' is not one of {}", def.allowed.join(", ")));
                 }
             }
         }
@@ -208,7 +315,12 @@ pub(crate) static BROKER_KEYS: &[(&str, &str, ConfigType, &str)] = &[
     ("offsets.topic.num.partitions", "50", ConfigType::Int, "Partitions of __consumer_offsets."),
     ("group.min.session.timeout.ms", "6000", ConfigType::Int, "Smallest session timeout a consumer may ask for."),
     ("group.max.session.timeout.ms", "1800000", ConfigType::Int, "Largest session timeout a consumer may ask for."),
-    ("group.initial.rebalance.delay.ms", "0", ConfigType::Int, "Wait for more members before the first rebalance of an empty group."),
+    (
+        "group.initial.rebalance.delay.ms",
+        "0",
+        ConfigType::Int,
+        "Wait for more members before the first rebalance of an empty group.",
+    ),
     ("socket.request.max.bytes", "104857600", ConfigType::Int, "Largest request the broker reads."),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention runs."),
 ];
@@ -250,7 +362,9 @@ impl BrokerConfig {
             overrides,
         };
         if cfg.num_partitions < 1 || cfg.offsets_partitions < 1 || cfg.default_replication_factor < 1 {
-            return Err("num.partitions, offsets.topic.num.partitions and default.replication.factor must be at least 1".into());
+            return Err(
+                "num.partitions, offsets.topic.num.partitions and default.replication.factor must be at least 1".into(),
+            );
         }
         Ok(cfg)
     }
@@ -330,10 +444,9 @@ mod tests {
 
     #[test]
     fn should_prefer_topic_then_broker_then_default() {
-        let broker = BrokerConfig::from_overrides(
-            [("log.retention.ms".to_string(), "1000".to_string())].into_iter().collect(),
-        )
-        .unwrap();
+        let broker =
+            BrokerConfig::from_overrides([("log.retention.ms".to_string(), "1000".to_string())].into_iter().collect())
+                .unwrap();
         let mut topic = BTreeMap::new();
         assert_eq!(effective(&broker, &topic, "retention.ms"), ("1000".into(), ConfigSource::StaticBroker));
         assert_eq!(effective(&broker, &topic, "segment.ms"), ("604800000".into(), ConfigSource::Default));

@@ -75,7 +75,11 @@ impl ClusterBuilder {
         let mut listeners = Vec::with_capacity(self.brokers);
         let mut infos = Vec::with_capacity(self.brokers);
         for i in 0..self.brokers {
-            let port = if self.port == 0 { 0 } else { self.port.checked_add(i as u16).ok_or_else(|| Error::Config("port range overflows 65535".into()))? };
+            let port = if self.port == 0 {
+                0
+            } else {
+                self.port.checked_add(i as u16).ok_or_else(|| Error::Config("port range overflows 65535".into()))?
+            };
             let addr = format!("{}:{port}", self.host);
             let l = std::net::TcpListener::bind(&addr).map_err(|source| Error::Bind { addr: addr.clone(), source })?;
             l.set_nonblocking(true).map_err(|e| Error::io("configuring listener", e))?;

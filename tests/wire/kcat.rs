@@ -65,12 +65,16 @@ async fn should_list_all_brokers_and_the_topic_when_kcat_fetches_metadata() {
     assert!(listing.contains(" 3 brokers:"), "{listing}");
     assert_eq!(listing.matches(" (controller)").count(), 1, "exactly one controller:\n{listing}");
 
-    let (count, partitions) = listed_partitions(&listing, "kcat-meta").unwrap_or_else(|| panic!("topic kcat-meta not listed:\n{listing}"));
+    let (count, partitions) =
+        listed_partitions(&listing, "kcat-meta").unwrap_or_else(|| panic!("topic kcat-meta not listed:\n{listing}"));
     assert_eq!(count, PARTITIONS as usize, "{listing}");
     let ids: BTreeSet<i32> = partitions.iter().map(|(p, _)| *p).collect();
     assert_eq!(ids, (0..PARTITIONS).collect(), "{listing}");
     let broker_ids: BTreeSet<i32> = cluster.brokers().iter().map(|(id, _)| *id).collect();
-    assert!(partitions.iter().all(|(_, leader)| broker_ids.contains(leader)), "every partition led by a live broker:\n{listing}");
+    assert!(
+        partitions.iter().all(|(_, leader)| broker_ids.contains(leader)),
+        "every partition led by a live broker:\n{listing}"
+    );
     cluster.shutdown();
 }
 

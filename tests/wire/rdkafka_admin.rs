@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use moldau_tests::{admin, client_config, init_logging, must_create_topic, must_start_cluster};
-use rdkafka::admin::{AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 fn opts() -> AdminOptions {
@@ -38,7 +40,9 @@ async fn should_round_trip_create_describe_alter_and_delete() {
     assert_eq!(segment.source, ConfigSource::Default);
     assert!(entries.contains_key("cleanup.policy") && entries.contains_key("min.insync.replicas"));
 
-    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("cleanup.policy", "compact").set("retention.ms", "999");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-t"))
+        .set("cleanup.policy", "compact")
+        .set("retention.ms", "999");
     let altered = admin.alter_configs([&alter], &opts()).await.unwrap();
     assert!(altered[0].is_ok(), "{altered:?}");
     let described = admin.describe_configs([&ResourceSpecifier::Topic("admin-t")], &opts()).await.unwrap();

@@ -107,7 +107,11 @@ async fn should_round_trip_records_with_every_compression_codec() {
             let value = format!("{codec}-value-{i}-{}", "x".repeat(i % 50));
             let key = format!("key-{i}");
             let headers = OwnedHeaders::new().insert(Header { key: "h", value: Some(codec.as_bytes()) });
-            futures.push(producer.send_result(FutureRecord::to(&topic).key(&key).payload(&value).headers(headers)).expect("enqueue"));
+            futures.push(
+                producer
+                    .send_result(FutureRecord::to(&topic).key(&key).payload(&value).headers(headers))
+                    .expect("enqueue"),
+            );
         }
         for f in futures {
             f.await.unwrap().map_err(|(e, _)| e).expect("delivered");
@@ -150,7 +154,8 @@ async fn should_round_trip_records_with_every_compression_codec() {
 async fn should_keep_topics_records_and_offsets_when_restarted_on_the_same_data_dir() {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::builder().brokers(3).data_dir(dir.path()).config("log.segment.bytes", "16384").start().unwrap();
+    let cluster =
+        Cluster::builder().brokers(3).data_dir(dir.path()).config("log.segment.bytes", "16384").start().unwrap();
     let bs = cluster.bootstrap_servers().to_string();
     let id = cluster.cluster_id().to_string();
     must_create_topic(&bs, "durable", 3, 1).await;

@@ -28,7 +28,12 @@ fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
 }
 
 /// Polls every consumer until `done` holds, collecting values per consumer.
-fn poll_until(consumers: &[&BaseConsumer], got: &mut [Vec<i64>], what: &str, mut done: impl FnMut(&[&BaseConsumer], &[Vec<i64>]) -> bool) {
+fn poll_until(
+    consumers: &[&BaseConsumer],
+    got: &mut [Vec<i64>],
+    what: &str,
+    mut done: impl FnMut(&[&BaseConsumer], &[Vec<i64>]) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done(consumers, got) {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
@@ -63,7 +68,8 @@ async fn share_rebalance_and_resume(assignor: &str) {
     let c3 = member(&bs, "g", assignor);
     let mut got = vec![Vec::new(), Vec::new(), Vec::new()];
     poll_until(&[&c1, &c2, &c3], &mut got, "3 members with 2 partitions each", |cs, _| {
-        cs.iter().all(|c| assigned(c).len() == 2) && cs.iter().flat_map(|c| assigned(c)).collect::<BTreeSet<_>>().len() == 6
+        cs.iter().all(|c| assigned(c).len() == 2)
+            && cs.iter().flat_map(|c| assigned(c)).collect::<BTreeSet<_>>().len() == 6
     });
 
     produce(&bs, 0, 600).await;
@@ -79,7 +85,8 @@ async fn share_rebalance_and_resume(assignor: &str) {
     drop(c3); // closes the consumer: LeaveGroup
     let mut got = vec![Vec::new(), Vec::new()];
     poll_until(&[&c1, &c2], &mut got, "2 members with 3 partitions each", |cs, _| {
-        cs.iter().all(|c| assigned(c).len() == 3) && cs.iter().flat_map(|c| assigned(c)).collect::<BTreeSet<_>>().len() == 6
+        cs.iter().all(|c| assigned(c).len() == 3)
+            && cs.iter().flat_map(|c| assigned(c)).collect::<BTreeSet<_>>().len() == 6
     });
     assert!(got.iter().all(Vec::is_empty), "nothing consumed twice after the rebalance: {got:?}");
 
@@ -87,7 +94,11 @@ async fn share_rebalance_and_resume(assignor: &str) {
     poll_until(&[&c1, &c2], &mut got, "300 new records consumed", |_, g| g.iter().map(Vec::len).sum::<usize>() >= 300);
     let all: Vec<i64> = got.iter().flatten().copied().collect();
     assert_eq!(all.len(), 300, "no duplicates after the move");
-    assert_eq!(all.iter().copied().collect::<BTreeSet<_>>(), (600..900).collect(), "resumed exactly at the committed offsets");
+    assert_eq!(
+        all.iter().copied().collect::<BTreeSet<_>>(),
+        (600..900).collect(),
+        "resumed exactly at the committed offsets"
+    );
     // c3's old partitions now belong to the survivors and resumed from c3's commits.
     let by_partition: BTreeMap<i64, usize> = all.iter().fold(BTreeMap::new(), |mut m, v| {
         *m.entry(v % 6).or_default() += 1;

@@ -28,15 +28,16 @@ pub(crate) async fn run(mut cmd: Command, stdin: Option<Vec<u8>>, limit: Duratio
         }
         Err(e) => panic!("{shown}: could not start: {e}"),
     };
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        // Written from a task so that a child which stops reading cannot block us while its
-        // own output fills up; dropping the pipe sends EOF.
-        tokio::spawn(async move {
+    // Feed stdin concurrently with waiting, so that a child which stops reading cannot block
+    // us while its own output fills up; dropping the pipe sends EOF.
+    let pipe = stdin.map(|input| (child.stdin.take().expect("piped stdin"), input));
+    let feed = async move {
+        if let Some((mut pipe, input)) = pipe {
             let _ = pipe.write_all(&input).await;
-        });
-    }
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        }
+    };
+    let (_, waited) = tokio::join!(feed, tokio::time::timeout(limit, child.wait_with_output()));
+    match waited {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => panic!("{shown}: waiting for it failed: {e}"),
         // Dropping the future drops the child, which kills it (kill_on_drop).

@@ -209,11 +209,7 @@ impl ClusterCore {
         let n = self.brokers.len();
         let start = crc32c::crc32c(name.as_bytes()) as usize % n.max(1);
         (first_partition..first_partition + count)
-            .map(|p| {
-                (0..rf as usize)
-                    .map(|r| self.brokers[(start + p as usize + r) % n].node_id)
-                    .collect()
-            })
+            .map(|p| (0..rf as usize).map(|r| self.brokers[(start + p as usize + r) % n].node_id).collect())
             .collect()
     }
 
@@ -221,7 +217,10 @@ impl ClusterCore {
     pub(crate) fn check_new_topic(&self, req: &NewTopic) -> std::result::Result<Vec<Vec<i32>>, TopicError> {
         topic::validate_topic_name(&req.name).map_err(|m| TopicError::new(codes::INVALID_TOPIC_EXCEPTION, m))?;
         if req.name.starts_with("__") && req.name != OFFSETS_TOPIC && req.name.starts_with("__cluster") {
-            return Err(TopicError::new(codes::INVALID_TOPIC_EXCEPTION, "topic names starting with __cluster are reserved"));
+            return Err(TopicError::new(
+                codes::INVALID_TOPIC_EXCEPTION,
+                "topic names starting with __cluster are reserved",
+            ));
         }
         if self.topics.read().contains_key(&req.name) {
             return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{}' already exists", req.name)));
@@ -241,10 +240,14 @@ impl ClusterCore {
             return Ok(req.assignment.clone());
         }
         let partitions = if req.partitions == -1 { self.config.num_partitions } else { req.partitions };
-        if partitions < 1 || partitions > 100_000 {
-            return Err(TopicError::new(codes::INVALID_PARTITIONS, format!("{partitions} partitions: must be between 1 and 100000")));
+        if !(1..=100_000).contains(&partitions) {
+            return Err(TopicError::new(
+                codes::INVALID_PARTITIONS,
+                format!("{partitions} partitions: must be between 1 and 100000"),
+            ));
         }
-        let rf = if req.replication_factor == -1 { self.config.default_replication_factor } else { req.replication_factor };
+        let rf =
+            if req.replication_factor == -1 { self.config.default_replication_factor } else { req.replication_factor };
         if rf < 1 || rf as usize > ids.len() {
             return Err(TopicError::new(
                 codes::INVALID_REPLICATION_FACTOR,
@@ -299,13 +302,14 @@ impl ClusterCore {
     /// Deletes a topic and its logs.
     pub(crate) fn delete_topic(&self, name: &str) -> std::result::Result<Uuid, TopicError> {
         if name == OFFSETS_TOPIC {
-            return Err(TopicError::new(codes::INVALID_TOPIC_EXCEPTION, "the internal offsets topic cannot be deleted"));
+            return Err(TopicError::new(
+                codes::INVALID_TOPIC_EXCEPTION,
+                "the internal offsets topic cannot be deleted",
+            ));
         }
-        let topic = self
-            .topics
-            .write()
-            .remove(name)
-            .ok_or_else(|| TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")))?;
+        let topic = self.topics.write().remove(name).ok_or_else(|| {
+            TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist"))
+        })?;
         if let Some(dir) = &self.data_dir {
             let _ = std::fs::remove_file(Topic::meta_path(dir, name));
         }
@@ -328,9 +332,9 @@ impl ClusterCore {
         assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> std::result::Result<(), TopicError> {
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")))?;
+        let topic = self.topic(name).ok_or_else(|| {
+            TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist"))
+        })?;
         let current = topic.partitions.len() as i32;
         if count <= current {
             return Err(TopicError::new(
@@ -366,7 +370,13 @@ impl ClusterCore {
             let dir = self.data_dir.as_ref().map(|d| Topic::partition_dir(d, name, i));
             let log = PartitionLog::open(dir, topic.resolved.log.clone(), now)
                 .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
-            partitions.push(Arc::new(Partition { index: i, leader: replicas[0], replicas, leader_epoch: 0, log: Mutex::new(log) }));
+            partitions.push(Arc::new(Partition {
+                index: i,
+                leader: replicas[0],
+                replicas,
+                leader_epoch: 0,
+                log: Mutex::new(log),
+            }));
         }
         self.replace_topic(Topic {
             name: topic.name.clone(),
@@ -386,9 +396,9 @@ impl ClusterCore {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> std::result::Result<(), TopicError> {
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")))?;
+        let topic = self.topic(name).ok_or_else(|| {
+            TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist"))
+        })?;
         for (k, v) in &configs {
             config::validate_topic_config(k, v).map_err(|m| TopicError::new(codes::INVALID_CONFIG, m))?;
         }
@@ -470,10 +480,16 @@ fn validate_assignment(a: &[Vec<i32>], ids: &[i32]) -> std::result::Result<(), T
         seen.sort_unstable();
         seen.dedup();
         if seen.len() != replicas.len() {
-            return Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, format!("partition {i}: duplicate broker in {replicas:?}")));
+            return Err(TopicError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                format!("partition {i}: duplicate broker in {replicas:?}"),
+            ));
         }
         if let Some(b) = replicas.iter().find(|b| !ids.contains(b)) {
-            return Err(TopicError::new(codes::INVALID_REPLICA_ASSIGNMENT, format!("partition {i}: broker {b} does not exist")));
+            return Err(TopicError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                format!("partition {i}: broker {b} does not exist"),
+            ));
         }
     }
     Ok(())
@@ -515,6 +531,9 @@ mod tests {
         assert_eq!(java_hash(""), 0);
         assert_eq!(java_hash("a"), 97);
         assert_eq!(java_hash("hello"), 99162322);
-        assert_eq!(java_hash("my-group-with-a-long-name"), "my-group-with-a-long-name".chars().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)));
+        assert_eq!(
+            java_hash("my-group-with-a-long-name"),
+            "my-group-with-a-long-name".chars().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+        );
     }
 }

@@ -187,7 +187,9 @@ impl GroupCoordinator {
         member.rebalance_timeout_ms = req.rebalance_timeout_ms;
         let is_leader = group.leader.as_deref() == Some(id.as_str());
         match group.state {
-            GroupState::CompletingRebalance | GroupState::Stable if same && !(is_leader && group.state == GroupState::Stable) => {
+            GroupState::CompletingRebalance | GroupState::Stable
+                if same && !(is_leader && group.state == GroupState::Stable) =>
+            {
                 Pending::Now(current_join_result(group, &id))
             }
             _ => {
@@ -274,7 +276,14 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat; returns the error code.
-    pub(crate) fn heartbeat(&mut self, now: i64, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+    pub(crate) fn heartbeat(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
         let Some(group) = self.groups.get_mut(group_id) else { return codes::UNKNOWN_MEMBER_ID };
         if let Err(code) = check_member(group, member_id, instance_id) {
             return code;
@@ -320,7 +329,14 @@ impl GroupCoordinator {
     /// Validates an OffsetCommit's member and generation (KIP-447 rules also apply to
     /// TxnOffsetCommit). Generation -1 with no member is a "simple" commit, allowed only when
     /// the group has no members.
-    pub(crate) fn check_commit(&mut self, now: i64, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> CommitCheck {
+    pub(crate) fn check_commit(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> CommitCheck {
         if group_id.is_empty() {
             return CommitCheck::Reject(codes::INVALID_GROUP_ID);
         }
@@ -415,7 +431,14 @@ fn check_member(group: &Group, member_id: &str, instance_id: Option<&str>) -> st
     Ok(())
 }
 
-fn add_member(group: &mut Group, now: i64, id: String, req: &JoinRequest, tx: oneshot::Sender<JoinResult>, initial_delay: i64) {
+fn add_member(
+    group: &mut Group,
+    now: i64,
+    id: String,
+    req: &JoinRequest,
+    tx: oneshot::Sender<JoinResult>,
+    initial_delay: i64,
+) {
     let member = Member {
         id: id.clone(),
         instance_id: req.instance_id.clone(),
@@ -540,7 +563,8 @@ fn complete_join_if_ready(group: &mut Group, now: i64) {
         return;
     }
     // Members that did not rejoin by now are removed.
-    let laggards: Vec<String> = group.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.id.clone()).collect();
+    let laggards: Vec<String> =
+        group.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.id.clone()).collect();
     for id in laggards {
         remove_member(group, &id, codes::UNKNOWN_MEMBER_ID);
     }

@@ -6,10 +6,7 @@
 //! at start-up rebuilds every group's offsets.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 use super::state::OffsetEntry;
 use crate::error::{Error, Result};
@@ -130,11 +127,6 @@ pub(crate) fn decode_record(key: Option<&Bytes>, value: Option<&Bytes>) -> Optio
 /// Converts a decoded log record for replay.
 pub(crate) fn from_log_record(r: &Record) -> Option<OffsetRecord> {
     decode_record(r.key.as_ref(), r.value.as_ref())
-}
-
-/// A `StrBytes` from a `&str` (helper for response building).
-pub(crate) fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
 }
 
 #[cfg(test)]

@@ -238,16 +238,8 @@ impl Group {
         }
         let best = votes.values().copied().max()?;
         // Ties go to the leader's (or first member's) preference order.
-        let pref = self
-            .leader
-            .as_ref()
-            .and_then(|l| self.members.get(l))
-            .or_else(|| self.members.values().next())?;
-        pref.protocols
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .find(|n| votes.get(n) == Some(&best))
-            .map(str::to_string)
+        let pref = self.leader.as_ref().and_then(|l| self.members.get(l)).or_else(|| self.members.values().next())?;
+        pref.protocols.iter().map(|(n, _)| n.as_str()).find(|n| votes.get(n) == Some(&best)).map(str::to_string)
     }
 
     /// Whether every member has a parked JoinGroup.

@@ -121,7 +121,15 @@ fn should_replace_a_static_member_and_fence_its_old_id() {
     let mut rx = later(gc.join(0, req("", Some("instance-1"))));
     let first = rx.try_recv().unwrap();
     assert_eq!(first.error, codes::NONE, "static members get an id without MEMBER_ID_REQUIRED");
-    later(gc.sync(0, "g", &first.member_id, Some("instance-1"), 1, (None, None), vec![(first.member_id.clone(), Bytes::from_static(b"x"))]));
+    later(gc.sync(
+        0,
+        "g",
+        &first.member_id,
+        Some("instance-1"),
+        1,
+        (None, None),
+        vec![(first.member_id.clone(), Bytes::from_static(b"x"))],
+    ));
     // The same instance restarts: it takes over without a new generation for the others.
     let p = gc.join(1, req("", Some("instance-1")));
     let second = match p {
@@ -130,7 +138,10 @@ fn should_replace_a_static_member_and_fence_its_old_id() {
     };
     assert_eq!(second.error, codes::NONE);
     assert_ne!(second.member_id, first.member_id);
-    assert_eq!(gc.heartbeat(2, "g", &first.member_id, Some("instance-1"), second.generation), codes::FENCED_INSTANCE_ID);
+    assert_eq!(
+        gc.heartbeat(2, "g", &first.member_id, Some("instance-1"), second.generation),
+        codes::FENCED_INSTANCE_ID
+    );
     assert_eq!(gc.leave(3, "g", "", Some("instance-1")), codes::NONE);
     assert!(gc.group("g").unwrap().members.is_empty());
 }
@@ -146,7 +157,11 @@ fn should_validate_commits_against_generation_and_membership() {
     assert_eq!(gc.check_commit(0, "g", &a, None, 1), CommitCheck::Accept);
     assert_eq!(gc.check_commit(0, "g", &a, None, 7), CommitCheck::Reject(codes::ILLEGAL_GENERATION));
     assert_eq!(gc.check_commit(0, "g", "ghost", None, 1), CommitCheck::Reject(codes::UNKNOWN_MEMBER_ID));
-    assert_eq!(gc.check_commit(0, "g", "", None, -1), CommitCheck::Reject(codes::UNKNOWN_MEMBER_ID), "no simple commits while members are active");
+    assert_eq!(
+        gc.check_commit(0, "g", "", None, -1),
+        CommitCheck::Reject(codes::UNKNOWN_MEMBER_ID),
+        "no simple commits while members are active"
+    );
     assert_eq!(gc.delete_group("g"), Err(codes::NON_EMPTY_GROUP));
     assert_eq!(gc.delete_group("nope"), Err(codes::GROUP_ID_NOT_FOUND));
 }

@@ -16,14 +16,18 @@ const ATTR_POS: usize = 21;
 const LAST_OFFSET_DELTA_POS: usize = 23;
 const BASE_TS_POS: usize = 27;
 const MAX_TS_POS: usize = 35;
+#[allow(dead_code)]
 const PRODUCER_ID_POS: usize = 43;
+#[allow(dead_code)]
 const PRODUCER_EPOCH_POS: usize = 51;
+#[allow(dead_code)]
 const BASE_SEQ_POS: usize = 53;
 const RECORDS_COUNT_POS: usize = 57;
 
 /// Attribute bit: timestamps are log-append time.
 pub(crate) const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 /// Attribute bit: the batch belongs to a transaction.
+#[allow(dead_code)]
 pub(crate) const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit: the batch holds a control record.
 pub(crate) const ATTR_CONTROL: i16 = 0x20;
@@ -54,10 +58,9 @@ impl std::fmt::Display for BatchError {
             BatchError::Truncated => write!(f, "record batch is truncated"),
             BatchError::BadLength(l) => write!(f, "record batch length {l} is invalid"),
             BatchError::BadMagic(m) => write!(f, "record batch magic {m} is not supported (only 2)"),
-            BatchError::BadCrc { stored, computed } => write!(
-                f,
-                "record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
-            ),
+            BatchError::BadCrc { stored, computed } => {
+                write!(f, "record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
             BatchError::BadCount(c) => write!(f, "record batch count {c} is invalid"),
         }
     }
@@ -137,14 +140,17 @@ impl<'a> BatchHeader<'a> {
         be_i64(self.bytes, MAX_TS_POS)
     }
     /// Producer id, or -1.
+    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn producer_id(&self) -> i64 {
         be_i64(self.bytes, PRODUCER_ID_POS)
     }
     /// Producer epoch, or -1.
+    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn producer_epoch(&self) -> i16 {
         be_i16(self.bytes, PRODUCER_EPOCH_POS)
     }
     /// First sequence number, or -1.
+    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn base_sequence(&self) -> i32 {
         be_i32(self.bytes, BASE_SEQ_POS)
     }
@@ -161,6 +167,7 @@ impl<'a> BatchHeader<'a> {
         self.attributes() & ATTR_CONTROL != 0
     }
     /// Whether the batch is transactional.
+    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn is_transactional(&self) -> bool {
         self.attributes() & ATTR_TRANSACTIONAL != 0
     }
@@ -246,9 +253,7 @@ pub(crate) fn iter_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHe
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     pub(crate) fn sample_batch(n: usize) -> Vec<u8> {
         let records: Vec<Record> = (0..n)

@@ -153,17 +153,13 @@ const START_FILE: &str = "log-start-offset";
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`; `None` keeps it in memory.
     pub(crate) fn open(dir: Option<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self> {
-        let mut log = PartitionLog {
-            dir,
-            segments: BTreeMap::new(),
-            log_start_offset: 0,
-            epochs: Vec::new(),
-            config,
-        };
+        let mut log = PartitionLog { dir, segments: BTreeMap::new(), log_start_offset: 0, epochs: Vec::new(), config };
         if let Some(dir) = log.dir.clone() {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating partition directory", e))?;
-            for (base, mtime) in segment::list_segments(&dir)? {
-                let (seg, truncated) = Segment::open(&dir, base, mtime)?;
+            let listed = segment::list_segments(&dir)?;
+            let last = listed.last().map(|(b, _)| *b);
+            for (base, mtime) in listed {
+                let (seg, truncated) = Segment::open(&dir, base, mtime, Some(base) == last)?;
                 if truncated > 0 {
                     tracing::warn!(dir = %dir.display(), base, truncated, "truncated a torn segment tail");
                 }
@@ -211,6 +207,7 @@ impl PartitionLog {
     }
 
     /// Number of segments.
+    #[cfg(test)]
     pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
     }
@@ -227,12 +224,7 @@ impl PartitionLog {
 
     /// Appends validated batches (back to back in `batches`): assigns offsets by patching each
     /// base offset and the leader epoch, rolls the active segment when needed, and writes.
-    pub(crate) fn append(
-        &mut self,
-        batches: &mut [u8],
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<AppendInfo> {
+    pub(crate) fn append(&mut self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let base_offset = self.log_end_offset();
         let mut next = base_offset;
         let mut pos = 0usize;
@@ -350,8 +342,8 @@ impl PartitionLog {
             if consumed == 0 {
                 // A batch larger than the chunk: read it whole.
                 let head = seg.read_now(pos, batch::LOG_OVERHEAD)?;
-                let len = i32::from_be_bytes([head[8], head[9], head[10], head[11]]).max(0) as usize
-                    + batch::LOG_OVERHEAD;
+                let len =
+                    i32::from_be_bytes([head[8], head[9], head[10], head[11]]).max(0) as usize + batch::LOG_OVERHEAD;
                 let whole = seg.read_now(pos, len)?;
                 let Ok(h) = BatchHeader::parse(&whole) else { return Ok(()) };
                 if !f(h, &whole) {
@@ -388,16 +380,15 @@ impl PartitionLog {
 
     /// Offset and timestamp of the record with the largest timestamp (ListOffsets -3).
     pub(crate) fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
-        let Some(seg) = self.segments.values().filter(|s| s.size > 0).max_by_key(|s| s.max_timestamp)
-        else {
+        let Some(seg) = self.segments.values().filter(|s| s.size > 0).max_by_key(|s| s.max_timestamp) else {
             return Ok(None);
         };
         let target = seg.max_timestamp;
         let mut found = None;
         self.scan_segment(seg, 0, |h, bytes| {
             if h.max_timestamp() == target {
-                found = first_record_at_or_after(bytes, target, self.log_start_offset)
-                    .or(Some((h.last_offset(), target)));
+                found =
+                    first_record_at_or_after(bytes, target, self.log_start_offset).or(Some((h.last_offset(), target)));
                 return false;
             }
             true
@@ -525,10 +516,7 @@ impl PartitionLog {
     }
 
     /// Reads every record (decoded) from `from` on; used to replay internal topics at start-up.
-    pub(crate) fn read_all_records(
-        &self,
-        from: i64,
-    ) -> Result<Vec<kafka_protocol::records::Record>> {
+    pub(crate) fn read_all_records(&self, from: i64) -> Result<Vec<kafka_protocol::records::Record>> {
         let mut out = Vec::new();
         for seg in self.segments.values() {
             if seg.next_offset <= from {

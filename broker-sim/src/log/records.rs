@@ -166,14 +166,12 @@ impl std::fmt::Display for RecordsError {
             RecordsError::NegativeLength { index, field, value } => {
                 write!(f, "record {index} has invalid {field} {value}")
             }
-            RecordsError::HeaderCount { index, count, available } => write!(
-                f,
-                "record {index} header count {count} is too large for its remaining {available} bytes"
-            ),
-            RecordsError::RecordLength { index, declared, actual } => write!(
-                f,
-                "record {index} length {declared} does not match the {actual} bytes its fields span"
-            ),
+            RecordsError::HeaderCount { index, count, available } => {
+                write!(f, "record {index} header count {count} is too large for its remaining {available} bytes")
+            }
+            RecordsError::RecordLength { index, declared, actual } => {
+                write!(f, "record {index} length {declared} does not match the {actual} bytes its fields span")
+            }
             RecordsError::TrailingBytes { count } => {
                 write!(f, "{count} bytes remain after the last record of the batch")
             }
@@ -230,11 +228,8 @@ pub(crate) fn for_each_record(
     for index in 0..count {
         cur.index = index;
         let raw = read_record(&mut cur)?;
-        let timestamp = if log_append_time {
-            h.max_timestamp()
-        } else {
-            h.base_timestamp().wrapping_add(raw.timestamp_delta)
-        };
+        let timestamp =
+            if log_append_time { h.max_timestamp() } else { h.base_timestamp().wrapping_add(raw.timestamp_delta) };
         let view = RecordView {
             offset: h.base_offset().wrapping_add(i64::from(raw.offset_delta)),
             timestamp,
@@ -399,8 +394,7 @@ fn decompress(codec: i16, payload: &[u8], max: usize) -> Result<Vec<u8>, Records
             Ok(out)
         }
         4 => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| codec_err(name, e))?;
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| codec_err(name, e))?;
             decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| codec_err(name, e))?;
             read_capped(name, decoder, max).map(|(out, _)| out)
         }
@@ -469,9 +463,7 @@ mod tests {
     use crate::log::batch;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     use std::io::Write;
 
     /// A test-only global allocator that tracks, per thread, the live heap bytes and their
@@ -587,8 +579,7 @@ mod tests {
     /// Encodes `records` as one batch with kafka-protocol's encoder.
     fn encode(records: &[Record], compression: Compression) -> Vec<u8> {
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression })
-            .unwrap();
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression }).unwrap();
         let h = batch::validate(&buf).unwrap();
         assert_eq!(h.total_len(), buf.len(), "the encoder made one batch");
         buf.to_vec()
@@ -795,10 +786,7 @@ mod tests {
         body.extend(zigzag(1000));
         body.extend([0, 1]);
         let b = with_payload(&template, 0, 1, &framed(&body));
-        assert_eq!(
-            read_all(&b, 1 << 20),
-            Err(RecordsError::HeaderCount { index: 0, count: 1000, available: 2 })
-        );
+        assert_eq!(read_all(&b, 1 << 20), Err(RecordsError::HeaderCount { index: 0, count: 1000, available: 2 }));
         // One header, key "a", null value: accepted.
         let mut body = vec![0u8, 0, 0, 1, 1, 2, 2, b'a', 1];
         let b = with_payload(&template, 0, 1, &framed(&body));

@@ -16,14 +16,18 @@ fn batch(n: usize, ts0: i64, value_len: usize) -> BytesMut {
             offset: i as i64,
             sequence: i as i32,
             timestamp: ts0 + i as i64,
-            key: Some(bytes::Bytes::from(format!("k{i}"))),
-            value: Some(bytes::Bytes::from(vec![b'v'; value_len])),
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(vec![b'v'; value_len])),
             headers: Default::default(),
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
     buf
 }
 
@@ -36,7 +40,8 @@ fn read_all(log: &PartitionLog, mut from: i64) -> Vec<i64> {
     let mut out = Vec::new();
     while from < log.log_end_offset() {
         let bytes = log.plan_fetch(from, 1 << 20, log.log_end_offset()).unwrap().execute().unwrap();
-        let batches: Vec<(i64, i64)> = batch::iter_batches(&bytes).map(|(_, h)| (h.base_offset(), h.last_offset())).collect();
+        let batches: Vec<(i64, i64)> =
+            batch::iter_batches(&bytes).map(|(_, h)| (h.base_offset(), h.last_offset())).collect();
         assert!(!batches.is_empty(), "fetch at {from} made progress");
         out.extend(batches.iter().map(|b| b.0));
         from = batches.last().unwrap().1 + 1;
@@ -89,7 +94,8 @@ fn should_roll_segments_and_find_offsets_across_them_on_disk() {
     assert_eq!(log.offset_for_timestamp(202).unwrap(), Some((102, 202)));
     assert_eq!(log.offset_for_timestamp(10_000).unwrap(), None);
     assert_eq!(log.max_timestamp_offset().unwrap(), Some((249, 494)));
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(files.iter().any(|f| f.ends_with(".index")) && files.iter().any(|f| f.ends_with(".timeindex")));
 }
 

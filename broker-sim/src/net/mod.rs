@@ -14,7 +14,12 @@ use crate::cluster::ClusterCore;
 use crate::protocol::{handle_frame, ConnInfo, FrameOutcome};
 
 /// Accepts connections for broker `node_id` until `shutdown` turns true.
-pub(crate) async fn serve(listener: TcpListener, core: Arc<ClusterCore>, node_id: i32, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    core: Arc<ClusterCore>,
+    node_id: i32,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -44,11 +49,8 @@ async fn connection(stream: TcpStream, core: Arc<ClusterCore>, info: ConnInfo) {
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
     let mut wr = BufWriter::with_capacity(256 * 1024, wr);
-    loop {
-        let size = match rd.read_i32().await {
-            Ok(s) => s,
-            Err(_) => break, // peer closed
-        };
+    // Ends when the peer closes (the size read fails).
+    while let Ok(size) = rd.read_i32().await {
         if size < 0 || size as usize > max {
             tracing::warn!(node_id = info.node_id, %peer, size, max, "closing connection: request frame size out of bounds");
             break;

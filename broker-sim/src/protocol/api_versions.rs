@@ -13,31 +13,31 @@ use super::codes;
 
 /// (API key, min version, max version) of every API served.
 pub(crate) const ADVERTISED: &[(i16, i16, i16)] = &[
-    (0, 3, 11),  // Produce
-    (1, 4, 12),  // Fetch
-    (2, 1, 7),   // ListOffsets
-    (3, 0, 12),  // Metadata
-    (8, 2, 9),   // OffsetCommit
-    (9, 1, 9),   // OffsetFetch
-    (10, 0, 4),  // FindCoordinator
-    (11, 0, 7),  // JoinGroup
-    (12, 0, 4),  // Heartbeat
-    (13, 0, 5),  // LeaveGroup
-    (14, 0, 5),  // SyncGroup
-    (15, 0, 5),  // DescribeGroups
-    (16, 0, 5),  // ListGroups
-    (18, 0, 3),  // ApiVersions
-    (19, 2, 7),  // CreateTopics
-    (20, 1, 6),  // DeleteTopics
-    (21, 0, 2),  // DeleteRecords
-    (23, 2, 4),  // OffsetForLeaderEpoch
-    (32, 1, 4),  // DescribeConfigs
-    (33, 0, 2),  // AlterConfigs
-    (37, 0, 3),  // CreatePartitions
-    (42, 0, 2),  // DeleteGroups
-    (44, 0, 1),  // IncrementalAlterConfigs
-    (47, 0, 0),  // OffsetDelete
-    (60, 0, 1),  // DescribeCluster
+    (0, 3, 11), // Produce
+    (1, 4, 12), // Fetch
+    (2, 1, 7),  // ListOffsets
+    (3, 0, 12), // Metadata
+    (8, 2, 9),  // OffsetCommit
+    (9, 1, 9),  // OffsetFetch
+    (10, 0, 4), // FindCoordinator
+    (11, 0, 7), // JoinGroup
+    (12, 0, 4), // Heartbeat
+    (13, 0, 5), // LeaveGroup
+    (14, 0, 5), // SyncGroup
+    (15, 0, 5), // DescribeGroups
+    (16, 0, 5), // ListGroups
+    (18, 0, 3), // ApiVersions
+    (19, 2, 7), // CreateTopics
+    (20, 1, 6), // DeleteTopics
+    (21, 0, 2), // DeleteRecords
+    (23, 2, 4), // OffsetForLeaderEpoch
+    (32, 1, 4), // DescribeConfigs
+    (33, 0, 2), // AlterConfigs
+    (37, 0, 3), // CreatePartitions
+    (42, 0, 2), // DeleteGroups
+    (44, 0, 1), // IncrementalAlterConfigs
+    (47, 0, 0), // OffsetDelete
+    (60, 0, 1), // DescribeCluster
 ];
 
 /// Supported version range of `key`, if served.

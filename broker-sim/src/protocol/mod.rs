@@ -115,7 +115,8 @@ pub(crate) fn decode_frame(frame: Bytes) -> Result<Decoded, FrameOutcome> {
         .map_err(|e| FrameOutcome::Close(format!("malformed request header for API key {key}: {e}")))?;
     guard::check_request_body(key, version, &buf)
         .map_err(|e| FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}")))?;
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestKind::decode(api, &mut buf, version)));
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestKind::decode(api, &mut buf, version)));
     let request = match decoded {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(FrameOutcome::Close(format!("malformed API key {key} v{version} request: {e}"))),
@@ -134,7 +135,10 @@ pub(crate) async fn handle_frame(core: &Arc<ClusterCore>, conn: &ConnInfo, frame
     match handlers::dispatch(&ctx, d.request).await {
         Some(resp) => match encode_response(d.correlation_id, d.api, d.version, &resp) {
             Ok(b) => FrameOutcome::Respond(b),
-            Err(e) => FrameOutcome::Close(format!("cannot encode API key {} v{} response (bug): {e}", d.api as i16, d.version)),
+            Err(e) => FrameOutcome::Close(format!(
+                "cannot encode API key {} v{} response (bug): {e}",
+                d.api as i16, d.version
+            )),
         },
         None => FrameOutcome::Silent,
     }
@@ -147,7 +151,19 @@ pub(crate) fn encode_response(
     version: i16,
     resp: &ResponseKind,
 ) -> anyhow_free::Result<BytesMut> {
-    let mut out = BytesMut::with_capacity(64);
+    // Fetch responses carry megabytes of records: size the buffer once instead of doubling.
+    let hint = match resp {
+        ResponseKind::Fetch(f) => {
+            f.responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, Bytes::len) + 96)
+                .sum::<usize>()
+                + 256
+        }
+        _ => 256,
+    };
+    let mut out = BytesMut::with_capacity(hint);
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut out, api.response_header_version(version)).map_err(anyhow_free::err)?;

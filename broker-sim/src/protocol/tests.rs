@@ -19,7 +19,10 @@ fn should_decode_every_advertised_version_of_metadata_and_api_versions() {
         assert!(decode_frame(frame(ApiKey::Metadata, v, &MetadataRequest::default())).is_ok(), "Metadata v{v}");
     }
     for v in 0..=3 {
-        assert!(decode_frame(frame(ApiKey::ApiVersions, v, &ApiVersionsRequest::default())).is_ok(), "ApiVersions v{v}");
+        assert!(
+            decode_frame(frame(ApiKey::ApiVersions, v, &ApiVersionsRequest::default())).is_ok(),
+            "ApiVersions v{v}"
+        );
     }
 }
 

@@ -86,33 +86,21 @@ impl fmt::Display for GuardError {
             GuardError::Truncated { field } => {
                 write!(f, "request body ends inside field {field}")
             }
-            GuardError::LengthTooLarge {
-                field,
-                claimed,
-                remaining,
-            } if *claimed == u64::MAX => write!(
-                f,
-                "field {field} has a varint longer than five bytes ({remaining} bytes remaining)"
-            ),
-            GuardError::LengthTooLarge {
-                field,
-                claimed,
-                remaining,
-            } => write!(
-                f,
-                "field {field} claims length {claimed} but only {remaining} bytes remain"
-            ),
+            GuardError::LengthTooLarge { field, claimed, remaining } if *claimed == u64::MAX => {
+                write!(f, "field {field} has a varint longer than five bytes ({remaining} bytes remaining)")
+            }
+            GuardError::LengthTooLarge { field, claimed, remaining } => {
+                write!(f, "field {field} claims length {claimed} but only {remaining} bytes remain")
+            }
             GuardError::NegativeLength { field } => {
                 write!(f, "field {field} has a negative length")
             }
-            GuardError::UnknownApi { api_key } => write!(
-                f,
-                "API key {api_key} at this version is not covered by the request guard"
-            ),
-            GuardError::TrailingBytes { count } => write!(
-                f,
-                "{count} byte(s) left over inside a tagged field's declared size"
-            ),
+            GuardError::UnknownApi { api_key } => {
+                write!(f, "API key {api_key} at this version is not covered by the request guard")
+            }
+            GuardError::TrailingBytes { count } => {
+                write!(f, "{count} byte(s) left over inside a tagged field's declared size")
+            }
         }
     }
 }
@@ -124,11 +112,7 @@ impl std::error::Error for GuardError {}
 /// Returns `Ok(())` when every length prefix kafka-protocol will read is
 /// bounded by the bytes that follow it; the body may still fail to decode for
 /// other reasons (invalid UTF-8, null in a non-nullable field, ...).
-pub(crate) fn check_request_body(
-    api_key: i16,
-    version: i16,
-    body: &[u8],
-) -> Result<(), GuardError> {
+pub(crate) fn check_request_body(api_key: i16, version: i16, body: &[u8]) -> Result<(), GuardError> {
     walk_request(api_key, version, body, &mut NoTrace).map(|_| ())
 }
 
@@ -147,20 +131,11 @@ impl Trace for NoTrace {
 }
 
 /// Walks a whole request body; returns how many bytes the body occupies.
-fn walk_request<T: Trace>(
-    api_key: i16,
-    version: i16,
-    body: &[u8],
-    trace: &mut T,
-) -> Result<usize, GuardError> {
+fn walk_request<T: Trace>(api_key: i16, version: i16, body: &[u8], trace: &mut T) -> Result<usize, GuardError> {
     let api = schema::lookup(api_key)
         .filter(|api| api.min_version <= version && version <= api.max_version)
         .ok_or(GuardError::UnknownApi { api_key })?;
-    let mut cur = Cursor {
-        buf: body,
-        pos: 0,
-        end: body.len(),
-    };
+    let mut cur = Cursor { buf: body, pos: 0, end: body.len() };
     walk_struct(&mut cur, api.body, version, trace)?;
     Ok(cur.pos)
 }
@@ -188,9 +163,7 @@ impl Cursor<'_> {
         }
         let start = self.pos;
         self.pos += n;
-        self.buf
-            .get(start..self.pos)
-            .ok_or(GuardError::Truncated { field })
+        self.buf.get(start..self.pos).ok_or(GuardError::Truncated { field })
     }
 
     /// Reads one byte.
@@ -228,11 +201,7 @@ impl Cursor<'_> {
                 return Ok(value);
             }
         }
-        Err(GuardError::LengthTooLarge {
-            field,
-            claimed: u64::MAX,
-            remaining: self.remaining(),
-        })
+        Err(GuardError::LengthTooLarge { field, claimed: u64::MAX, remaining: self.remaining() })
     }
 }
 
@@ -274,30 +243,17 @@ fn walk_tags<T: Trace>(
     for _ in 0..count {
         let tag = cur.uvarint(def.tagged)?;
         let size = cur.uvarint(def.tagged)? as usize;
-        let known = def
-            .fields
-            .iter()
-            .find(|f| f.tag == Some(tag) && f.min <= version && version <= f.max);
+        let known = def.fields.iter().find(|f| f.tag == Some(tag) && f.min <= version && version <= f.max);
         let name = known.map_or(def.tagged, |f| f.name);
         if size > cur.remaining() {
-            return Err(GuardError::LengthTooLarge {
-                field: name,
-                claimed: size as u64,
-                remaining: cur.remaining(),
-            });
+            return Err(GuardError::LengthTooLarge { field: name, claimed: size as u64, remaining: cur.remaining() });
         }
         match known {
             Some(field) => {
-                let mut window = Cursor {
-                    buf: cur.buf,
-                    pos: cur.pos,
-                    end: cur.pos + size,
-                };
+                let mut window = Cursor { buf: cur.buf, pos: cur.pos, end: cur.pos + size };
                 walk_kind(&mut window, &field.kind, field.name, version, true, trace)?;
                 if window.remaining() != 0 {
-                    return Err(GuardError::TrailingBytes {
-                        count: window.remaining(),
-                    });
+                    return Err(GuardError::TrailingBytes { count: window.remaining() });
                 }
                 cur.pos = window.pos;
             }
@@ -387,11 +343,7 @@ fn read_length<T: Trace>(
             n => Some(u64::from(n - 1)),
         }
     } else {
-        let raw = if matches!(kind, Kind::String) {
-            i32::from(cur.i16(name)?)
-        } else {
-            cur.i32(name)?
-        };
+        let raw = if matches!(kind, Kind::String) { i32::from(cur.i16(name)?) } else { cur.i32(name)? };
         match raw {
             -1 => None,
             n if n < -1 => return Err(GuardError::NegativeLength { field: name }),
@@ -405,20 +357,10 @@ fn read_length<T: Trace>(
     };
     let remaining = cur.remaining();
     if len.saturating_mul(min_elem.max(1) as u64) > remaining as u64 {
-        return Err(GuardError::LengthTooLarge {
-            field: name,
-            claimed: len,
-            remaining,
-        });
+        return Err(GuardError::LengthTooLarge { field: name, claimed: len, remaining });
     }
     // len <= remaining <= usize::MAX here.
-    usize::try_from(len)
-        .map(Some)
-        .map_err(|_| GuardError::LengthTooLarge {
-            field: name,
-            claimed: len,
-            remaining,
-        })
+    usize::try_from(len).map(Some).map_err(|_| GuardError::LengthTooLarge { field: name, claimed: len, remaining })
 }
 
 /// The wire size of a fixed-size kind.

@@ -10,15 +10,13 @@ use super::{check_request_body, walk_request, GuardError, Trace};
 
 /// The request APIs the guard must cover.
 const REQUIRED_APIS: [i16; 33] = [
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33,
-    37, 42, 44, 47, 60, 61, 65, 66,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33, 37, 42, 44, 47, 60,
+    61, 65, 66,
 ];
 
 /// Every (API key, version) pair the schema covers.
 fn combos() -> Vec<(i16, i16)> {
-    APIS.iter()
-        .flat_map(|api| (api.min_version..=api.max_version).map(move |v| (api.key, v)))
-        .collect()
+    APIS.iter().flat_map(|api| (api.min_version..=api.max_version).map(move |v| (api.key, v))).collect()
 }
 
 /// Decodes `body` with kafka-protocol; returns the request and how many bytes it left unread.
@@ -93,14 +91,7 @@ fn put_len(out: &mut Vec<u8>, flexible: bool, short: bool, len: usize) {
 }
 
 /// Appends a random but well-formed value of `kind` (never null).
-fn synth_kind(
-    kind: &Kind,
-    version: i16,
-    flexible: bool,
-    tags: bool,
-    rng: &mut XorShift,
-    out: &mut Vec<u8>,
-) {
+fn synth_kind(kind: &Kind, version: i16, flexible: bool, tags: bool, rng: &mut XorShift, out: &mut Vec<u8>) {
     let fixed = |out: &mut Vec<u8>, rng: &mut XorShift, n: usize| {
         out.extend((0..n).map(|_| rng.byte()));
     };
@@ -149,12 +140,7 @@ fn synth_kind(
 fn synth_struct(def: &StructDef, version: i16, tags: bool, rng: &mut XorShift, out: &mut Vec<u8>) {
     let flexible = version >= def.flexible_from;
     let present = |f: &&super::schema::Field| f.min <= version && version <= f.max;
-    for field in def
-        .fields
-        .iter()
-        .filter(present)
-        .filter(|f| f.tag.is_none())
-    {
+    for field in def.fields.iter().filter(present).filter(|f| f.tag.is_none()) {
         synth_kind(&field.kind, version, flexible, tags, rng, out);
     }
     if !flexible {
@@ -183,10 +169,7 @@ fn synth_struct(def: &StructDef, version: i16, tags: bool, rng: &mut XorShift, o
 
 /// A random well-formed body of `api_key` at `version`.
 fn synth_body(api_key: i16, version: i16, tags: bool, rng: &mut XorShift) -> Vec<u8> {
-    let api = APIS
-        .iter()
-        .find(|a| a.key == api_key)
-        .expect("API in schema");
+    let api = APIS.iter().find(|a| a.key == api_key).expect("API in schema");
     let mut out = Vec::new();
     synth_struct(api.body, version, tags, rng, &mut out);
     out
@@ -196,10 +179,7 @@ fn synth_body(api_key: i16, version: i16, tags: bool, rng: &mut XorShift) -> Vec
 #[test]
 fn should_cover_every_required_api_and_every_decodable_version() {
     for key in REQUIRED_APIS {
-        assert!(
-            APIS.iter().any(|a| a.key == key),
-            "API {key} is missing from the schema"
-        );
+        assert!(APIS.iter().any(|a| a.key == key), "API {key} is missing from the schema");
     }
     assert_eq!(APIS.len(), REQUIRED_APIS.len());
     for api in APIS {
@@ -212,10 +192,7 @@ fn should_cover_every_required_api_and_every_decodable_version() {
         );
         assert!(ApiKey::try_from(api.key).is_ok(), "{}", api.name);
     }
-    eprintln!(
-        "guard schema covers {} API/version combinations",
-        combos().len()
-    );
+    eprintln!("guard schema covers {} API/version combinations", combos().len());
 }
 
 /// (a) Requests encoded by kafka-protocol pass, and the walker covers exactly their bytes.
@@ -224,21 +201,12 @@ fn should_accept_populated_requests_at_every_version() {
     let mut tested = 0;
     for (key, version) in combos() {
         let body = samples::sample(key, version);
-        assert_eq!(
-            check_request_body(key, version, &body),
-            Ok(()),
-            "API {key} v{version}"
-        );
+        assert_eq!(check_request_body(key, version, &body), Ok(()), "API {key} v{version}");
         // The schema must cover exactly the bytes kafka-protocol wrote ...
         let walked = walk_request(key, version, &body, &mut Prefixes::default());
-        assert_eq!(
-            walked,
-            Ok(body.len()),
-            "API {key} v{version}: walker length"
-        );
+        assert_eq!(walked, Ok(body.len()), "API {key} v{version}: walker length");
         // ... and kafka-protocol must read exactly those bytes back.
-        let (req, left) =
-            decode(key, version, &body).unwrap_or_else(|e| panic!("{key} v{version}: {e}"));
+        let (req, left) = decode(key, version, &body).unwrap_or_else(|e| panic!("{key} v{version}: {e}"));
         assert_eq!(left, 0, "API {key} v{version}: decoder left bytes");
         let mut again = BytesMut::new();
         req.encode(&mut again, version).expect("re-encode");
@@ -259,12 +227,9 @@ fn should_agree_with_kafka_protocol_on_schema_synthesized_requests() {
             let body = synth_body(key, version, tags, &mut rng);
             let walked = walk_request(key, version, &body, &mut Prefixes::default());
             assert_eq!(walked, Ok(body.len()), "API {key} v{version}: {body:02x?}");
-            let (req, left) = decode(key, version, &body)
-                .unwrap_or_else(|e| panic!("API {key} v{version}: {e}: {body:02x?}"));
-            assert_eq!(
-                left, 0,
-                "API {key} v{version}: decoder stopped early: {body:02x?}"
-            );
+            let (req, left) =
+                decode(key, version, &body).unwrap_or_else(|e| panic!("API {key} v{version}: {e}: {body:02x?}"));
+            assert_eq!(left, 0, "API {key} v{version}: decoder stopped early: {body:02x?}");
             if !tags {
                 let mut again = BytesMut::new();
                 req.encode(&mut again, version).expect("re-encode");
@@ -279,10 +244,7 @@ fn should_agree_with_kafka_protocol_on_schema_synthesized_requests() {
 fn should_never_panic_on_truncated_bodies() {
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
     for (key, version) in combos() {
-        let bodies = [
-            samples::sample(key, version),
-            synth_body(key, version, true, &mut rng),
-        ];
+        let bodies = [samples::sample(key, version), synth_body(key, version, true, &mut rng)];
         for body in bodies {
             for len in 0..body.len() {
                 let prefix = &body[..len];
@@ -297,11 +259,7 @@ fn should_never_panic_on_truncated_bodies() {
 fn first_array_prefix(key: i16, version: i16, body: &[u8]) -> Option<(&'static str, usize, usize)> {
     let mut trace = Prefixes::default();
     walk_request(key, version, body, &mut trace).expect("valid sample");
-    trace
-        .0
-        .into_iter()
-        .find(|p| p.3)
-        .map(|(name, offset, width, _)| (name, offset, width))
+    trace.0.into_iter().find(|p| p.3).map(|(name, offset, width, _)| (name, offset, width))
 }
 
 /// (c) An `i32` array length patched to `0x7fffffff` is rejected.
@@ -319,9 +277,7 @@ fn should_reject_when_array_length_exceeds_remaining() {
         let mut evil = body.clone();
         evil[offset..offset + 4].copy_from_slice(&0x7fff_ffff_i32.to_be_bytes());
         match check_request_body(key, version, &evil) {
-            Err(GuardError::LengthTooLarge {
-                field: f, claimed, ..
-            }) => {
+            Err(GuardError::LengthTooLarge { field: f, claimed, .. }) => {
                 assert_eq!((f, claimed), (field, 0x7fff_ffff), "API {key} v{version}");
             }
             other => panic!("API {key} v{version}: expected LengthTooLarge, got {other:?}"),
@@ -349,14 +305,8 @@ fn should_reject_when_compact_array_length_is_u32_max() {
         assert_eq!(&evil[offset..], &[0xff, 0xff, 0xff, 0xff, 0x0f]);
         evil.extend_from_slice(&body[offset + width..]);
         match check_request_body(key, version, &evil) {
-            Err(GuardError::LengthTooLarge {
-                field: f, claimed, ..
-            }) => {
-                assert_eq!(
-                    (f, claimed),
-                    (field, u64::from(u32::MAX - 1)),
-                    "API {key} v{version}"
-                );
+            Err(GuardError::LengthTooLarge { field: f, claimed, .. }) => {
+                assert_eq!((f, claimed), (field, u64::from(u32::MAX - 1)), "API {key} v{version}");
             }
             other => panic!("API {key} v{version}: expected LengthTooLarge, got {other:?}"),
         }
@@ -424,11 +374,7 @@ fn should_walk_known_tagged_fields_inside_their_declared_size() {
     // A string inside a known tagged field is bounded by the field's window.
     assert_eq!(
         check_request_body(1, 15, &fetch_v15(&[1, 0, 1, 5, b'a', b'b', b'c', b'd'])),
-        Err(GuardError::LengthTooLarge {
-            field: "FetchRequest.cluster_id",
-            claimed: 4,
-            remaining: 0
-        })
+        Err(GuardError::LengthTooLarge { field: "FetchRequest.cluster_id", claimed: 4, remaining: 0 })
     );
 }
 
@@ -437,24 +383,14 @@ fn should_walk_known_tagged_fields_inside_their_declared_size() {
 fn should_reject_when_tagged_field_size_exceeds_remaining() {
     assert_eq!(
         check_request_body(1, 15, &fetch_v15(&[1, 9, 0x7f, 0, 0, 0])),
-        Err(GuardError::LengthTooLarge {
-            field: "FetchRequest (tagged fields)",
-            claimed: 127,
-            remaining: 3
-        })
+        Err(GuardError::LengthTooLarge { field: "FetchRequest (tagged fields)", claimed: 127, remaining: 3 })
     );
     // An unknown tag that fits is skipped.
-    assert_eq!(
-        check_request_body(1, 15, &fetch_v15(&[1, 9, 2, 0xff, 0xff])),
-        Ok(())
-    );
+    assert_eq!(check_request_body(1, 15, &fetch_v15(&[1, 9, 2, 0xff, 0xff])), Ok(()));
     // A tag count that cannot fit.
     assert!(matches!(
         check_request_body(1, 15, &fetch_v15(&[0xff, 0xff, 0xff, 0xff, 0x0f])),
-        Err(GuardError::LengthTooLarge {
-            claimed: 0xffff_ffff,
-            ..
-        })
+        Err(GuardError::LengthTooLarge { claimed: 0xffff_ffff, .. })
     ));
 }
 
@@ -465,11 +401,7 @@ fn should_reject_when_varint_is_longer_than_five_bytes() {
     let body = [0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 1, 0, 0, 0];
     assert!(matches!(
         check_request_body(3, 9, &body),
-        Err(GuardError::LengthTooLarge {
-            field: "MetadataRequest.topics",
-            claimed: u64::MAX,
-            ..
-        })
+        Err(GuardError::LengthTooLarge { field: "MetadataRequest.topics", claimed: u64::MAX, .. })
     ));
 }
 
@@ -479,10 +411,7 @@ fn should_accept_null_lengths_everywhere() {
     // Metadata v1: topics = null (i32 -1).
     assert_eq!(check_request_body(3, 1, &[0xff, 0xff, 0xff, 0xff]), Ok(()));
     // Metadata v9: topics = null (compact 0), three booleans, no tags.
-    assert_eq!(
-        walk_request(3, 9, &[0, 1, 0, 0, 0], &mut Prefixes::default()),
-        Ok(5)
-    );
+    assert_eq!(walk_request(3, 9, &[0, 1, 0, 0, 0], &mut Prefixes::default()), Ok(5));
     // Produce v3: transactional_id = null (i16 -1), acks, timeout, topics = [].
     let body = [0xff, 0xff, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
     assert_eq!(check_request_body(0, 3, &body), Ok(()));
@@ -493,15 +422,11 @@ fn should_accept_null_lengths_everywhere() {
 fn should_reject_negative_lengths_other_than_null() {
     assert_eq!(
         check_request_body(3, 1, &[0xff, 0xff, 0xff, 0xfe]),
-        Err(GuardError::NegativeLength {
-            field: "MetadataRequest.topics"
-        })
+        Err(GuardError::NegativeLength { field: "MetadataRequest.topics" })
     );
     assert_eq!(
         check_request_body(0, 3, &[0x80, 0x00]),
-        Err(GuardError::NegativeLength {
-            field: "ProduceRequest.transactional_id"
-        })
+        Err(GuardError::NegativeLength { field: "ProduceRequest.transactional_id" })
     );
 }
 
@@ -510,11 +435,7 @@ fn should_reject_negative_lengths_other_than_null() {
 fn should_reject_when_string_length_exceeds_remaining() {
     assert_eq!(
         check_request_body(0, 3, &[0x7f, 0xff, b'a', b'b']),
-        Err(GuardError::LengthTooLarge {
-            field: "ProduceRequest.transactional_id",
-            claimed: 0x7fff,
-            remaining: 2
-        })
+        Err(GuardError::LengthTooLarge { field: "ProduceRequest.transactional_id", claimed: 0x7fff, remaining: 2 })
     );
 }
 
@@ -528,27 +449,14 @@ fn should_bound_arrays_by_their_minimum_element_size() {
     body.extend_from_slice(&[0; 10]);
     assert_eq!(
         check_request_body(1, 4, &body),
-        Err(GuardError::LengthTooLarge {
-            field: "FetchRequest.topics",
-            claimed: 10,
-            remaining: 10
-        })
+        Err(GuardError::LengthTooLarge { field: "FetchRequest.topics", claimed: 10, remaining: 10 })
     );
 }
 
 /// Unknown API keys and versions kafka-protocol cannot decode are rejected.
 #[test]
 fn should_reject_unknown_apis_and_undecodable_versions() {
-    for (key, version) in [
-        (17, 0),
-        (1000, 0),
-        (-1, 0),
-        (0, 2),
-        (0, 14),
-        (8, 10),
-        (9, 10),
-        (22, 6),
-    ] {
+    for (key, version) in [(17, 0), (1000, 0), (-1, 0), (0, 2), (0, 14), (8, 10), (9, 10), (22, 6)] {
         assert_eq!(
             check_request_body(key, version, &[]),
             Err(GuardError::UnknownApi { api_key: key }),
@@ -563,11 +471,7 @@ fn should_ignore_trailing_bytes_like_kafka_protocol() {
     for (key, version) in combos() {
         let mut body = samples::sample(key, version);
         body.extend_from_slice(&[0xff; 7]);
-        assert_eq!(
-            check_request_body(key, version, &body),
-            Ok(()),
-            "API {key} v{version}"
-        );
+        assert_eq!(check_request_body(key, version, &body), Ok(()), "API {key} v{version}");
         let (_, left) = decode(key, version, &body).expect("decodes");
         assert_eq!(left, 7);
     }
@@ -576,50 +480,25 @@ fn should_ignore_trailing_bytes_like_kafka_protocol() {
 /// Truncation names the field that could not be read.
 #[test]
 fn should_report_truncation_with_the_field_name() {
-    assert_eq!(
-        check_request_body(0, 3, &[0xff, 0xff, 0]),
-        Err(GuardError::Truncated {
-            field: "ProduceRequest.acks"
-        })
-    );
+    assert_eq!(check_request_body(0, 3, &[0xff, 0xff, 0]), Err(GuardError::Truncated { field: "ProduceRequest.acks" }));
 }
 
 /// Every error renders a readable message.
 #[test]
 fn should_render_clear_messages() {
     let cases = [
+        (GuardError::Truncated { field: "A.b" }, "request body ends inside field A.b"),
         (
-            GuardError::Truncated { field: "A.b" },
-            "request body ends inside field A.b",
-        ),
-        (
-            GuardError::LengthTooLarge {
-                field: "A.b",
-                claimed: 9,
-                remaining: 2,
-            },
+            GuardError::LengthTooLarge { field: "A.b", claimed: 9, remaining: 2 },
             "field A.b claims length 9 but only 2 bytes remain",
         ),
         (
-            GuardError::LengthTooLarge {
-                field: "A.b",
-                claimed: u64::MAX,
-                remaining: 2,
-            },
+            GuardError::LengthTooLarge { field: "A.b", claimed: u64::MAX, remaining: 2 },
             "field A.b has a varint longer than five bytes (2 bytes remaining)",
         ),
-        (
-            GuardError::NegativeLength { field: "A.b" },
-            "field A.b has a negative length",
-        ),
-        (
-            GuardError::UnknownApi { api_key: 17 },
-            "API key 17 at this version is not covered by the request guard",
-        ),
-        (
-            GuardError::TrailingBytes { count: 3 },
-            "3 byte(s) left over inside a tagged field's declared size",
-        ),
+        (GuardError::NegativeLength { field: "A.b" }, "field A.b has a negative length"),
+        (GuardError::UnknownApi { api_key: 17 }, "API key 17 at this version is not covered by the request guard"),
+        (GuardError::TrailingBytes { count: 3 }, "3 byte(s) left over inside a tagged field's declared size"),
     ];
     for (error, text) in cases {
         assert_eq!(error.to_string(), text);

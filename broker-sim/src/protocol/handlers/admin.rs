@@ -27,7 +27,10 @@ pub(super) fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTo
         .into_iter()
         .map(|t| {
             let name = t.name.to_string();
-            let mut r = CreatableTopicResult::default().with_name(t.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
+            let mut r = CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
             if seen.get(&name).copied().unwrap_or(0) > 1 {
                 r.error_code = codes::INVALID_REQUEST;
                 r.error_message = Some(sb(&format!("topic '{name}' appears more than once in the request")));
@@ -57,7 +60,8 @@ pub(super) fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTo
             let outcome = if req.validate_only {
                 core.check_new_topic(&new).map(|a| (a.len() as i32, a.first().map_or(0, Vec::len) as i16, None))
             } else {
-                core.create_topic(new).map(|t| (t.partitions.len() as i32, t.partitions[0].replicas.len() as i16, Some(t)))
+                core.create_topic(new)
+                    .map(|t| (t.partitions.len() as i32, t.partitions[0].replicas.len() as i16, Some(t)))
             };
             match outcome {
                 Ok((partitions, rf, topic)) => {
@@ -132,7 +136,8 @@ pub(super) fn create_partitions(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> 
         .into_iter()
         .map(|t| {
             let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let assignment = t.assignments.map(|a| a.into_iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
+            let assignment =
+                t.assignments.map(|a| a.into_iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
             if let Err(e) = ctx.core.create_partitions(&t.name, t.count, assignment, req.validate_only) {
                 r.error_code = e.code;
                 r.error_message = Some(sb(&e.message));
@@ -154,7 +159,12 @@ pub(super) fn describe_cluster(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> De
     let brokers = core
         .brokers
         .iter()
-        .map(|b| DescribeClusterBroker::default().with_broker_id(BrokerId(b.node_id)).with_host(sb(&b.host)).with_port(i32::from(b.port)))
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(sb(&b.host))
+                .with_port(i32::from(b.port))
+        })
         .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(1)

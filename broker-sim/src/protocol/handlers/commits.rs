@@ -26,7 +26,12 @@ const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 const MAX_METADATA_BYTES: usize = 4096;
 
 /// Appends offset records for `group` to its `__consumer_offsets` partition, then applies them.
-fn persist(ctx: &Ctx<'_>, groups: &mut GroupCoordinator, group: &str, records: Vec<OffsetRecord>) -> Result<(), String> {
+fn persist(
+    ctx: &Ctx<'_>,
+    groups: &mut GroupCoordinator,
+    group: &str,
+    records: Vec<OffsetRecord>,
+) -> Result<(), String> {
     if records.is_empty() {
         return Ok(());
     }
@@ -48,7 +53,9 @@ pub(super) fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCo
     let mut groups = ctx.core.groups.lock();
     if code == codes::NONE {
         let generation = if ctx.version >= 1 { req.generation_id_or_member_epoch } else { -1 };
-        if let CommitCheck::Reject(c) = groups.check_commit(now, &group, &req.member_id, req.group_instance_id.as_deref(), generation) {
+        if let CommitCheck::Reject(c) =
+            groups.check_commit(now, &group, &req.member_id, req.group_instance_id.as_deref(), generation)
+        {
             code = c;
         }
     }
@@ -61,7 +68,10 @@ pub(super) fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCo
             let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
             let c = if code != codes::NONE {
                 code
-            } else if topic.as_ref().is_none_or(|t| p.partition_index < 0 || p.partition_index as usize >= t.partitions.len()) {
+            } else if topic
+                .as_ref()
+                .is_none_or(|t| p.partition_index < 0 || p.partition_index as usize >= t.partitions.len())
+            {
                 codes::UNKNOWN_TOPIC_OR_PARTITION
             } else if metadata.len() > MAX_METADATA_BYTES {
                 OFFSET_METADATA_TOO_LARGE
@@ -105,8 +115,16 @@ pub(super) fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCo
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// A topic with (partition, committed offset if any) pairs.
+type TopicOffsets = (TopicName, Vec<(i32, Option<OffsetEntry>)>);
+
 /// Committed offsets of one group: requested partitions, or all when `None`.
-fn fetch_group(ctx: &Ctx<'_>, groups: &GroupCoordinator, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> (i16, Vec<(TopicName, Vec<(i32, Option<OffsetEntry>)>)>) {
+fn fetch_group(
+    ctx: &Ctx<'_>,
+    groups: &GroupCoordinator,
+    group: &str,
+    topics: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> (i16, Vec<TopicOffsets>) {
     let code = check_coordinator(ctx, group);
     if code != codes::NONE {
         return (code, Vec::new());
@@ -145,7 +163,10 @@ pub(super) fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
             .groups
             .iter()
             .map(|g| {
-                let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+                let topics = g
+                    .topics
+                    .as_ref()
+                    .map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
                 let (code, found) = fetch_group(ctx, &groups, &g.group_id, topics);
                 let topics = found
                     .into_iter()
@@ -165,7 +186,10 @@ pub(super) fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                         )
                     })
                     .collect();
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(code).with_topics(topics)
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_error_code(code)
+                    .with_topics(topics)
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(results);
@@ -219,7 +243,12 @@ pub(super) fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDe
                         codes::GROUP_SUBSCRIBED_TO_TOPIC
                     } else {
                         if g.offsets.contains_key(&(t.name.to_string(), p.partition_index)) {
-                            records.push(OffsetRecord { group: group.clone(), topic: t.name.to_string(), partition: p.partition_index, value: None });
+                            records.push(OffsetRecord {
+                                group: group.clone(),
+                                topic: t.name.to_string(),
+                                partition: p.partition_index,
+                                value: None,
+                            });
                         }
                         codes::NONE
                     };
@@ -248,7 +277,12 @@ pub(super) fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGr
                     Ok(keys) => {
                         let records = keys
                             .into_iter()
-                            .map(|(topic, partition)| OffsetRecord { group: gid.to_string(), topic, partition, value: None })
+                            .map(|(topic, partition)| OffsetRecord {
+                                group: gid.to_string(),
+                                topic,
+                                partition,
+                                value: None,
+                            })
                             .collect();
                         if let Err(e) = persist(ctx, &mut groups, gid, records) {
                             tracing::warn!(group = %gid.0.as_str(), error = %e, "group delete write failed");

@@ -27,7 +27,8 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            let wanted = |k: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|w| w.as_str() == k));
+            let wanted =
+                |k: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|w| w.as_str() == k));
             match res.resource_type {
                 TOPIC => {
                     let Some(topic) = core.topic(&res.resource_name) else {
@@ -60,7 +61,8 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
                         || res.resource_name.parse::<i32>().ok().and_then(|id| core.broker(id)).is_some();
                     if !known {
                         out.error_code = codes::INVALID_REQUEST;
-                        out.error_message = Some(sb(&format!("broker '{}' does not exist", res.resource_name.as_str())));
+                        out.error_message =
+                            Some(sb(&format!("broker '{}' does not exist", res.resource_name.as_str())));
                         return out;
                     }
                     let mut configs = Vec::new();
@@ -76,7 +78,15 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
                     for d in TOPIC_CONFIGS {
                         if wanted(d.broker_synonym) {
                             let (v, src) = core.config.topic_default(d);
-                            configs.push(entry(d.broker_synonym, &v, src, d.ty as i8, d.doc, req.include_documentation, Vec::new()));
+                            configs.push(entry(
+                                d.broker_synonym,
+                                &v,
+                                src,
+                                d.ty as i8,
+                                d.doc,
+                                req.include_documentation,
+                                Vec::new(),
+                            ));
                         }
                     }
                     for c in &mut configs {
@@ -118,9 +128,18 @@ fn entry(
 }
 
 /// Applies a full set of topic configs; returns (code, message).
-fn apply(ctx: &Ctx<'_>, resource_type: i8, name: &str, configs: Result<BTreeMap<String, String>, String>, validate_only: bool) -> (i16, Option<String>) {
+fn apply(
+    ctx: &Ctx<'_>,
+    resource_type: i8,
+    name: &str,
+    configs: Result<BTreeMap<String, String>, String>,
+    validate_only: bool,
+) -> (i16, Option<String>) {
     if resource_type != TOPIC {
-        return (codes::INVALID_REQUEST, Some(format!("altering resource type {resource_type} is not supported; broker configs are static")));
+        return (
+            codes::INVALID_REQUEST,
+            Some(format!("altering resource type {resource_type} is not supported; broker configs are static")),
+        );
     }
     let configs = match configs {
         Ok(c) => c,
@@ -170,12 +189,20 @@ pub(super) fn incremental_alter(ctx: &Ctx<'_>, req: IncrementalAlterConfigsReque
                     1 => {
                         acc.remove(&name);
                     }
-                    2 | 3 if !is_list => return Err(format!("{name} is not a list config; APPEND and SUBTRACT need one")),
+                    2 | 3 if !is_list => {
+                        return Err(format!("{name} is not a list config; APPEND and SUBTRACT need one"))
+                    }
                     2 => {
-                        let current = acc.get(&name).cloned().or_else(|| {
-                            config::topic_config_def(&name).map(|d| ctx.core.config.topic_default(d).0)
-                        });
-                        let mut items: Vec<String> = current.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                        let current = acc
+                            .get(&name)
+                            .cloned()
+                            .or_else(|| config::topic_config_def(&name).map(|d| ctx.core.config.topic_default(d).0));
+                        let mut items: Vec<String> = current
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect();
                         for v in value.unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
                             if !items.iter().any(|i| i == v) {
                                 items.push(v.to_string());
@@ -186,7 +213,8 @@ pub(super) fn incremental_alter(ctx: &Ctx<'_>, req: IncrementalAlterConfigsReque
                     3 => {
                         let current = acc.get(&name).cloned().unwrap_or_default();
                         let remove: Vec<String> = value.unwrap_or_default().split(',').map(str::to_string).collect();
-                        let items: Vec<&str> = current.split(',').filter(|s| !s.is_empty() && !remove.iter().any(|r| r == s)).collect();
+                        let items: Vec<&str> =
+                            current.split(',').filter(|s| !s.is_empty() && !remove.iter().any(|r| r == s)).collect();
                         acc.insert(name, items.join(","));
                     }
                     op => return Err(format!("unknown config operation {op}")),

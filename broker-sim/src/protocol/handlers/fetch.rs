@@ -48,7 +48,10 @@ fn fetch_once(ctx: &Ctx<'_>, req: &FetchRequest) -> (FetchResponse, usize, bool)
                 .as_ref()
                 .and_then(|t| usize::try_from(fp.partition).ok().and_then(|i| t.partitions.get(i)).cloned());
             match partition {
-                None => pd.error_code = if ctx.version >= 13 { codes::UNKNOWN_TOPIC_ID } else { codes::UNKNOWN_TOPIC_OR_PARTITION },
+                None => {
+                    pd.error_code =
+                        if ctx.version >= 13 { codes::UNKNOWN_TOPIC_ID } else { codes::UNKNOWN_TOPIC_OR_PARTITION }
+                }
                 Some(p) if p.leader != ctx.node_id() => pd.error_code = codes::NOT_LEADER_OR_FOLLOWER,
                 Some(p) if fp.current_leader_epoch >= 0 && fp.current_leader_epoch < p.leader_epoch => {
                     pd.error_code = codes::FENCED_LEADER_EPOCH

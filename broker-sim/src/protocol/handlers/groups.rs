@@ -30,7 +30,8 @@ pub(super) fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> Fi
         let mut c = Coordinator::default().with_key(sb(key)).with_node_id(BrokerId(-1)).with_host(sb("")).with_port(-1);
         if req.key_type != 0 {
             c.error_code = codes::INVALID_REQUEST;
-            c.error_message = Some(sb(&format!("coordinator key type {} is not supported (groups only)", req.key_type)));
+            c.error_message =
+                Some(sb(&format!("coordinator key type {} is not supported (groups only)", req.key_type)));
             return c;
         }
         let (node, _) = ctx.core.coordinator_for(key);
@@ -139,7 +140,13 @@ pub(super) fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatRespon
     let group = req.group_id.to_string();
     let mut code = check_coordinator(ctx, &group);
     if code == codes::NONE {
-        code = ctx.core.groups.lock().heartbeat(ctx.now(), &group, &req.member_id, req.group_instance_id.as_deref(), req.generation_id);
+        code = ctx.core.groups.lock().heartbeat(
+            ctx.now(),
+            &group,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+        );
     }
     HeartbeatResponse::default().with_error_code(code)
 }
@@ -199,7 +206,9 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
                         .with_group_instance_id(m.instance_id.as_ref().map(|s| sb(s)))
                         .with_client_id(sb(&m.client_id))
                         .with_client_host(sb(&m.client_host))
-                        .with_member_metadata(g.protocol_name.as_ref().and_then(|p| m.metadata(p).cloned()).unwrap_or_default())
+                        .with_member_metadata(
+                            g.protocol_name.as_ref().and_then(|p| m.metadata(p).cloned()).unwrap_or_default(),
+                        )
                         .with_member_assignment(if stable { m.assignment.clone() } else { Default::default() })
                 })
                 .collect();
@@ -214,7 +223,9 @@ pub(super) fn list(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse 
     let listed = groups
         .groups()
         .filter(|g| check_coordinator(ctx, &g.id) == codes::NONE)
-        .filter(|g| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(g.state.name())))
+        .filter(|g| {
+            req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(g.state.name()))
+        })
         .filter(|_| req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case("classic")))
         .map(|g| {
             ListedGroup::default()

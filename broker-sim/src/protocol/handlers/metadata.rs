@@ -61,11 +61,9 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                                 topics.push(describe_topic(&t));
                             }
                         }
-                        Err(code) => topics.push(
-                            MetadataResponseTopic::default()
-                                .with_error_code(code)
-                                .with_name(Some(name)),
-                        ),
+                        Err(code) => {
+                            topics.push(MetadataResponseTopic::default().with_error_code(code).with_name(Some(name)))
+                        }
                     }
                 }
             }

@@ -4,8 +4,8 @@ use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionRe
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{
-    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
 };
 
 use crate::cluster::Partition;
@@ -100,7 +100,9 @@ pub(super) fn offset_for_leader_epoch(ctx: &Ctx<'_>, req: OffsetForLeaderEpochRe
                         .with_partition(op.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let p = topic.as_ref().and_then(|t| usize::try_from(op.partition).ok().and_then(|i| t.partitions.get(i)));
+                    let p = topic
+                        .as_ref()
+                        .and_then(|t| usize::try_from(op.partition).ok().and_then(|i| t.partitions.get(i)));
                     let Some(p) = p else {
                         r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
                         return r;
@@ -137,8 +139,12 @@ pub(super) fn delete_records(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> Delete
                 .partitions
                 .into_iter()
                 .map(|dp| {
-                    let mut r = DeleteRecordsPartitionResult::default().with_partition_index(dp.partition_index).with_low_watermark(-1);
-                    let p = topic.as_ref().and_then(|t| usize::try_from(dp.partition_index).ok().and_then(|i| t.partitions.get(i)));
+                    let mut r = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(dp.partition_index)
+                        .with_low_watermark(-1);
+                    let p = topic
+                        .as_ref()
+                        .and_then(|t| usize::try_from(dp.partition_index).ok().and_then(|i| t.partitions.get(i)));
                     let Some(p) = p else {
                         r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
                         return r;

@@ -24,12 +24,12 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            if !matches!(acks, -1 | 0 | 1) {
+            if !(-1..=1).contains(&acks) {
                 r.error_code = codes::INVALID_REQUIRED_ACKS;
             } else {
-                let partition = topic.as_ref().and_then(|t| {
-                    usize::try_from(pd.index).ok().and_then(|i| t.partitions.get(i)).map(|p| (t, p))
-                });
+                let partition = topic
+                    .as_ref()
+                    .and_then(|t| usize::try_from(pd.index).ok().and_then(|i| t.partitions.get(i)).map(|p| (t, p)));
                 match partition {
                     None => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                     Some((t, p)) => {
@@ -133,8 +133,6 @@ fn append(
         }
     }
     let mut log = p.log.lock();
-    let info = log
-        .append(&mut buf, p.leader_epoch, now)
-        .map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+    let info = log.append(&mut buf, p.leader_epoch, now).map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     Ok((info.base_offset, log.log_start_offset()))
 }

@@ -11,12 +11,8 @@ use kafka_protocol::messages::{
     },
     alter_configs_request::{AlterConfigsRequest, AlterConfigsResource, AlterableConfig},
     api_versions_request::ApiVersionsRequest,
-    create_partitions_request::{
-        CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic,
-    },
-    create_topics_request::{
-        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
-    },
+    create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic},
+    create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest},
     delete_groups_request::DeleteGroupsRequest,
     delete_records_request::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic},
     delete_topics_request::{DeleteTopicState, DeleteTopicsRequest},
@@ -37,24 +33,15 @@ use kafka_protocol::messages::{
     list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic},
     list_transactions_request::ListTransactionsRequest,
     metadata_request::{MetadataRequest, MetadataRequestTopic},
-    offset_commit_request::{
-        OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-    },
-    offset_delete_request::{
-        OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-    },
+    offset_commit_request::{OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+    offset_delete_request::{OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic},
     offset_fetch_request::{
-        OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic,
-        OffsetFetchRequestTopics,
+        OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
     },
-    offset_for_leader_epoch_request::{
-        OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
-    },
+    offset_for_leader_epoch_request::{OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic},
     produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData},
     sync_group_request::{SyncGroupRequest, SyncGroupRequestAssignment},
-    txn_offset_commit_request::{
-        TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
-    },
+    txn_offset_commit_request::{TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic},
     BrokerId, GroupId, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Encodable, Message, StrBytes, VersionRange};
@@ -83,10 +70,7 @@ fn txn() -> TransactionalId {
 fn enc<R: Encodable>(req: R, version: i16) -> Vec<u8> {
     let mut buf = BytesMut::new();
     if let Err(e) = req.encode(&mut buf, version) {
-        panic!(
-            "encoding {} v{version} failed: {e:#}",
-            std::any::type_name::<R>()
-        );
+        panic!("encoding {} v{version} failed: {e:#}", std::any::type_name::<R>());
     }
     buf.to_vec()
 }
@@ -98,19 +82,14 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
         0 => enc(produce(v), v),
         1 => enc(fetch(v), v),
         2 => enc(
-            ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic())
-                    .with_partitions(vec![
-                        ListOffsetsPartition::default().with_timestamp(-1)
-                    ])]),
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)])]),
             v,
         ),
         3 => enc(
-            MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic()))
-            ])),
+            MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic()))])),
             v,
         ),
         8 => enc(
@@ -118,9 +97,7 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
                 .with_group_id(group())
                 .with_topics(vec![OffsetCommitRequestTopic::default()
                     .with_name(topic())
-                    .with_partitions(vec![
-                        OffsetCommitRequestPartition::default().with_committed_offset(42)
-                    ])]),
+                    .with_partitions(vec![OffsetCommitRequestPartition::default().with_committed_offset(42)])]),
             v,
         ),
         9 => enc(offset_fetch(v), v),
@@ -133,25 +110,15 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
             v,
         ),
         11 => enc(
-            JoinGroupRequest::default()
-                .with_group_id(group())
-                .with_protocol_type(s("consumer"))
-                .with_protocols(vec![JoinGroupRequestProtocol::default()
-                    .with_name(s("range"))
-                    .with_metadata(Bytes::from_static(b"meta"))]),
+            JoinGroupRequest::default().with_group_id(group()).with_protocol_type(s("consumer")).with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"meta")),
+            ]),
             v,
         ),
-        12 => enc(
-            HeartbeatRequest::default()
-                .with_group_id(group())
-                .with_member_id(s("m-1")),
-            v,
-        ),
+        12 => enc(HeartbeatRequest::default().with_group_id(group()).with_member_id(s("m-1")), v),
         13 => enc(
             if v <= 2 {
-                LeaveGroupRequest::default()
-                    .with_group_id(group())
-                    .with_member_id(s("m-1"))
+                LeaveGroupRequest::default().with_group_id(group()).with_member_id(s("m-1"))
             } else {
                 LeaveGroupRequest::default()
                     .with_group_id(group())
@@ -160,18 +127,14 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
             v,
         ),
         14 => enc(
-            SyncGroupRequest::default()
-                .with_group_id(group())
-                .with_member_id(s("m-1"))
-                .with_assignments(vec![SyncGroupRequestAssignment::default()
+            SyncGroupRequest::default().with_group_id(group()).with_member_id(s("m-1")).with_assignments(vec![
+                SyncGroupRequestAssignment::default()
                     .with_member_id(s("m-1"))
-                    .with_assignment(Bytes::from_static(b"assignment"))]),
+                    .with_assignment(Bytes::from_static(b"assignment")),
+            ]),
             v,
         ),
-        15 => enc(
-            DescribeGroupsRequest::default().with_groups(vec![group()]),
-            v,
-        ),
+        15 => enc(DescribeGroupsRequest::default().with_groups(vec![group()]), v),
         16 => {
             let mut req = ListGroupsRequest::default();
             if v >= 4 {
@@ -185,32 +148,28 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
         18 => {
             let mut req = ApiVersionsRequest::default();
             if v >= 3 {
-                req = req
-                    .with_client_software_name(s("moldau"))
-                    .with_client_software_version(s("0.1"));
+                req = req.with_client_software_name(s("moldau")).with_client_software_version(s("0.1"));
             }
             enc(req, v)
         }
         19 => enc(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(1000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(topic())
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1)
-                    .with_assignments(vec![CreatableReplicaAssignment::default()
-                        .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
-                    .with_configs(vec![CreatableTopicConfig::default()
-                        .with_name(s("cleanup.policy"))
-                        .with_value(Some(s("compact")))])]),
+            CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![CreatableTopic::default()
+                .with_name(topic())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(vec![
+                    CreatableReplicaAssignment::default().with_broker_ids(vec![BrokerId(1), BrokerId(2)])
+                ])
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(s("cleanup.policy"))
+                    .with_value(Some(s("compact")))])]),
             v,
         ),
         20 => enc(
             if v <= 5 {
                 DeleteTopicsRequest::default().with_topic_names(vec![topic()])
             } else {
-                DeleteTopicsRequest::default()
-                    .with_topics(vec![DeleteTopicState::default().with_name(Some(topic()))])
+                DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_name(Some(topic()))])
             },
             v,
         ),
@@ -220,42 +179,29 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
                 .with_partitions(vec![DeleteRecordsPartition::default().with_offset(7)])]),
             v,
         ),
-        22 => enc(
-            InitProducerIdRequest::default().with_transactional_id(Some(txn())),
-            v,
-        ),
+        22 => enc(InitProducerIdRequest::default().with_transactional_id(Some(txn())), v),
         23 => enc(
-            OffsetForLeaderEpochRequest::default().with_topics(vec![
-                OffsetForLeaderTopic::default()
-                    .with_topic(topic())
-                    .with_partitions(vec![OffsetForLeaderPartition::default()]),
-            ]),
+            OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(topic())
+                .with_partitions(vec![OffsetForLeaderPartition::default()])]),
             v,
         ),
         24 => enc(add_partitions_to_txn(v), v),
-        25 => enc(
-            AddOffsetsToTxnRequest::default()
-                .with_transactional_id(txn())
-                .with_group_id(group()),
-            v,
-        ),
+        25 => enc(AddOffsetsToTxnRequest::default().with_transactional_id(txn()).with_group_id(group()), v),
         26 => enc(EndTxnRequest::default().with_transactional_id(txn()), v),
         28 => enc(
-            TxnOffsetCommitRequest::default()
-                .with_transactional_id(txn())
-                .with_group_id(group())
-                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            TxnOffsetCommitRequest::default().with_transactional_id(txn()).with_group_id(group()).with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
                     .with_name(topic())
-                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()])]),
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()]),
+            ]),
             v,
         ),
         32 => enc(
-            DescribeConfigsRequest::default().with_resources(vec![
-                DescribeConfigsResource::default()
-                    .with_resource_type(2)
-                    .with_resource_name(s("topic-a"))
-                    .with_configuration_keys(Some(vec![s("retention.ms")])),
-            ]),
+            DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("topic-a"))
+                .with_configuration_keys(Some(vec![s("retention.ms")]))]),
             v,
         ),
         33 => enc(
@@ -276,10 +222,7 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
                 ]))]),
             v,
         ),
-        42 => enc(
-            DeleteGroupsRequest::default().with_groups_names(vec![group()]),
-            v,
-        ),
+        42 => enc(DeleteGroupsRequest::default().with_groups_names(vec![group()]), v),
         44 => enc(
             incremental::IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental::AlterConfigsResource::default()
@@ -301,15 +244,11 @@ pub(super) fn sample(api_key: i16, version: i16) -> Vec<u8> {
         ),
         60 => enc(DescribeClusterRequest::default(), v),
         61 => enc(
-            DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
-                .with_name(topic())
-                .with_partition_indexes(vec![0, 1])]),
+            DescribeProducersRequest::default()
+                .with_topics(vec![TopicRequest::default().with_name(topic()).with_partition_indexes(vec![0, 1])]),
             v,
         ),
-        65 => enc(
-            DescribeTransactionsRequest::default().with_transactional_ids(vec![txn()]),
-            v,
-        ),
+        65 => enc(DescribeTransactionsRequest::default().with_transactional_ids(vec![txn()]), v),
         66 => enc(
             ListTransactionsRequest::default()
                 .with_state_filters(vec![s("Ongoing")])
@@ -362,10 +301,9 @@ pub(super) fn crate_versions(api_key: i16) -> VersionRange {
 
 /// A Produce request with one topic and one partition.
 fn produce(v: i16) -> ProduceRequest {
-    let mut t =
-        TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
-            .with_index(0)
-            .with_records(Some(Bytes::from_static(b"records")))]);
+    let mut t = TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(Bytes::from_static(b"records")))]);
     if v <= 12 {
         t = t.with_name(topic());
     }
@@ -385,9 +323,7 @@ fn fetch(v: i16) -> FetchRequest {
     if v <= 12 {
         t = t.with_topic(topic());
     }
-    let mut req = FetchRequest::default()
-        .with_max_wait_ms(500)
-        .with_topics(vec![t]);
+    let mut req = FetchRequest::default().with_max_wait_ms(500).with_topics(vec![t]);
     if v >= 7 {
         let mut f = ForgottenTopic::default().with_partitions(vec![3]);
         if v <= 12 {
@@ -407,11 +343,9 @@ fn fetch(v: i16) -> FetchRequest {
 /// An OffsetFetch request: one topic (v1-7) or one group with one topic (v8+).
 fn offset_fetch(v: i16) -> OffsetFetchRequest {
     if v <= 7 {
-        OffsetFetchRequest::default()
-            .with_group_id(group())
-            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                .with_name(topic())
-                .with_partition_indexes(vec![0])]))
+        OffsetFetchRequest::default().with_group_id(group()).with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(topic())
+            .with_partition_indexes(vec![0])]))
     } else {
         OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
             .with_group_id(group())
@@ -423,18 +357,12 @@ fn offset_fetch(v: i16) -> OffsetFetchRequest {
 
 /// An AddPartitionsToTxn request in the v3-and-below or the batched (v4+) shape.
 fn add_partitions_to_txn(v: i16) -> AddPartitionsToTxnRequest {
-    let t = AddPartitionsToTxnTopic::default()
-        .with_name(topic())
-        .with_partitions(vec![0, 1]);
+    let t = AddPartitionsToTxnTopic::default().with_name(topic()).with_partitions(vec![0, 1]);
     if v <= 3 {
-        AddPartitionsToTxnRequest::default()
-            .with_v3_and_below_transactional_id(txn())
-            .with_v3_and_below_topics(vec![t])
+        AddPartitionsToTxnRequest::default().with_v3_and_below_transactional_id(txn()).with_v3_and_below_topics(vec![t])
     } else {
-        AddPartitionsToTxnRequest::default().with_transactions(vec![
-            AddPartitionsToTxnTransaction::default()
-                .with_transactional_id(txn())
-                .with_topics(vec![t]),
-        ])
+        AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(txn())
+            .with_topics(vec![t])])
     }
 }
