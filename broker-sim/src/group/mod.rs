@@ -196,10 +196,7 @@ impl GroupCoordinator {
                 if let Some(old) = group.members.get_mut(&id).and_then(|m| m.join_waiter.replace(tx)) {
                     let _ = old.send(JoinResult::error(codes::REBALANCE_IN_PROGRESS, &id));
                 }
-                if group.state != GroupState::PreparingRebalance {
-                    prepare_rebalance(group, now, 0);
-                }
-                complete_join_if_ready(group, now);
+                rebalance(group, now);
                 Pending::Later(rx)
             }
         }
@@ -232,18 +229,12 @@ impl GroupCoordinator {
         {
             return Pending::Now(SyncResult::error(codes::INCONSISTENT_GROUP_PROTOCOL));
         }
-        let result_for = |g: &Group, m: &Member| SyncResult {
-            error: codes::NONE,
-            protocol_type: g.protocol_type.clone(),
-            protocol_name: g.protocol_name.clone(),
-            assignment: m.assignment.clone(),
-        };
         match group.state {
             GroupState::Empty | GroupState::Dead => Pending::Now(SyncResult::error(codes::UNKNOWN_MEMBER_ID)),
             GroupState::PreparingRebalance => Pending::Now(SyncResult::error(codes::REBALANCE_IN_PROGRESS)),
             GroupState::Stable => {
                 let m = &group.members[member_id];
-                Pending::Now(result_for(group, m))
+                Pending::Now(SyncResult::assigned(&group.protocol_type, &group.protocol_name, &m.assignment))
             }
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
@@ -261,12 +252,7 @@ impl GroupCoordinator {
                     for m in group.members.values_mut() {
                         m.last_seen_ms = now;
                         if let Some(w) = m.sync_waiter.take() {
-                            let _ = w.send(SyncResult {
-                                error: codes::NONE,
-                                protocol_type: ptype.clone(),
-                                protocol_name: pname.clone(),
-                                assignment: m.assignment.clone(),
-                            });
+                            let _ = w.send(SyncResult::assigned(&ptype, &pname, &m.assignment));
                         }
                     }
                 }
@@ -318,11 +304,7 @@ impl GroupCoordinator {
         }
         remove_member(group, &id, codes::UNKNOWN_MEMBER_ID);
         tracing::debug!(group = %group_id, member = %id, "member left");
-        match group.state {
-            GroupState::PreparingRebalance => complete_join_if_ready(group, now),
-            _ => prepare_rebalance(group, now, 0),
-        }
-        complete_join_if_ready(group, now);
+        rebalance(group, now);
         codes::NONE
     }
 
@@ -507,10 +489,7 @@ fn replace_static_member(
     if let Some(m) = group.members.get_mut(&new_id) {
         m.join_waiter = Some(tx);
     }
-    if group.state != GroupState::PreparingRebalance {
-        prepare_rebalance(group, now, 0);
-    }
-    complete_join_if_ready(group, now);
+    rebalance(group, now);
     Pending::Later(rx)
 }
 
@@ -531,6 +510,14 @@ fn remove_member(group: &mut Group, id: &str, code: i16) {
     if group.leader.as_deref() == Some(id) {
         group.leader = None;
     }
+}
+
+/// Starts a rebalance unless one is under way, then completes the join phase if it can.
+fn rebalance(group: &mut Group, now: i64) {
+    if group.state != GroupState::PreparingRebalance {
+        prepare_rebalance(group, now, 0);
+    }
+    complete_join_if_ready(group, now);
 }
 
 fn prepare_rebalance(group: &mut Group, now: i64, initial_delay: i64) {

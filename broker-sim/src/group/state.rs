@@ -90,6 +90,16 @@ pub(crate) struct SyncResult {
 }
 
 impl SyncResult {
+    /// A successful answer carrying the member's assignment.
+    pub(crate) fn assigned(protocol_type: &Option<String>, protocol_name: &Option<String>, assignment: &Bytes) -> Self {
+        SyncResult {
+            error: 0,
+            protocol_type: protocol_type.clone(),
+            protocol_name: protocol_name.clone(),
+            assignment: assignment.clone(),
+        }
+    }
+
     /// An error answer.
     pub(crate) fn error(code: i16) -> Self {
         SyncResult { error: code, ..Default::default() }
