@@ -20,6 +20,7 @@
 //! # Ok::<(), moldau_broker_sim::Error>(())
 //! ```
 
+mod args;
 mod clock;
 mod cluster;
 mod config;
@@ -31,6 +32,7 @@ mod net;
 mod partitioner;
 mod protocol;
 
+pub use args::BrokerArgs;
 pub use embedded::{Cluster, ClusterBuilder};
 pub use error::{Error, Result};
 pub use partitioner::{murmur2, partition_for_key};

@@ -1,25 +1,14 @@
 //! `broker-sim`: start a Kafka-protocol cluster on consecutive ports of 127.0.0.1.
 
-use std::path::PathBuf;
-
 use clap::Parser;
+use moldau_broker_sim::BrokerArgs;
 
 /// Start a broker-sim cluster.
 #[derive(Debug, Parser)]
 #[command(name = "broker-sim", version, about = "A Kafka-protocol cluster in one process")]
 struct Args {
-    /// Number of brokers.
-    #[arg(long, default_value_t = 1)]
-    brokers: usize,
-    /// Port of the first broker; broker i listens on port + i.
-    #[arg(long, default_value_t = 9092)]
-    port: u16,
-    /// Data directory; without it everything lives in memory.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Broker config overrides, e.g. `--config num.partitions=3`.
-    #[arg(long = "config", value_name = "KEY=VALUE")]
-    configs: Vec<String>,
+    #[command(flatten)]
+    broker: BrokerArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,25 +16,14 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let mut builder = moldau_broker_sim::Cluster::builder().brokers(args.brokers).port(args.port);
-    if let Some(dir) = args.data_dir {
-        builder = builder.data_dir(dir);
-    }
-    for kv in &args.configs {
-        let Some((k, v)) = kv.split_once('=') else {
-            eprintln!("error: --config expects KEY=VALUE, got '{kv}'");
-            return std::process::ExitCode::from(2);
-        };
-        builder = builder.config(k.trim(), v.trim());
-    }
-    let cluster = match builder.start() {
+    let cluster = match args.broker.builder().and_then(|b| b.start()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(1);
         }
     };
-    println!("broker-sim: {} broker(s), cluster id {}", args.brokers, cluster.cluster_id());
+    println!("broker-sim: {} broker(s), cluster id {}", args.broker.brokers, cluster.cluster_id());
     println!("bootstrap.servers={}", cluster.bootstrap_servers());
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
