@@ -305,6 +305,12 @@ pub(crate) struct BrokerConfig {
     pub(crate) max_request_bytes: usize,
     /// `log.retention.check.interval.ms`.
     pub(crate) retention_check_interval_ms: i64,
+    /// `transaction.state.log.num.partitions`.
+    pub(crate) txn_partitions: i32,
+    /// `transaction.max.timeout.ms`: the largest `transaction.timeout.ms` a producer may ask for.
+    pub(crate) txn_max_timeout_ms: i32,
+    /// `producer.id.expiration.ms`: idle producers' state is forgotten after this.
+    pub(crate) producer_id_expiration_ms: i64,
 }
 
 /// Broker-level keys other than topic-config synonyms, with their defaults.
@@ -323,6 +329,19 @@ pub(crate) static BROKER_KEYS: &[(&str, &str, ConfigType, &str)] = &[
     ),
     ("socket.request.max.bytes", "104857600", ConfigType::Int, "Largest request the broker reads."),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention runs."),
+    ("transaction.state.log.num.partitions", "50", ConfigType::Int, "Partitions of __transaction_state."),
+    (
+        "transaction.max.timeout.ms",
+        "900000",
+        ConfigType::Int,
+        "Largest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT above).",
+    ),
+    (
+        "producer.id.expiration.ms",
+        "86400000",
+        ConfigType::Int,
+        "Forget the state of a producer idle this long on a partition (no open transaction).",
+    ),
 ];
 
 impl BrokerConfig {
@@ -359,12 +378,19 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
             max_request_bytes: int("socket.request.max.bytes") as usize,
             retention_check_interval_ms: int("log.retention.check.interval.ms"),
+            txn_partitions: int("transaction.state.log.num.partitions") as i32,
+            txn_max_timeout_ms: int("transaction.max.timeout.ms").clamp(1, i64::from(i32::MAX)) as i32,
+            producer_id_expiration_ms: int("producer.id.expiration.ms"),
             overrides,
         };
-        if cfg.num_partitions < 1 || cfg.offsets_partitions < 1 || cfg.default_replication_factor < 1 {
-            return Err(
-                "num.partitions, offsets.topic.num.partitions and default.replication.factor must be at least 1".into(),
-            );
+        if cfg.num_partitions < 1
+            || cfg.offsets_partitions < 1
+            || cfg.txn_partitions < 1
+            || cfg.default_replication_factor < 1
+        {
+            return Err("num.partitions, offsets.topic.num.partitions, transaction.state.log.num.partitions and \
+                 default.replication.factor must be at least 1"
+                .into());
         }
         Ok(cfg)
     }

@@ -127,6 +127,7 @@ async fn run(core: Arc<ClusterCore>, listeners: Vec<std::net::TcpListener>, shut
                 _ = groups.tick() => {
                     let now = ticker_core.clock.now_ms();
                     ticker_core.groups.lock().tick(now);
+                    ticker_core.tick_transactions();
                 }
                 _ = retention.tick() => {
                     let deleted = ticker_core.apply_retention();

@@ -31,6 +31,7 @@ mod log;
 mod net;
 mod partitioner;
 mod protocol;
+mod txn;
 
 pub use args::BrokerArgs;
 pub use embedded::{Cluster, ClusterBuilder};

@@ -8,6 +8,7 @@
 //! contend. No lock is held across an `.await`.
 
 pub(crate) mod topic;
+mod txn_io;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,10 +23,15 @@ use crate::error::{Error, Result};
 use crate::group::GroupCoordinator;
 use crate::log::PartitionLog;
 use crate::protocol::codes;
+use crate::txn::pid::ProducerIdAllocator;
+use crate::txn::TxnCoordinator;
 pub(crate) use topic::{Partition, Topic};
+pub(crate) use txn_io::CoreTxnIo;
 
 /// Name of the internal offsets topic.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Name of the internal transaction log topic.
+pub(crate) const TXN_TOPIC: &str = "__transaction_state";
 
 /// A broker's advertised address.
 #[derive(Debug, Clone)]
@@ -84,6 +90,8 @@ pub(crate) struct ClusterCore {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Consumer group coordinator.
     pub(crate) groups: Mutex<GroupCoordinator>,
+    /// Transaction coordinator. Lock order: `txns`, then `groups`, then partition logs.
+    pub(crate) txns: Mutex<TxnCoordinator>,
     /// Time source.
     pub(crate) clock: Clock,
     appended: tokio::sync::watch::Sender<u64>,
@@ -104,9 +112,16 @@ impl ClusterCore {
         };
         let controller_id = brokers.first().map_or(-1, |b| b.node_id);
         let (appended, _) = tokio::sync::watch::channel(0u64);
+        let pid_file = data_dir.as_ref().map(|d| d.join("__cluster").join("producer-id-block"));
+        if let Some(f) = &pid_file {
+            if let Some(parent) = f.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io("creating metadata directory", e))?;
+            }
+        }
         let core = Arc::new(ClusterCore {
             cluster_id,
             groups: Mutex::new(GroupCoordinator::new(&config)),
+            txns: Mutex::new(TxnCoordinator::new(ProducerIdAllocator::open(pid_file), config.txn_max_timeout_ms)),
             config,
             brokers,
             controller_id,
@@ -116,22 +131,36 @@ impl ClusterCore {
             appended,
         });
         core.load_topics()?;
-        if core.topic(OFFSETS_TOPIC).is_none() {
-            let mut cfgs = BTreeMap::new();
-            cfgs.insert("cleanup.policy".to_string(), "compact".to_string());
-            let req = NewTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: core.config.offsets_partitions,
-                replication_factor: core.brokers.len().min(3) as i16,
-                configs: cfgs,
-                ..Default::default()
-            };
-            core.create_topic_inner(req, true)
-                .map_err(|e| Error::internal(format!("creating {OFFSETS_TOPIC}: {}", e.message)))?;
-        }
+        core.ensure_internal_topic(OFFSETS_TOPIC, core.config.offsets_partitions)?;
+        core.ensure_internal_topic(TXN_TOPIC, core.config.txn_partitions)?;
         let offsets = core.topic(OFFSETS_TOPIC).ok_or_else(|| Error::internal("no offsets topic"))?;
         core.groups.lock().load(&offsets)?;
+        let txn_topic = core.topic(TXN_TOPIC).ok_or_else(|| Error::internal("no transaction log topic"))?;
+        let metas = txn_io::load_txn_log(&txn_topic)?;
+        let now = core.clock.now_ms();
+        let mut txns = core.txns.lock();
+        txns.load(metas);
+        txns.recover(&mut CoreTxnIo::new(&core, now), now);
+        drop(txns);
         Ok(core)
+    }
+
+    /// Creates a compacted internal topic if it does not exist yet.
+    fn ensure_internal_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        if self.topic(name).is_some() {
+            return Ok(());
+        }
+        let mut cfgs = BTreeMap::new();
+        cfgs.insert("cleanup.policy".to_string(), "compact".to_string());
+        let req = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor: self.brokers.len().min(3) as i16,
+            configs: cfgs,
+            ..Default::default()
+        };
+        self.create_topic_inner(req, true).map_err(|e| Error::internal(format!("creating {name}: {}", e.message)))?;
+        Ok(())
     }
 
     fn load_topics(&self) -> Result<()> {
@@ -301,10 +330,10 @@ impl ClusterCore {
 
     /// Deletes a topic and its logs.
     pub(crate) fn delete_topic(&self, name: &str) -> std::result::Result<Uuid, TopicError> {
-        if name == OFFSETS_TOPIC {
+        if name == OFFSETS_TOPIC || name == TXN_TOPIC {
             return Err(TopicError::new(
                 codes::INVALID_TOPIC_EXCEPTION,
-                "the internal offsets topic cannot be deleted",
+                format!("the internal topic {name} cannot be deleted"),
             ));
         }
         let topic = self.topics.write().remove(name).ok_or_else(|| {
@@ -433,7 +462,9 @@ impl ClusterCore {
         let mut deleted = 0;
         for t in self.topics() {
             for p in &t.partitions {
-                match p.log.lock().apply_retention(now) {
+                let mut log = p.log.lock();
+                log.producers.expire(now, self.config.producer_id_expiration_ms);
+                match log.apply_retention(now) {
                     Ok(n) => deleted += n,
                     Err(e) => tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed"),
                 }
@@ -453,12 +484,29 @@ impl ClusterCore {
         }
     }
 
-    /// The broker coordinating `group` (leader of its `__consumer_offsets` partition).
+    /// The broker coordinating `group` (leader of its `__consumer_offsets` partition) and
+    /// that partition.
     pub(crate) fn coordinator_for(&self, key: &str) -> (i32, i32) {
-        let n = self.config.offsets_partitions.max(1);
-        let p = (java_hash(key) & 0x7fff_ffff) % n;
-        let leader = self.partition(OFFSETS_TOPIC, p).map_or(-1, |p| p.leader);
+        self.internal_partition_for(OFFSETS_TOPIC, self.config.offsets_partitions, key)
+    }
+
+    /// The broker coordinating transactional id `key` (leader of its `__transaction_state`
+    /// partition) and that partition.
+    pub(crate) fn txn_coordinator_for(&self, key: &str) -> (i32, i32) {
+        self.internal_partition_for(TXN_TOPIC, self.config.txn_partitions, key)
+    }
+
+    fn internal_partition_for(&self, topic: &str, partitions: i32, key: &str) -> (i32, i32) {
+        let p = (java_hash(key) & 0x7fff_ffff) % partitions.max(1);
+        let leader = self.partition(topic, p).map_or(-1, |p| p.leader);
         (leader, p)
+    }
+
+    /// Aborts timed-out transactions and retries unfinished marker writes.
+    pub(crate) fn tick_transactions(&self) {
+        let now = self.clock.now_ms();
+        let mut txns = self.txns.lock();
+        txns.tick(&mut CoreTxnIo::new(self, now), now);
     }
 
     /// Advertised address of a node.

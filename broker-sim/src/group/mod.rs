@@ -4,6 +4,7 @@
 
 pub(crate) mod offsets;
 pub(crate) mod state;
+mod txn;
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,7 @@ pub(crate) struct GroupCoordinator {
     max_session_ms: i32,
     initial_delay_ms: i64,
     next_id: u64,
+    offsets_partitions: i32,
 }
 
 impl GroupCoordinator {
@@ -78,18 +80,27 @@ impl GroupCoordinator {
             max_session_ms: config.group_max_session_timeout_ms,
             initial_delay_ms: config.group_initial_rebalance_delay_ms,
             next_id: 0,
+            offsets_partitions: config.offsets_partitions.max(1),
         }
     }
 
-    /// Rebuilds committed offsets from the offsets topic.
+    /// Rebuilds committed offsets from the offsets topic. Transactional offset commits stay
+    /// pending until their producer's marker, as when they were written.
     pub(crate) fn load(&mut self, topic: &Topic) -> Result<()> {
         let mut n = 0usize;
         for p in &topic.partitions {
             let log = p.log.lock();
             for rec in log.read_all_records(log.log_start_offset())? {
-                if let Some(r) = offsets::from_log_record(&rec) {
+                if rec.control {
+                    let commit = rec.key.as_ref().is_some_and(|k| k.len() >= 4 && k[3] == 1);
+                    self.complete_txn(rec.producer_id, commit, p.index);
+                } else if let Some(r) = offsets::from_log_record(&rec) {
                     n += 1;
-                    self.apply(r);
+                    if rec.transactional {
+                        self.add_pending_txn(rec.producer_id, r);
+                    } else {
+                        self.apply(r);
+                    }
                 }
             }
         }

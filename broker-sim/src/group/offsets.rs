@@ -6,10 +6,11 @@
 //! at start-up rebuilds every group's offsets.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Record;
 
 use super::state::OffsetEntry;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::log::internal::{self, get_str, put_str, TxnProducer};
 
 /// One change to a committed offset.
 #[derive(Debug, Clone)]
@@ -24,30 +25,12 @@ pub(crate) struct OffsetRecord {
     pub(crate) value: Option<OffsetEntry>,
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    let len = s.len().min(i16::MAX as usize);
-    buf.put_i16(len as i16);
-    buf.put_slice(&s.as_bytes()[..len]);
-}
-
-fn get_str(buf: &mut Bytes) -> Option<String> {
-    if buf.remaining() < 2 {
-        return None;
-    }
-    let len = usize::try_from(buf.get_i16()).ok()?;
-    if buf.remaining() < len {
-        return None;
-    }
-    let b = buf.split_to(len);
-    String::from_utf8(b.to_vec()).ok()
-}
-
-/// Encodes offset records as one record batch.
-pub(crate) fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> Result<BytesMut> {
-    let recs: Vec<Record> = records
+/// Encodes offset records as one record batch; transactional when `producer` is given
+/// (TxnOffsetCommit: pending until the producer's marker on this partition).
+pub(crate) fn encode_batch(records: &[OffsetRecord], now_ms: i64, producer: TxnProducer) -> Result<BytesMut> {
+    let pairs = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let mut key = BytesMut::new();
             key.put_i16(1);
             put_str(&mut key, &r.group);
@@ -62,31 +45,10 @@ pub(crate) fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> Result<Byte
                 b.put_i64(v.commit_ms);
                 b.freeze()
             });
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: now_ms,
-                key: Some(key.freeze()),
-                value,
-                headers: Default::default(),
-            }
+            (key.freeze(), value)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .map_err(|e| Error::internal(format!("encoding offset batch: {e}")))?;
-    Ok(buf)
+    internal::encode(pairs, now_ms, producer)
 }
 
 /// Decodes one record of the offsets topic; `None` for records that are not offset commits
@@ -145,7 +107,7 @@ mod tests {
             },
             OffsetRecord { group: "g".into(), topic: "t".into(), partition: 4, value: None },
         ];
-        let buf = encode_batch(&recs, 7).unwrap();
+        let buf = encode_batch(&recs, 7, None).unwrap();
         let set = RecordBatchDecoder::decode(&mut buf.freeze()).unwrap();
         let back: Vec<OffsetRecord> = set.records.iter().filter_map(from_log_record).collect();
         assert_eq!(back.len(), 2);

@@ -185,6 +185,8 @@ pub(crate) struct Group {
     pub(crate) initial_delay_until_ms: i64,
     /// Committed offsets by (topic, partition).
     pub(crate) offsets: BTreeMap<(String, i32), OffsetEntry>,
+    /// Transactional offset commits waiting for their producer's marker, by producer id.
+    pub(crate) pending_txn: BTreeMap<i64, BTreeMap<(String, i32), OffsetEntry>>,
 }
 
 impl Group {
@@ -203,6 +205,7 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             offsets: BTreeMap::new(),
+            pending_txn: BTreeMap::new(),
         }
     }
 

@@ -16,18 +16,14 @@ const ATTR_POS: usize = 21;
 const LAST_OFFSET_DELTA_POS: usize = 23;
 const BASE_TS_POS: usize = 27;
 const MAX_TS_POS: usize = 35;
-#[allow(dead_code)]
 const PRODUCER_ID_POS: usize = 43;
-#[allow(dead_code)]
 const PRODUCER_EPOCH_POS: usize = 51;
-#[allow(dead_code)]
 const BASE_SEQ_POS: usize = 53;
 const RECORDS_COUNT_POS: usize = 57;
 
 /// Attribute bit: timestamps are log-append time.
 pub(crate) const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 /// Attribute bit: the batch belongs to a transaction.
-#[allow(dead_code)]
 pub(crate) const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit: the batch holds a control record.
 pub(crate) const ATTR_CONTROL: i16 = 0x20;
@@ -140,17 +136,14 @@ impl<'a> BatchHeader<'a> {
         be_i64(self.bytes, MAX_TS_POS)
     }
     /// Producer id, or -1.
-    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn producer_id(&self) -> i64 {
         be_i64(self.bytes, PRODUCER_ID_POS)
     }
     /// Producer epoch, or -1.
-    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn producer_epoch(&self) -> i16 {
         be_i16(self.bytes, PRODUCER_EPOCH_POS)
     }
     /// First sequence number, or -1.
-    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn base_sequence(&self) -> i32 {
         be_i32(self.bytes, BASE_SEQ_POS)
     }
@@ -167,7 +160,6 @@ impl<'a> BatchHeader<'a> {
         self.attributes() & ATTR_CONTROL != 0
     }
     /// Whether the batch is transactional.
-    #[allow(dead_code)] // producer-state checks arrive with idempotent producers
     pub(crate) fn is_transactional(&self) -> bool {
         self.attributes() & ATTR_TRANSACTIONAL != 0
     }
@@ -232,6 +224,71 @@ pub(crate) fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// What a transaction marker (control record) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ControlType {
+    /// The producer's open transaction on this partition is aborted.
+    Abort,
+    /// The producer's open transaction on this partition is committed.
+    Commit,
+}
+
+/// Builds the control batch the transaction coordinator writes to end a transaction: one
+/// uncompressed control record with key `(version 0, type)` and value `(version 0,
+/// coordinator epoch)`, transactional and control bits set, no sequence.
+pub(crate) fn control_batch(
+    producer_id: i64,
+    epoch: i16,
+    kind: ControlType,
+    coordinator_epoch: i32,
+    ts: i64,
+) -> Vec<u8> {
+    // Record body: attributes, timestamp delta, offset delta, key length + key, value length +
+    // value, header count. All varints are zig-zag; 0 -> 0x00, 4 -> 0x08, 6 -> 0x0c.
+    let kind_code: u8 = match kind {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    let ce = coordinator_epoch.to_be_bytes();
+    let body: [u8; 16] = [0, 0, 0, 0x08, 0, 0, 0, kind_code, 0x0c, 0, 0, ce[0], ce[1], ce[2], ce[3], 0];
+    let mut b = Vec::with_capacity(HEADER_LEN + 1 + body.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset, patched on append
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + 1 + body.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch, patched on append
+    b.push(2); // magic
+    b.extend_from_slice(&[0; 4]); // crc, below
+    b.extend_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&ts.to_be_bytes());
+    b.extend_from_slice(&ts.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&1i32.to_be_bytes()); // record count
+    b.push((body.len() as u8) << 1); // record length (zig-zag varint)
+    b.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&b[ATTR_POS..]);
+    b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Reads the marker type of a stored control batch; `None` if it is not a readable marker.
+pub(crate) fn control_type(batch: &[u8]) -> Option<ControlType> {
+    let mut kind = None;
+    let _ = super::records::for_each_record(batch, super::records::MAX_DECOMPRESSED_BYTES, |r| {
+        kind = match r.key {
+            Some(k) if k.len() >= 4 => match i16::from_be_bytes([k[2], k[3]]) {
+                0 => Some(ControlType::Abort),
+                1 => Some(ControlType::Commit),
+                _ => None,
+            },
+            _ => None,
+        };
+        false
+    });
+    kind
+}
+
 /// Iterates over the complete batches at the start of `bytes`, stopping at the first
 /// incomplete or malformed one. Yields `(position, header)`.
 pub(crate) fn iter_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHeader<'_>)> {
@@ -253,19 +310,31 @@ pub(crate) fn iter_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHe
 /// `value_len` bytes and timestamps `ts0, ts0+1, ...`, for tests.
 #[cfg(test)]
 pub(crate) fn test_batch(n: usize, ts0: i64, value_len: usize) -> bytes::BytesMut {
+    test_producer_batch(n, ts0, value_len, None)
+}
+
+/// Like [`test_batch`], from producer `(id, epoch, base sequence, transactional)` if given.
+#[cfg(test)]
+pub(crate) fn test_producer_batch(
+    n: usize,
+    ts0: i64,
+    value_len: usize,
+    producer: Option<(i64, i16, i32, bool)>,
+) -> bytes::BytesMut {
     use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let (pid, epoch, seq0, txn) = producer.unwrap_or((-1, -1, 0, false));
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional: txn,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
+            sequence: seq0 + i as i32,
             timestamp: ts0 + i as i64,
             key: Some(bytes::Bytes::from(format!("k{i}"))),
             value: Some(bytes::Bytes::from(vec![b'v'; value_len])),

@@ -9,6 +9,8 @@
 //!   and non-decreasing offsets.
 
 pub(crate) mod batch;
+pub(crate) mod internal;
+pub(crate) mod producers;
 pub(crate) mod records;
 pub(crate) mod segment;
 
@@ -19,7 +21,8 @@ use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::error::{Error, Result};
-use batch::BatchHeader;
+use batch::{BatchHeader, ControlType};
+use producers::ProducerStates;
 use segment::{ReadPlan, Segment};
 
 /// The log settings of one partition (a view of its topic config).
@@ -143,6 +146,8 @@ pub(crate) struct PartitionLog {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     epochs: Vec<(i32, i64)>,
+    /// Idempotent and transactional producer state (rebuilt from the log on open).
+    pub(crate) producers: ProducerStates,
     /// Settings; replaced by [`PartitionLog::set_config`].
     pub(crate) config: LogConfig,
 }
@@ -153,7 +158,14 @@ const START_FILE: &str = "log-start-offset";
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`; `None` keeps it in memory.
     pub(crate) fn open(dir: Option<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self> {
-        let mut log = PartitionLog { dir, segments: BTreeMap::new(), log_start_offset: 0, epochs: Vec::new(), config };
+        let mut log = PartitionLog {
+            dir,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            epochs: Vec::new(),
+            producers: ProducerStates::default(),
+            config,
+        };
         if let Some(dir) = log.dir.clone() {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating partition directory", e))?;
             let listed = segment::list_segments(&dir)?;
@@ -184,7 +196,41 @@ impl PartitionLog {
             let seg = Segment::create(log.dir.as_deref(), log.log_start_offset, now_ms)?;
             log.segments.insert(log.log_start_offset, seg);
         }
+        log.rebuild_producers(now_ms)?;
         Ok(log)
+    }
+
+    /// Replays every batch header (and marker) to rebuild the producer state after a restart.
+    fn rebuild_producers(&mut self, now_ms: i64) -> Result<()> {
+        let mut states = ProducerStates::default();
+        for seg in self.segments.values() {
+            self.scan_segment(seg, 0, |h, bytes| {
+                observe(&mut states, &h, bytes, now_ms);
+                true
+            })?;
+        }
+        states.truncate_before(self.log_start_offset);
+        self.producers = states;
+        Ok(())
+    }
+
+    /// The last stable offset: below it every transaction is decided (read_committed bound).
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.producers.last_stable_offset(self.log_end_offset())
+    }
+
+    /// Appends a transaction marker for `producer_id`; returns its offset.
+    pub(crate) fn append_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        kind: ControlType,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64> {
+        let mut b = batch::control_batch(producer_id, epoch, kind, coordinator_epoch, now_ms);
+        Ok(self.append(&mut b, leader_epoch, now_ms)?.base_offset)
     }
 
     fn active(&self) -> &Segment {
@@ -235,6 +281,9 @@ impl PartitionLog {
                 (h.total_len(), h.last_offset_delta())
             };
             batch::patch_offset_and_epoch(&mut batches[pos..pos + total], next, leader_epoch);
+            if let Ok(h) = BatchHeader::parse(&batches[pos..pos + total]) {
+                observe(&mut self.producers, &h, &batches[pos..pos + total], now_ms);
+            }
             next += i64::from(delta) + 1;
             pos += total;
         }
@@ -419,6 +468,7 @@ impl PartitionLog {
         if let Some(dir) = &self.dir {
             write_atomic(&dir.join(START_FILE), offset.to_string().as_bytes())?;
         }
+        self.producers.truncate_before(offset);
         self.drop_segments_below(offset, now_ms)?;
         Ok(self.log_start_offset)
     }
@@ -496,6 +546,7 @@ impl PartitionLog {
         let first = self.segments.values().next().map_or(self.log_end_offset(), |s| s.base_offset);
         if first > self.log_start_offset {
             self.log_start_offset = first;
+            self.producers.truncate_before(first);
             if let Some(dir) = &self.dir {
                 write_atomic(&dir.join(START_FILE), first.to_string().as_bytes())?;
             }
@@ -548,6 +599,20 @@ impl PartitionLog {
             write_atomic(&dir.join(EPOCH_FILE), s.as_bytes())?;
         }
         Ok(())
+    }
+}
+
+/// Feeds one stored batch (offsets assigned) to the producer state.
+fn observe(states: &mut ProducerStates, h: &BatchHeader<'_>, bytes: &[u8], now_ms: i64) {
+    if h.producer_id() < 0 {
+        return;
+    }
+    if h.is_control() {
+        if let Some(kind) = batch::control_type(bytes) {
+            states.on_marker(h.producer_id(), h.producer_epoch(), kind, h.base_offset(), now_ms);
+        }
+    } else {
+        states.on_batch(h, now_ms);
     }
 }
 

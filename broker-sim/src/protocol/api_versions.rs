@@ -2,8 +2,9 @@
 //!
 //! Only APIs that are implemented and correct are listed: clients turn features on from this
 //! list (see `shared/reference/kafka-protocol.md` §2 and §4). Topic-id versions (Fetch 13+,
-//! Produce 13), KIP-890 transaction versions and the transaction APIs themselves are left out
-//! until implemented.
+//! Produce 13) are left out, and so are KIP-890 "transaction version 2" versions: InitProducerId
+//! 5+, AddPartitionsToTxn/AddOffsetsToTxn/EndTxn/TxnOffsetCommit 4+ (which add
+//! TRANSACTION_ABORTABLE and the per-transaction epoch bump).
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -30,7 +31,12 @@ pub(crate) const ADVERTISED: &[(i16, i16, i16)] = &[
     (19, 2, 7), // CreateTopics
     (20, 1, 6), // DeleteTopics
     (21, 0, 2), // DeleteRecords
+    (22, 0, 4), // InitProducerId
     (23, 2, 4), // OffsetForLeaderEpoch
+    (24, 0, 3), // AddPartitionsToTxn
+    (25, 0, 3), // AddOffsetsToTxn
+    (26, 0, 3), // EndTxn
+    (28, 0, 3), // TxnOffsetCommit
     (32, 1, 4), // DescribeConfigs
     (33, 0, 2), // AlterConfigs
     (37, 0, 3), // CreatePartitions

@@ -2,8 +2,8 @@
 
 #![allow(missing_docs)]
 
-pub(crate) const NONE: i16 = 0;
 pub(crate) const UNKNOWN_SERVER_ERROR: i16 = -1;
+pub(crate) const NONE: i16 = 0;
 pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub(crate) const CORRUPT_MESSAGE: i16 = 2;
 pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -28,6 +28,13 @@ pub(crate) const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 pub(crate) const INVALID_CONFIG: i16 = 40;
 pub(crate) const INVALID_REQUEST: i16 = 42;
 pub(crate) const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+pub(crate) const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub(crate) const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub(crate) const INVALID_TXN_STATE: i16 = 48;
+pub(crate) const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+pub(crate) const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+pub(crate) const CONCURRENT_TRANSACTIONS: i16 = 51;
+pub(crate) const OPERATION_NOT_ATTEMPTED: i16 = 55;
 pub(crate) const NON_EMPTY_GROUP: i16 = 68;
 pub(crate) const GROUP_ID_NOT_FOUND: i16 = 69;
 pub(crate) const FENCED_LEADER_EPOCH: i16 = 74;
@@ -36,4 +43,6 @@ pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
 pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
 pub(crate) const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub(crate) const INVALID_RECORD: i16 = 87;
+pub(crate) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+pub(crate) const PRODUCER_FENCED: i16 = 90;
 pub(crate) const UNKNOWN_TOPIC_ID: i16 = 100;

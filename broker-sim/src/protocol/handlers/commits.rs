@@ -20,10 +20,11 @@ use super::sb;
 use crate::cluster::OFFSETS_TOPIC;
 use crate::group::offsets::{encode_batch, OffsetRecord};
 use crate::group::{CommitCheck, GroupCoordinator, OffsetEntry};
+use crate::log::internal::TxnProducer;
 use crate::protocol::{codes, Ctx};
 
-const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const MAX_METADATA_BYTES: usize = 4096;
+pub(super) const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+pub(super) const MAX_METADATA_BYTES: usize = 4096;
 
 /// Appends offset records for `group` to its `__consumer_offsets` partition, then applies them.
 fn persist(
@@ -32,16 +33,31 @@ fn persist(
     group: &str,
     records: Vec<OffsetRecord>,
 ) -> Result<(), String> {
+    persist_as(ctx, groups, group, records, None)
+}
+
+/// [`persist`] for a transactional producer: the records are written as a transactional batch
+/// and stay pending until the producer's marker (TxnOffsetCommit).
+pub(super) fn persist_as(
+    ctx: &Ctx<'_>,
+    groups: &mut GroupCoordinator,
+    group: &str,
+    records: Vec<OffsetRecord>,
+    producer: TxnProducer,
+) -> Result<(), String> {
     if records.is_empty() {
         return Ok(());
     }
     let now = ctx.now();
     let (_, p) = ctx.core.coordinator_for(group);
     let partition = ctx.core.partition(OFFSETS_TOPIC, p).ok_or("offsets partition missing (bug)")?;
-    let mut batch = encode_batch(&records, now).map_err(|e| e.to_string())?;
+    let mut batch = encode_batch(&records, now, producer).map_err(|e| e.to_string())?;
     partition.log.lock().append(&mut batch, partition.leader_epoch, now).map_err(|e| e.to_string())?;
     for r in records {
-        groups.apply(r);
+        match producer {
+            Some((pid, _)) => groups.add_pending_txn(pid, r),
+            None => groups.apply(r),
+        }
     }
     Ok(())
 }
@@ -115,36 +131,46 @@ pub(super) fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCo
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// A topic with (partition, committed offset if any) pairs.
-type TopicOffsets = (TopicName, Vec<(i32, Option<OffsetEntry>)>);
+/// A topic with (partition, committed offset if any, partition error) triples.
+type TopicOffsets = (TopicName, Vec<(i32, Option<OffsetEntry>, i16)>);
 
-/// Committed offsets of one group: requested partitions, or all when `None`.
+/// Committed offsets of one group: requested partitions, or all when `None`. With
+/// `require_stable` (KIP-447), a partition whose transactional commit awaits its marker answers
+/// UNSTABLE_OFFSET_COMMIT so a new owner never starts from an offset that may be aborted.
 fn fetch_group(
     ctx: &Ctx<'_>,
     groups: &GroupCoordinator,
     group: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
+    require_stable: bool,
 ) -> (i16, Vec<TopicOffsets>) {
     let code = check_coordinator(ctx, group);
     if code != codes::NONE {
         return (code, Vec::new());
     }
     let committed = groups.group(group).map(|g| &g.offsets);
+    let entry = |topic: &str, p: i32, e: Option<OffsetEntry>| {
+        if require_stable && groups.has_pending_txn(group, topic, p) {
+            (p, None, codes::UNSTABLE_OFFSET_COMMIT)
+        } else {
+            (p, e, codes::NONE)
+        }
+    };
     let out = match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(name, parts)| {
                 let entries = parts
                     .into_iter()
-                    .map(|p| (p, committed.and_then(|o| o.get(&(name.to_string(), p))).cloned()))
+                    .map(|p| entry(&name, p, committed.and_then(|o| o.get(&(name.to_string(), p))).cloned()))
                     .collect();
                 (name, entries)
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetEntry>)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetEntry>, i16)>> = BTreeMap::new();
             for ((t, p), e) in committed.into_iter().flatten() {
-                by_topic.entry(t.clone()).or_default().push((*p, Some(e.clone())));
+                by_topic.entry(t.clone()).or_default().push(entry(t, *p, Some(e.clone())));
             }
             by_topic.into_iter().map(|(t, v)| (TopicName(sb(&t)), v)).collect()
         }
@@ -167,20 +193,21 @@ pub(super) fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                     .topics
                     .as_ref()
                     .map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
-                let (code, found) = fetch_group(ctx, &groups, &g.group_id, topics);
+                let (code, found) = fetch_group(ctx, &groups, &g.group_id, topics, req.require_stable);
                 let topics = found
                     .into_iter()
                     .map(|(name, parts)| {
                         OffsetFetchResponseTopics::default().with_name(name).with_partitions(
                             parts
                                 .iter()
-                                .map(|(i, e)| {
+                                .map(|(i, e, c)| {
                                     let (o, ep, m) = entry(e);
                                     OffsetFetchResponsePartitions::default()
                                         .with_partition_index(*i)
                                         .with_committed_offset(o)
                                         .with_committed_leader_epoch(ep)
                                         .with_metadata(m)
+                                        .with_error_code(*c)
                                 })
                                 .collect(),
                         )
@@ -195,21 +222,22 @@ pub(super) fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
         return OffsetFetchResponse::default().with_groups(results);
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    let (code, found) = fetch_group(ctx, &groups, &req.group_id, topics);
+    let require_stable = ctx.version >= 7 && req.require_stable;
+    let (code, found) = fetch_group(ctx, &groups, &req.group_id, topics, require_stable);
     let topics = found
         .into_iter()
         .map(|(name, parts)| {
             OffsetFetchResponseTopic::default().with_name(name).with_partitions(
                 parts
                     .iter()
-                    .map(|(i, e)| {
+                    .map(|(i, e, c)| {
                         let (o, ep, m) = entry(e);
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(*i)
                             .with_committed_offset(o)
                             .with_committed_leader_epoch(ep)
                             .with_metadata(m)
-                            .with_error_code(if ctx.version < 2 { code } else { codes::NONE })
+                            .with_error_code(if ctx.version < 2 && *c == codes::NONE { code } else { *c })
                     })
                     .collect(),
             )

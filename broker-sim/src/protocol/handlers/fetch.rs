@@ -1,11 +1,12 @@
-//! Fetch: sessionless, long-polling, whole batches, every requested partition answered.
+//! Fetch: sessionless, long-polling, whole batches, every requested partition answered;
+//! read_committed reads stop at the last stable offset and carry the aborted transactions.
 
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 
-use crate::log::ReadError;
+use crate::log::{batch, ReadError};
 use crate::protocol::{codes, Ctx};
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
@@ -70,17 +71,25 @@ fn fetch_once(ctx: &Ctx<'_>, req: &FetchRequest) -> (FetchResponse, usize, bool)
                 Some(p) if fp.current_leader_epoch > p.leader_epoch => pd.error_code = codes::UNKNOWN_LEADER_EPOCH,
                 Some(p) => {
                     let limit = (fp.partition_max_bytes.max(0) as usize).min(share).min(budget);
+                    let mut aborted = None;
                     let plan = {
                         let log = p.log.lock();
                         let hw = log.log_end_offset();
+                        let lso = log.last_stable_offset();
                         pd.high_watermark = hw;
-                        pd.last_stable_offset = hw;
+                        pd.last_stable_offset = lso;
                         pd.log_start_offset = log.log_start_offset();
+                        // read_committed reads stop at the LSO; read_uncommitted at the HW.
+                        let upper = if read_committed { lso } else { hw };
                         if limit == 0 && total > 0 {
                             Ok(None)
                         } else {
                             // KIP-74: the first batch is returned whole even past the limit.
-                            log.plan_fetch(fp.fetch_offset, limit.max(1), hw).map(Some)
+                            let plan = log.plan_fetch(fp.fetch_offset, limit.max(1), upper);
+                            if read_committed && plan.is_ok() {
+                                aborted = Some(log.producers.aborted_between(fp.fetch_offset, upper));
+                            }
+                            plan.map(Some)
                         }
                     };
                     match plan {
@@ -90,6 +99,13 @@ fn fetch_once(ctx: &Ctx<'_>, req: &FetchRequest) -> (FetchResponse, usize, bool)
                             Ok(bytes) => {
                                 total += bytes.len();
                                 budget = budget.saturating_sub(bytes.len());
+                                if let Some(list) = aborted.as_mut() {
+                                    // Only ranges that start below the end of the returned data.
+                                    let end = batch::iter_batches(&bytes)
+                                        .last()
+                                        .map_or(fp.fetch_offset, |(_, h)| h.last_offset() + 1);
+                                    list.retain(|a| a.first_offset < end);
+                                }
                                 pd.records = Some(bytes);
                             }
                             Err(e) => {
@@ -99,7 +115,17 @@ fn fetch_once(ctx: &Ctx<'_>, req: &FetchRequest) -> (FetchResponse, usize, bool)
                         },
                     }
                     if read_committed {
-                        pd.aborted_transactions = Some(Vec::new());
+                        pd.aborted_transactions = Some(
+                            aborted
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|a| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(a.producer_id))
+                                        .with_first_offset(a.first_offset)
+                                })
+                                .collect(),
+                        );
                     }
                 }
             }

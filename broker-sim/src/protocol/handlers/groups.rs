@@ -1,4 +1,4 @@
-//! FindCoordinator and the group membership APIs: JoinGroup, SyncGroup, Heartbeat,
+//! FindCoordinator (groups and transactional ids) and the group membership APIs: JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, DescribeGroups, ListGroups.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -28,13 +28,16 @@ pub(super) fn check_coordinator(ctx: &Ctx<'_>, group: &str) -> i16 {
 pub(super) fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let lookup = |key: &str| -> Coordinator {
         let mut c = Coordinator::default().with_key(sb(key)).with_node_id(BrokerId(-1)).with_host(sb("")).with_port(-1);
-        if req.key_type != 0 {
-            c.error_code = codes::INVALID_REQUEST;
-            c.error_message =
-                Some(sb(&format!("coordinator key type {} is not supported (groups only)", req.key_type)));
-            return c;
-        }
-        let (node, _) = ctx.core.coordinator_for(key);
+        let (node, _) = match req.key_type {
+            0 => ctx.core.coordinator_for(key),
+            1 => ctx.core.txn_coordinator_for(key),
+            other => {
+                c.error_code = codes::INVALID_REQUEST;
+                c.error_message =
+                    Some(sb(&format!("coordinator key type {other} is not supported (0 = group, 1 = transaction)")));
+                return c;
+            }
+        };
         match ctx.core.broker(node) {
             Some(b) => {
                 c.node_id = BrokerId(b.node_id);

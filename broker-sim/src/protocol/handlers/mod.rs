@@ -9,6 +9,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod txn;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
@@ -45,6 +46,11 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, request: RequestKind) -> Option<Resp
         Rq::OffsetCommit(r) => Rs::OffsetCommit(commits::offset_commit(ctx, r)),
         Rq::OffsetFetch(r) => Rs::OffsetFetch(commits::offset_fetch(ctx, r)),
         Rq::OffsetDelete(r) => Rs::OffsetDelete(commits::offset_delete(ctx, r)),
+        Rq::InitProducerId(r) => Rs::InitProducerId(txn::init_producer_id(ctx, r)),
+        Rq::AddPartitionsToTxn(r) => Rs::AddPartitionsToTxn(txn::add_partitions_to_txn(ctx, r)),
+        Rq::AddOffsetsToTxn(r) => Rs::AddOffsetsToTxn(txn::add_offsets_to_txn(ctx, r)),
+        Rq::EndTxn(r) => Rs::EndTxn(txn::end_txn(ctx, r)),
+        Rq::TxnOffsetCommit(r) => Rs::TxnOffsetCommit(txn::txn_offset_commit(ctx, r)),
         other => {
             // The frame layer only lets advertised APIs through; reaching here is a bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "request routed without a handler (bug)");

@@ -25,6 +25,7 @@ fn check_leader(ctx: &Ctx<'_>, p: &Partition, current_epoch: i32) -> i16 {
 }
 
 pub(super) fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let read_committed = ctx.version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -51,11 +52,13 @@ pub(super) fn list_offsets(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffset
                         return r;
                     }
                     let log = p.log.lock();
+                    // The last offset a consumer of this isolation level may read up to.
+                    let upper = if read_committed { log.last_stable_offset() } else { log.log_end_offset() };
                     let found = match lp.timestamp {
-                        -1 => Ok(Some((log.log_end_offset(), -1))),
+                        -1 => Ok(Some((upper, -1))),
                         -2 => Ok(Some((log.log_start_offset(), -1))),
                         -3 => log.max_timestamp_offset(),
-                        ts if ts >= 0 => log.offset_for_timestamp(ts),
+                        ts if ts >= 0 => log.offset_for_timestamp(ts).map(|f| f.filter(|(o, _)| *o < upper)),
                         _ => {
                             r.error_code = codes::INVALID_REQUEST;
                             return r;

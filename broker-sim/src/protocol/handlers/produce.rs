@@ -1,4 +1,5 @@
-//! Produce: validate batches, assign offsets, append, answer (or stay silent for acks=0).
+//! Produce: validate batches, check idempotent and transactional producers, assign offsets,
+//! append, answer (or stay silent for acks=0).
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -7,6 +8,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::sb;
 use crate::cluster::{Partition, Topic};
 use crate::log::batch::{self, BatchError};
+use crate::log::producers::Verdict;
 use crate::log::records;
 use crate::protocol::{codes, Ctx};
 
@@ -126,13 +128,38 @@ fn append(
             format!("{} in-sync replicas, min.insync.replicas is {}", p.replicas.len(), cfg.min_insync_replicas),
         ));
     }
+    let first =
+        batch::BatchHeader::parse(&records[ranges[0].clone()]).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
+    let producer_id = first.producer_id();
+    if ranges.len() > 1
+        && ranges.iter().any(|r| batch::BatchHeader::parse(&records[r.clone()]).is_ok_and(|h| h.producer_id() >= 0))
+    {
+        return Err((
+            codes::INVALID_RECORD,
+            format!("{} batches for one partition: an idempotent producer sends exactly one", ranges.len()),
+        ));
+    }
+    // Lock order: transaction coordinator, then the partition log. Holding both makes the
+    // "is this partition in the producer's open transaction" check and the append atomic with
+    // respect to EndTxn, so a late batch can never start a transaction no marker will close.
+    let txns = (producer_id >= 0 && first.is_transactional()).then(|| ctx.core.txns.lock());
+    let mut log = p.log.lock();
+    if producer_id >= 0 {
+        match log.producers.check(&first) {
+            Ok(Verdict::Duplicate { first_offset }) => return Ok((first_offset, log.log_start_offset())),
+            Ok(Verdict::Append) => {}
+            Err(rejection) => return Err(rejection),
+        }
+        if let Some(txns) = &txns {
+            txns.verify_produce(producer_id, first.producer_epoch(), &topic.name, p.index)?;
+        }
+    }
     let mut buf = BytesMut::from(records);
     if cfg.log_append_time {
         for range in &ranges {
             batch::set_log_append_time(&mut buf[range.clone()], now);
         }
     }
-    let mut log = p.log.lock();
     let info = log.append(&mut buf, p.leader_epoch, now).map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     Ok((info.base_offset, log.log_start_offset()))
 }
