@@ -41,3 +41,5 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+pub mod copier;

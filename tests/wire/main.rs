@@ -7,3 +7,4 @@ mod rdkafka_admin;
 mod rdkafka_data;
 mod rdkafka_groups;
 mod tools;
+mod txn;

@@ -73,10 +73,8 @@ def produce(bootstrap, topic):
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        # kafka-python 3 makes producers idempotent by default (KIP-679), which needs
-        # InitProducerId (API 22); broker-sim does not serve it yet, and the default producer
-        # then fails every send with IncompatibleBrokerVersion. Opt out until it does.
-        enable_idempotence=False,
+        # kafka-python 3 makes producers idempotent by default (KIP-679): InitProducerId and
+        # sequence numbers are exercised here.
         client_id="kp-producer",
     )
     try:
