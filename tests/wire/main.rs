@@ -8,3 +8,4 @@ mod rdkafka_data;
 mod rdkafka_groups;
 mod tools;
 mod txn;
+mod txn_errors;

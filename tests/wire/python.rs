@@ -53,3 +53,9 @@ async fn should_round_trip_all_codecs_when_using_confluent_kafka() {
     require_python_modules("confluent-kafka", "import confluent_kafka").await;
     run_script_against_new_cluster("confluent_kafka_conformance.py").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn should_show_only_committed_records_to_read_committed_python_consumers() {
+    require_python_modules("confluent-kafka and kafka-python", "import confluent_kafka, kafka").await;
+    run_script_against_new_cluster("transactions.py").await;
+}
