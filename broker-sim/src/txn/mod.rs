@@ -57,6 +57,19 @@ pub(crate) struct InitRequest<'a> {
     pub(crate) fenced: i16,
 }
 
+/// The transactional producer a request comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    /// Transactional id.
+    pub(crate) txn_id: &'a str,
+    /// Producer id the client holds.
+    pub(crate) producer_id: i64,
+    /// Epoch the client holds.
+    pub(crate) epoch: i16,
+    /// The fencing error for this request version.
+    pub(crate) fenced: i16,
+}
+
 /// All transactional ids of the cluster.
 #[derive(Debug)]
 pub(crate) struct TxnCoordinator {
@@ -217,8 +230,9 @@ impl TxnCoordinator {
         }
     }
 
-    /// Looks up `txn_id` and checks the producer id and epoch of a request.
-    fn checked(&self, txn_id: &str, producer_id: i64, epoch: i16, fenced: i16) -> Result<&TxnMeta, TxnError> {
+    /// Looks up the caller's transactional id and checks its producer id and epoch.
+    fn checked(&self, caller: Caller<'_>) -> Result<&TxnMeta, TxnError> {
+        let Caller { txn_id, producer_id, epoch, fenced } = caller;
         let meta = self.txns.get(txn_id).ok_or_else(|| {
             err(codes::INVALID_PRODUCER_ID_MAPPING, format!("transactional id '{txn_id}' is unknown"))
         })?;
@@ -240,13 +254,11 @@ impl TxnCoordinator {
         &mut self,
         io: &mut dyn TxnIo,
         now: i64,
-        txn_id: &str,
-        producer_id: i64,
-        epoch: i16,
-        fenced: i16,
+        caller: Caller<'_>,
         partitions: &[(String, i32)],
     ) -> Result<(), TxnError> {
-        let current = self.checked(txn_id, producer_id, epoch, fenced)?;
+        let txn_id = caller.txn_id;
+        let current = self.checked(caller)?;
         match current.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
                 return Err(err(codes::CONCURRENT_TRANSACTIONS, format!("'{txn_id}' is completing a transaction")))
@@ -267,18 +279,15 @@ impl TxnCoordinator {
 
     /// EndTxn: commits or aborts the open transaction. Idempotent for retries of the same
     /// decision.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn end_txn(
         &mut self,
         io: &mut dyn TxnIo,
         now: i64,
-        txn_id: &str,
-        producer_id: i64,
-        epoch: i16,
-        fenced: i16,
+        caller: Caller<'_>,
         commit: bool,
     ) -> Result<(), TxnError> {
-        let current = self.checked(txn_id, producer_id, epoch, fenced)?;
+        let txn_id = caller.txn_id;
+        let current = self.checked(caller)?;
         let word = if commit { "commit" } else { "abort" };
         match (current.state, commit) {
             (TxnState::Ongoing, _) => {

@@ -1,10 +1,13 @@
 use super::*;
 
 /// Records what the coordinator persisted and which markers it wrote; can be told to fail.
+/// (producer id, epoch, marker, partitions) of one `write_markers` call.
+type Markers = (i64, i16, ControlType, Vec<(String, i32)>);
+
 #[derive(Default)]
 struct FakeIo {
     persisted: Vec<TxnMeta>,
-    markers: Vec<(i64, i16, ControlType, Vec<(String, i32)>)>,
+    markers: Vec<Markers>,
     fail_markers: bool,
 }
 
@@ -39,6 +42,10 @@ fn init(c: &mut TxnCoordinator, io: &mut FakeIo, id: &str, expected: Option<(i64
         .map_err(|e| e.0)
 }
 
+fn who(txn_id: &str, producer_id: i64, epoch: i16) -> Caller<'_> {
+    Caller { txn_id, producer_id, epoch, fenced: FENCED }
+}
+
 fn p(t: &str, i: i32) -> (String, i32) {
     (t.to_string(), i)
 }
@@ -66,9 +73,9 @@ fn should_refuse_empty_ids_and_timeouts_above_the_maximum() {
 fn should_commit_writing_markers_to_every_added_partition() {
     let (mut c, mut io) = (coordinator(), FakeIo::default());
     let (pid, epoch) = init(&mut c, &mut io, "t", None).unwrap();
-    c.add_partitions(&mut io, 1, "t", pid, epoch, FENCED, &[p("a", 0), p("a", 1)]).unwrap();
-    c.add_partitions(&mut io, 2, "t", pid, epoch, FENCED, &[p("__consumer_offsets", 7)]).unwrap();
-    c.end_txn(&mut io, 3, "t", pid, epoch, FENCED, true).unwrap();
+    c.add_partitions(&mut io, 1, who("t", pid, epoch), &[p("a", 0), p("a", 1)]).unwrap();
+    c.add_partitions(&mut io, 2, who("t", pid, epoch), &[p("__consumer_offsets", 7)]).unwrap();
+    c.end_txn(&mut io, 3, who("t", pid, epoch), true).unwrap();
     assert_eq!(
         io.markers,
         vec![(pid, epoch, ControlType::Commit, vec![p("__consumer_offsets", 7), p("a", 0), p("a", 1)])]
@@ -79,8 +86,8 @@ fn should_commit_writing_markers_to_every_added_partition() {
         vec![TxnState::Empty, TxnState::Ongoing, TxnState::Ongoing, TxnState::PrepareCommit, TxnState::CompleteCommit]
     );
     // A retried commit succeeds; an abort of the committed transaction does not.
-    assert!(c.end_txn(&mut io, 4, "t", pid, epoch, FENCED, true).is_ok());
-    assert_eq!(c.end_txn(&mut io, 4, "t", pid, epoch, FENCED, false).map_err(|e| e.0), Err(codes::INVALID_TXN_STATE));
+    assert!(c.end_txn(&mut io, 4, who("t", pid, epoch), true).is_ok());
+    assert_eq!(c.end_txn(&mut io, 4, who("t", pid, epoch), false).map_err(|e| e.0), Err(codes::INVALID_TXN_STATE));
     assert_eq!(io.markers.len(), 1);
 }
 
@@ -89,13 +96,13 @@ fn should_answer_errors_for_wrong_ids_epochs_and_states() {
     let (mut c, mut io) = (coordinator(), FakeIo::default());
     let (pid, epoch) = init(&mut c, &mut io, "t", None).unwrap();
     let end = |c: &mut TxnCoordinator, io: &mut FakeIo, pid, epoch, fenced| {
-        c.end_txn(io, 1, "t", pid, epoch, fenced, true).map_err(|e| e.0)
+        c.end_txn(io, 1, Caller { txn_id: "t", producer_id: pid, epoch, fenced }, true).map_err(|e| e.0)
     };
     assert_eq!(end(&mut c, &mut io, pid, epoch, FENCED), Err(codes::INVALID_TXN_STATE), "nothing open");
     assert_eq!(end(&mut c, &mut io, pid + 1, epoch, FENCED), Err(codes::INVALID_PRODUCER_ID_MAPPING));
     assert_eq!(end(&mut c, &mut io, pid, epoch + 1, FENCED), Err(FENCED));
     assert_eq!(end(&mut c, &mut io, pid, epoch + 1, codes::INVALID_PRODUCER_EPOCH), Err(codes::INVALID_PRODUCER_EPOCH));
-    let r = c.add_partitions(&mut io, 1, "nope", pid, epoch, FENCED, &[p("a", 0)]).map_err(|e| e.0);
+    let r = c.add_partitions(&mut io, 1, who("nope", pid, epoch), &[p("a", 0)]).map_err(|e| e.0);
     assert_eq!(r, Err(codes::INVALID_PRODUCER_ID_MAPPING));
 }
 
@@ -103,13 +110,13 @@ fn should_answer_errors_for_wrong_ids_epochs_and_states() {
 fn should_fence_the_old_producer_and_abort_its_open_transaction_on_init() {
     let (mut c, mut io) = (coordinator(), FakeIo::default());
     let (pid, e0) = init(&mut c, &mut io, "t", None).unwrap();
-    c.add_partitions(&mut io, 1, "t", pid, e0, FENCED, &[p("a", 0)]).unwrap();
+    c.add_partitions(&mut io, 1, who("t", pid, e0), &[p("a", 0)]).unwrap();
     assert_eq!(init(&mut c, &mut io, "t", None), Err(codes::CONCURRENT_TRANSACTIONS));
     assert_eq!(io.markers, vec![(pid, e0 + 1, ControlType::Abort, vec![p("a", 0)])], "aborted with the bumped epoch");
     let (pid2, e2) = init(&mut c, &mut io, "t", None).unwrap();
     assert_eq!((pid2, e2), (pid, e0 + 2));
     assert_eq!(c.verify_produce(pid, e0, "a", 0).map_err(|e| e.0), Err(codes::INVALID_PRODUCER_EPOCH));
-    assert_eq!(c.end_txn(&mut io, 2, "t", pid, e0, FENCED, true).map_err(|e| e.0), Err(FENCED));
+    assert_eq!(c.end_txn(&mut io, 2, who("t", pid, e0), true).map_err(|e| e.0), Err(FENCED));
 }
 
 #[test]
@@ -140,12 +147,12 @@ fn should_abort_timed_out_transactions_and_fence_their_producer() {
     let (mut c, mut io) = (coordinator(), FakeIo::default());
     let req = InitRequest { txn_id: Some("t"), timeout_ms: 1_000, expected: None, fenced: FENCED };
     let (pid, e0) = c.init_producer_id(&mut io, 0, req).unwrap();
-    c.add_partitions(&mut io, 100, "t", pid, e0, FENCED, &[p("a", 0)]).unwrap();
+    c.add_partitions(&mut io, 100, who("t", pid, e0), &[p("a", 0)]).unwrap();
     assert_eq!(c.tick(&mut io, 1_000), 0);
     assert_eq!(c.tick(&mut io, 1_101), 1);
     assert_eq!(c.get("t").unwrap().state, TxnState::CompleteAbort);
     assert_eq!(io.markers, vec![(pid, e0 + 1, ControlType::Abort, vec![p("a", 0)])]);
-    assert_eq!(c.add_partitions(&mut io, 1_200, "t", pid, e0, FENCED, &[p("a", 0)]).map_err(|e| e.0), Err(FENCED));
+    assert_eq!(c.add_partitions(&mut io, 1_200, who("t", pid, e0), &[p("a", 0)]).map_err(|e| e.0), Err(FENCED));
     assert_eq!(init(&mut c, &mut io, "t", Some((pid, e0))), Err(FENCED), "KIP-360 cannot revive a fenced epoch");
 }
 
@@ -153,11 +160,11 @@ fn should_abort_timed_out_transactions_and_fence_their_producer() {
 fn should_retry_markers_that_failed_and_answer_concurrent_transactions_meanwhile() {
     let (mut c, mut io) = (coordinator(), FakeIo::default());
     let (pid, e0) = init(&mut c, &mut io, "t", None).unwrap();
-    c.add_partitions(&mut io, 1, "t", pid, e0, FENCED, &[p("a", 0)]).unwrap();
+    c.add_partitions(&mut io, 1, who("t", pid, e0), &[p("a", 0)]).unwrap();
     io.fail_markers = true;
-    c.end_txn(&mut io, 2, "t", pid, e0, FENCED, true).unwrap();
+    c.end_txn(&mut io, 2, who("t", pid, e0), true).unwrap();
     assert_eq!(c.get("t").unwrap().state, TxnState::PrepareCommit);
-    let r = c.add_partitions(&mut io, 3, "t", pid, e0, FENCED, &[p("a", 1)]).map_err(|e| e.0);
+    let r = c.add_partitions(&mut io, 3, who("t", pid, e0), &[p("a", 1)]).map_err(|e| e.0);
     assert_eq!(r, Err(codes::CONCURRENT_TRANSACTIONS));
     io.fail_markers = false;
     c.tick(&mut io, 4);
@@ -170,7 +177,7 @@ fn should_only_accept_transactional_batches_for_partitions_in_the_open_transacti
     let (mut c, mut io) = (coordinator(), FakeIo::default());
     let (pid, e0) = init(&mut c, &mut io, "t", None).unwrap();
     assert_eq!(c.verify_produce(pid, e0, "a", 0).map_err(|e| e.0), Err(codes::INVALID_TXN_STATE));
-    c.add_partitions(&mut io, 1, "t", pid, e0, FENCED, &[p("a", 0)]).unwrap();
+    c.add_partitions(&mut io, 1, who("t", pid, e0), &[p("a", 0)]).unwrap();
     assert!(c.verify_produce(pid, e0, "a", 0).is_ok());
     assert_eq!(c.verify_produce(pid, e0, "a", 1).map_err(|e| e.0), Err(codes::INVALID_TXN_STATE));
     assert_eq!(c.verify_produce(999, 0, "a", 0).map_err(|e| e.0), Err(codes::INVALID_PRODUCER_ID_MAPPING));

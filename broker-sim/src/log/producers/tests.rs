@@ -6,7 +6,7 @@ use crate::log::{LogConfig, PartitionLog};
 /// the error code.
 fn produce(log: &mut PartitionLog, n: usize, pid: i64, epoch: i16, seq: i32, txn: bool) -> Result<Verdict, i16> {
     let mut b = test_producer_batch(n, 1_000, 4, Some((pid, epoch, seq, txn)));
-    let h = batch::BatchHeader::parse(&b).unwrap();
+    let h = BatchHeader::parse(&b).unwrap();
     let verdict = log.producers.check(&h).map_err(|(code, _)| code)?;
     if verdict == Verdict::Append {
         log.append(&mut b, 0, 0).unwrap();

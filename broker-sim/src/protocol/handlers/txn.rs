@@ -22,7 +22,7 @@ use crate::cluster::{CoreTxnIo, OFFSETS_TOPIC};
 use crate::group::offsets::OffsetRecord;
 use crate::group::OffsetEntry;
 use crate::protocol::{codes, Ctx};
-use crate::txn::{InitRequest, TxnError};
+use crate::txn::{Caller, InitRequest, TxnError};
 
 /// The fencing error for this request: PRODUCER_FENCED from `since` on, else
 /// INVALID_PRODUCER_EPOCH.
@@ -98,10 +98,13 @@ pub(super) fn add_partitions_to_txn(ctx: &Ctx<'_>, req: AddPartitionsToTxnReques
             return Err((codes::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown partitions {unknown:?}")));
         }
         let now = ctx.now();
-        let pid = req.v3_and_below_producer_id.0;
-        let epoch = req.v3_and_below_producer_epoch;
-        let mut txns = ctx.core.txns.lock();
-        txns.add_partitions(&mut CoreTxnIo::new(ctx.core, now), now, &txn_id, pid, epoch, fenced(ctx, 2), &wanted)
+        let caller = Caller {
+            txn_id: &txn_id,
+            producer_id: req.v3_and_below_producer_id.0,
+            epoch: req.v3_and_below_producer_epoch,
+            fenced: fenced(ctx, 2),
+        };
+        ctx.core.txns.lock().add_partitions(&mut CoreTxnIo::new(ctx.core, now), now, caller, &wanted)
     });
     let code_of = |topic: &str, p: i32| -> i16 {
         match &result {
@@ -140,16 +143,14 @@ pub(super) fn add_offsets_to_txn(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> 
     let result = check_txn_coordinator(ctx, &txn_id).and_then(|()| {
         let (_, p) = ctx.core.coordinator_for(&req.group_id);
         let now = ctx.now();
-        let mut txns = ctx.core.txns.lock();
-        txns.add_partitions(
-            &mut CoreTxnIo::new(ctx.core, now),
-            now,
-            &txn_id,
-            req.producer_id.0,
-            req.producer_epoch,
-            fenced(ctx, 2),
-            &[(OFFSETS_TOPIC.to_string(), p)],
-        )
+        let caller = Caller {
+            txn_id: &txn_id,
+            producer_id: req.producer_id.0,
+            epoch: req.producer_epoch,
+            fenced: fenced(ctx, 2),
+        };
+        let offsets = [(OFFSETS_TOPIC.to_string(), p)];
+        ctx.core.txns.lock().add_partitions(&mut CoreTxnIo::new(ctx.core, now), now, caller, &offsets)
     });
     let code = match result {
         Ok(()) => codes::NONE,
@@ -165,9 +166,13 @@ pub(super) fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     let txn_id = req.transactional_id.to_string();
     let result = check_txn_coordinator(ctx, &txn_id).and_then(|()| {
         let now = ctx.now();
-        let mut txns = ctx.core.txns.lock();
-        let io = &mut CoreTxnIo::new(ctx.core, now);
-        txns.end_txn(io, now, &txn_id, req.producer_id.0, req.producer_epoch, fenced(ctx, 2), req.committed)
+        let caller = Caller {
+            txn_id: &txn_id,
+            producer_id: req.producer_id.0,
+            epoch: req.producer_epoch,
+            fenced: fenced(ctx, 2),
+        };
+        ctx.core.txns.lock().end_txn(&mut CoreTxnIo::new(ctx.core, now), now, caller, req.committed)
     });
     let code = match result {
         Ok(()) => codes::NONE,
