@@ -3,59 +3,18 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
-use bytes::BytesMut;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
 use moldau_broker_sim::Cluster;
 use moldau_tests::{init_logging, must_create_topic};
 
-fn connect(cluster: &Cluster) -> TcpStream {
-    let port = cluster.brokers()[0].1;
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Sends raw bytes as one frame (size prefix added).
-fn send_frame(s: &mut TcpStream, body: &[u8]) {
-    let mut out = (body.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(body);
-    s.write_all(&out).expect("write");
-}
-
-/// Reads one response frame; `None` when the broker closed the connection.
-fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut body).ok()?;
-    Some(body)
-}
-
-fn request<R: Encodable>(key: ApiKey, version: i16, req: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    req.encode(&mut buf, version).unwrap();
-    buf.to_vec()
-}
+use crate::raw::{connect, read_frame, record_batch, request, send_frame, CORRELATION_ID};
 
 /// A healthy ApiVersions round trip on `s`.
 fn must_answer_api_versions(s: &mut TcpStream) {
     send_frame(s, &request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()));
     let resp = read_frame(s).expect("the broker still answers");
-    assert_eq!(&resp[0..4], &7i32.to_be_bytes(), "correlation id");
+    assert_eq!(&resp[0..4], &CORRELATION_ID.to_be_bytes(), "correlation id");
     assert_eq!(&resp[4..6], &0i16.to_be_bytes(), "error code NONE");
 }
 
@@ -141,46 +100,11 @@ fn should_answer_v0_unsupported_version_when_api_versions_is_too_new() {
 }
 
 fn batch(n: usize, value_len: usize) -> Vec<u8> {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1,
-            key: Some(bytes::Bytes::from_static(b"k")),
-            value: Some(bytes::Bytes::from(vec![1u8; value_len])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    buf.to_vec()
+    record_batch(n, value_len, None)
 }
 
 fn produce(s: &mut TcpStream, records: Vec<u8>) -> (i16, i64) {
-    let req =
-        ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records.into()))])]);
-    send_frame(s, &request(ApiKey::Produce, 7, &req));
-    let resp = read_frame(s).expect("produce answered");
-    let mut body = bytes::Bytes::from(resp[4..].to_vec());
-    let r = ProduceResponse::decode(&mut body, 7).unwrap();
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    crate::raw::produce(s, "t", 1, records)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

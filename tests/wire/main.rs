@@ -3,6 +3,7 @@
 mod bad_input;
 mod kcat;
 mod python;
+mod raw;
 mod rdkafka_admin;
 mod rdkafka_data;
 mod rdkafka_groups;

@@ -2,54 +2,31 @@
 //! the wire (a raw kafka-protocol client against a one-broker cluster, so that broker
 //! coordinates every group and transactional id).
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use moldau_broker_sim::Cluster;
 use moldau_tests::{init_logging, must_create_topic};
+
+use crate::raw::{self, record_batch};
 
 /// A blocking raw client on one connection.
 struct Raw(TcpStream);
 
 impl Raw {
     fn connect(cluster: &Cluster) -> Self {
-        let s = TcpStream::connect(("127.0.0.1", cluster.brokers()[0].1)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw(s)
+        Raw(raw::connect(cluster))
     }
 
     fn call<Rq: Encodable, Rs: Decodable>(&mut self, key: ApiKey, version: i16, req: &Rq) -> Rs {
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(1)
-            .with_client_id(Some(StrBytes::from_static_str("txn-errors")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
-        self.0.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        self.0.read_exact(&mut size).expect("response");
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.0.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        Rs::decode(&mut body, version).unwrap()
+        raw::call(&mut self.0, key, version, req)
     }
 
     fn init(&mut self, version: i16, txn: Option<&str>, timeout_ms: i32, expected: (i64, i16)) -> (i16, i64, i16) {
@@ -103,16 +80,9 @@ impl Raw {
         r.error_code
     }
 
-    /// Produce v7 of one batch to `topic`-0: (error, base offset).
+    /// Produce v7 of one batch to `topic`-0 with acks=all: (error, base offset).
     fn produce(&mut self, topic: &str, records: Vec<u8>) -> (i16, i64) {
-        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
-            TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.into()))).with_partition_data(
-                vec![PartitionProduceData::default().with_index(0).with_records(Some(records.into()))],
-            ),
-        ]);
-        let r: ProduceResponse = self.call(ApiKey::Produce, 7, &req);
-        let p = &r.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
+        raw::produce(&mut self.0, topic, -1, records)
     }
 
     /// ListOffsets latest of `topic`-0 with the isolation level.
@@ -143,31 +113,7 @@ impl Raw {
 
 /// One batch of `n` records from producer `(pid, epoch)` starting at sequence `seq`.
 fn batch(n: usize, pid: i64, epoch: i16, seq: i32, transactional: bool) -> Vec<u8> {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: 1,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    buf.to_vec()
+    record_batch(n, 1, Some((pid, epoch, seq, transactional)))
 }
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;

@@ -497,7 +497,7 @@ impl ClusterCore {
     }
 
     fn internal_partition_for(&self, topic: &str, partitions: i32, key: &str) -> (i32, i32) {
-        let p = (java_hash(key) & 0x7fff_ffff) % partitions.max(1);
+        let p = key_partition(key, partitions);
         let leader = self.partition(topic, p).map_or(-1, |p| p.leader);
         (leader, p)
     }
@@ -541,6 +541,12 @@ fn validate_assignment(a: &[Vec<i32>], ids: &[i32]) -> std::result::Result<(), T
         }
     }
     Ok(())
+}
+
+/// The partition of an internal topic (`__consumer_offsets`, `__transaction_state`) that holds
+/// `key` (a group or transactional id), as Kafka places them.
+pub(crate) fn key_partition(key: &str, partitions: i32) -> i32 {
+    (java_hash(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
 /// Java's `String.hashCode` (UTF-16 code units), which Kafka uses to place groups.

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use super::offsets::OffsetRecord;
 use super::state::{Group, OffsetEntry};
 use super::GroupCoordinator;
-use crate::cluster::java_hash;
+use crate::cluster::key_partition;
 use crate::protocol::codes;
 
 impl GroupCoordinator {
     /// The `__consumer_offsets` partition of `group`.
     #[cfg(test)]
     pub(crate) fn partition_of(&self, group: &str) -> i32 {
-        (java_hash(group) & 0x7fff_ffff) % self.offsets_partitions
+        key_partition(group, self.offsets_partitions)
     }
 
     /// Validates a TxnOffsetCommit's member, instance and generation the way Kafka does: a
@@ -58,7 +58,7 @@ impl GroupCoordinator {
     pub(crate) fn complete_txn(&mut self, producer_id: i64, commit: bool, partition: i32) {
         let n = self.offsets_partitions;
         for group in self.groups.values_mut() {
-            if (java_hash(&group.id) & 0x7fff_ffff) % n != partition {
+            if key_partition(&group.id, n) != partition {
                 continue;
             }
             let Some(pending) = group.pending_txn.remove(&producer_id) else { continue };

@@ -15,16 +15,18 @@ use kafka_protocol::messages::{
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::groups::check_coordinator;
 use super::sb;
-use crate::cluster::OFFSETS_TOPIC;
+use crate::cluster::{Topic, OFFSETS_TOPIC};
 use crate::group::offsets::{encode_batch, OffsetRecord};
 use crate::group::{CommitCheck, GroupCoordinator, OffsetEntry};
 use crate::log::internal::TxnProducer;
 use crate::protocol::{codes, Ctx};
 
-pub(super) const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-pub(super) const MAX_METADATA_BYTES: usize = 4096;
+const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+const MAX_METADATA_BYTES: usize = 4096;
 
 /// Appends offset records for `group` to its `__consumer_offsets` partition, then applies them.
 fn persist(
@@ -81,29 +83,18 @@ pub(super) fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCo
         let topic = ctx.core.topic(&t.name);
         let mut parts = Vec::new();
         for p in &t.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
             let c = if code != codes::NONE {
                 code
-            } else if topic
-                .as_ref()
-                .is_none_or(|t| p.partition_index < 0 || p.partition_index as usize >= t.partitions.len())
-            {
-                codes::UNKNOWN_TOPIC_OR_PARTITION
-            } else if metadata.len() > MAX_METADATA_BYTES {
-                OFFSET_METADATA_TOO_LARGE
             } else {
-                records.push(OffsetRecord {
-                    group: group.clone(),
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                    value: Some(OffsetEntry {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata,
-                        commit_ms: now,
-                    }),
-                });
-                codes::NONE
+                let part =
+                    (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref());
+                match offset_record(&group, &t.name, topic.as_deref(), part, now) {
+                    Ok(r) => {
+                        records.push(r);
+                        codes::NONE
+                    }
+                    Err(c) => c,
+                }
             };
             parts.push((p.partition_index, c));
         }
@@ -129,6 +120,31 @@ pub(super) fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCo
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Checks one partition of an OffsetCommit or TxnOffsetCommit, given as `(partition, offset,
+/// leader epoch, metadata)` of `topic` (looked up as `found`), and builds its offset record;
+/// else the partition's error code.
+pub(super) fn offset_record(
+    group: &str,
+    topic: &TopicName,
+    found: Option<&Topic>,
+    (partition, offset, leader_epoch, metadata): (i32, i64, i32, Option<&StrBytes>),
+    now: i64,
+) -> Result<OffsetRecord, i16> {
+    if found.is_none_or(|t| partition < 0 || partition as usize >= t.partitions.len()) {
+        return Err(codes::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let metadata = metadata.map(|s| s.to_string()).unwrap_or_default();
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(OFFSET_METADATA_TOO_LARGE);
+    }
+    Ok(OffsetRecord {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition,
+        value: Some(OffsetEntry { offset, leader_epoch, metadata, commit_ms: now }),
+    })
 }
 
 /// A topic with (partition, committed offset if any, partition error) triples.

@@ -90,9 +90,11 @@ fn append(
         return Err((codes::CORRUPT_MESSAGE, "produce request carries no record batch".into()));
     }
     let cfg = &topic.resolved;
+    let mut from_producer = false;
     for range in &ranges {
         let bytes = &records[range.clone()];
         let h = batch::BatchHeader::parse(bytes).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
+        from_producer |= h.producer_id() >= 0;
         if bytes.len() > cfg.max_message_bytes {
             return Err((
                 codes::MESSAGE_TOO_LARGE,
@@ -131,9 +133,7 @@ fn append(
     let first =
         batch::BatchHeader::parse(&records[ranges[0].clone()]).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
     let producer_id = first.producer_id();
-    if ranges.len() > 1
-        && ranges.iter().any(|r| batch::BatchHeader::parse(&records[r.clone()]).is_ok_and(|h| h.producer_id() >= 0))
-    {
+    if ranges.len() > 1 && from_producer {
         return Err((
             codes::INVALID_RECORD,
             format!("{} batches for one partition: an idempotent producer sends exactly one", ranges.len()),

@@ -16,11 +16,9 @@ use kafka_protocol::messages::{
     TxnOffsetCommitResponse,
 };
 
-use super::commits::{persist_as, MAX_METADATA_BYTES, OFFSET_METADATA_TOO_LARGE};
+use super::commits::{offset_record, persist_as};
 use super::groups::check_coordinator;
 use crate::cluster::{CoreTxnIo, OFFSETS_TOPIC};
-use crate::group::offsets::OffsetRecord;
-use crate::group::OffsetEntry;
 use crate::protocol::{codes, Ctx};
 use crate::txn::{Caller, InitRequest, TxnError};
 
@@ -45,6 +43,17 @@ fn check_txn_coordinator(ctx: &Ctx<'_>, txn_id: &str) -> Result<(), TxnError> {
 
 fn log_refusal(api: &str, txn_id: &str, e: &TxnError) {
     tracing::debug!(api, txn = %txn_id, code = e.0, reason = %e.1, "transaction request refused");
+}
+
+/// The error code of a coordinator call, logging a refusal.
+fn error_code(api: &str, txn_id: &str, result: Result<(), TxnError>) -> i16 {
+    match result {
+        Ok(()) => codes::NONE,
+        Err(e) => {
+            log_refusal(api, txn_id, &e);
+            e.0
+        }
+    }
 }
 
 pub(super) fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -152,14 +161,7 @@ pub(super) fn add_offsets_to_txn(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> 
         let offsets = [(OFFSETS_TOPIC.to_string(), p)];
         ctx.core.txns.lock().add_partitions(&mut CoreTxnIo::new(ctx.core, now), now, caller, &offsets)
     });
-    let code = match result {
-        Ok(()) => codes::NONE,
-        Err(e) => {
-            log_refusal("AddOffsetsToTxn", &txn_id, &e);
-            e.0
-        }
-    };
-    AddOffsetsToTxnResponse::default().with_error_code(code)
+    AddOffsetsToTxnResponse::default().with_error_code(error_code("AddOffsetsToTxn", &txn_id, result))
 }
 
 pub(super) fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
@@ -174,14 +176,7 @@ pub(super) fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
         };
         ctx.core.txns.lock().end_txn(&mut CoreTxnIo::new(ctx.core, now), now, caller, req.committed)
     });
-    let code = match result {
-        Ok(()) => codes::NONE,
-        Err(e) => {
-            log_refusal("EndTxn", &txn_id, &e);
-            e.0
-        }
-    };
-    EndTxnResponse::default().with_error_code(code)
+    EndTxnResponse::default().with_error_code(error_code("EndTxn", &txn_id, result))
 }
 
 pub(super) fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
@@ -214,29 +209,18 @@ pub(super) fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> T
     for (ti, t) in req.topics.iter().enumerate() {
         let topic = ctx.core.topic(&t.name);
         for p in &t.partitions {
-            let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
             let c = if code != codes::NONE {
                 code
-            } else if topic
-                .as_ref()
-                .is_none_or(|t| p.partition_index < 0 || p.partition_index as usize >= t.partitions.len())
-            {
-                codes::UNKNOWN_TOPIC_OR_PARTITION
-            } else if metadata.len() > MAX_METADATA_BYTES {
-                OFFSET_METADATA_TOO_LARGE
             } else {
-                records.push(OffsetRecord {
-                    group: group.clone(),
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                    value: Some(OffsetEntry {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata,
-                        commit_ms: now,
-                    }),
-                });
-                codes::NONE
+                let part =
+                    (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref());
+                match offset_record(&group, &t.name, topic.as_deref(), part, now) {
+                    Ok(r) => {
+                        records.push(r);
+                        codes::NONE
+                    }
+                    Err(c) => c,
+                }
             };
             results.push((ti, p.partition_index, c));
         }
