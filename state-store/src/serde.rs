@@ -1,0 +1,89 @@
+//! Serdes: how typed keys and values become bytes in a store and its changelog.
+//!
+//! Stores hold raw bytes; a [`Serde`] converts at the edge. bincode 2 (compact, for Rust-only
+//! state) and JSON (readable by other tools) are provided; any type implementing [`Serde`]
+//! plugs in. bincode stays behind this trait so another format can replace it (bincode 3 on
+//! crates.io is a tombstone and the crate is unmaintained).
+
+use std::marker::PhantomData;
+
+/// Converts `T` to and from bytes.
+pub trait Serde<T>: Send + Sync {
+    /// Appends the encoding of `value` to `out`.
+    fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Decodes a value.
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, String>;
+}
+
+/// bincode 2 (standard configuration) through serde.
+#[derive(Debug)]
+pub struct BincodeSerde<T>(PhantomData<fn() -> T>);
+
+impl<T> Default for BincodeSerde<T> {
+    fn default() -> Self {
+        BincodeSerde(PhantomData)
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for BincodeSerde<T> {
+    fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| e.to_string())?;
+        out.extend_from_slice(&bytes);
+        Ok(())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, String> {
+        let (v, used) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(|e| e.to_string())?;
+        if used != bytes.len() {
+            return Err(format!("{} trailing bytes after the value", bytes.len() - used));
+        }
+        Ok(v)
+    }
+}
+
+/// JSON through serde_json.
+#[derive(Debug)]
+pub struct JsonSerde<T>(PhantomData<fn() -> T>);
+
+impl<T> Default for JsonSerde<T> {
+    fn default() -> Self {
+        JsonSerde(PhantomData)
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for JsonSerde<T> {
+    fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(out, value).map_err(|e| e.to_string())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// Raw bytes, unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BytesSerde;
+
+impl Serde<Vec<u8>> for BytesSerde {
+    fn serialize(&self, value: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(value);
+        Ok(())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// UTF-8 strings, unchanged (byte order is string order, so ranges work as expected).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StringSerde;
+
+impl Serde<String> for StringSerde {
+    fn serialize(&self, value: &String, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(value.as_bytes());
+        Ok(())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<String, String> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+    }
+}
