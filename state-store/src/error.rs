@@ -37,6 +37,24 @@ pub enum Error {
         /// The serde error.
         reason: String,
     },
+    /// A changelog record handed to restore cannot belong to this store.
+    #[error("store '{store}': changelog record with key {key} is malformed: {reason}")]
+    BadChangelog {
+        /// Store name.
+        store: String,
+        /// The record's key, hex-encoded.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store was driven in an order it does not allow (an engine bug).
+    #[error("store '{store}': {reason}")]
+    InvalidUse {
+        /// Store name.
+        store: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A filesystem operation failed.
     #[error("store '{store}': {op}: {source}")]
     Io {

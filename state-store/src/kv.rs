@@ -1,125 +1,56 @@
-//! The typed key-value store: serdes over a [`RawStore`], a transaction overlay the task reads
-//! its own writes from, a changelog buffer, and atomic commit of state plus offsets.
+//! The typed key-value store: serdes over the transactional [`Core`].
 
 use std::ops::Bound;
 
-use crate::changelog::ChangelogRecord;
-use crate::error::{hex, Error, Result};
-use crate::raw::{Checkpoint, RawStore, WriteMode, WriteSet};
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::options::StoreOptions;
+use crate::raw::{RawStore, Space};
 use crate::serde::Serde;
+use crate::typed::{Change, Codec};
 
 /// A typed key-value store (Kafka Streams' `KeyValueStore`).
 ///
-/// Writes since the last [`commit`](Self::commit) sit in an overlay that reads see; `commit`
-/// applies them with the changelog offset and input offsets in one atomic write, and
-/// [`abort`](Self::abort) drops them. Every write also appends a [`ChangelogRecord`] that the
-/// engine takes with [`drain_changelog`](Self::drain_changelog).
+/// Writes since the last [`commit`](Self::commit) sit in an overlay that reads see (behind an
+/// optional record cache); `commit` applies them with the changelog offset and input offsets in
+/// one atomic write, and `abort` drops them. Every write yields a changelog record that the
+/// engine takes with `drain_changelog` (see [`StateStore`]).
+///
+/// Ranges and prefixes follow the byte order of the serialized keys: use a serde whose encoding
+/// sorts like the keys (strings, big-endian integers) when order matters.
 pub struct KeyValueStore<K, V> {
-    raw: Box<dyn RawStore>,
-    keys: Box<dyn Serde<K>>,
-    values: Box<dyn Serde<V>>,
-    overlay: WriteSet,
-    changelog: Vec<ChangelogRecord>,
-    logging: bool,
-    checkpoint: Checkpoint,
+    core: Core,
+    codec: Codec<K, V>,
 }
 
 impl<K, V> std::fmt::Debug for KeyValueStore<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyValueStore").field("name", &self.raw.name()).field("pending", &self.overlay.len()).finish()
+        f.debug_struct("KeyValueStore").field("core", &self.core).finish()
     }
 }
 
+crate::store::impl_state_store!(KeyValueStore);
+
 impl<K, V> KeyValueStore<K, V> {
-    /// A store over `raw` with these serdes; change logging on.
-    pub fn new(raw: Box<dyn RawStore>, keys: Box<dyn Serde<K>>, values: Box<dyn Serde<V>>) -> Self {
-        let checkpoint = raw.checkpoint().unwrap_or_default();
-        KeyValueStore { raw, keys, values, overlay: WriteSet::new(), changelog: Vec::new(), logging: true, checkpoint }
-    }
-
-    /// Turns change logging off (a store that is not backed by a changelog topic).
-    pub fn without_logging(mut self) -> Self {
-        self.logging = false;
-        self
-    }
-
-    /// The store's name.
-    pub fn name(&self) -> &str {
-        self.raw.name()
-    }
-
-    /// The last committed checkpoint: restore the changelog from its `changelog_offset`.
-    pub fn checkpoint(&self) -> &Checkpoint {
-        &self.checkpoint
-    }
-
-    fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(16);
-        self.keys.serialize(key, &mut out).map_err(|reason| Error::Serde {
-            store: self.name().to_string(),
-            what: "key",
-            dir: "serialize",
-            key: "?".into(),
-            reason,
-        })?;
-        Ok(out)
-    }
-
-    fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V> {
-        self.values.deserialize(bytes).map_err(|reason| Error::Serde {
-            store: self.name().to_string(),
-            what: "value",
-            dir: "deserialize",
-            key: hex(key),
-            reason,
-        })
-    }
-
-    fn decode_key(&self, key: &[u8]) -> Result<K> {
-        self.keys.deserialize(key).map_err(|reason| Error::Serde {
-            store: self.name().to_string(),
-            what: "key",
-            dir: "deserialize",
-            key: hex(key),
-            reason,
-        })
-    }
-
-    fn get_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.overlay.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.raw.get(key),
-        }
+    /// A store over `raw` with these serdes and options.
+    pub fn new(raw: Box<dyn RawStore>, keys: Box<dyn Serde<K>>, values: Box<dyn Serde<V>>, options: StoreOptions) -> Self {
+        KeyValueStore { core: Core::new(raw, options, None), codec: Codec::new(keys, values) }
     }
 
     /// The value of `key`, including this transaction's writes.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let k = self.key_bytes(key)?;
-        match self.get_bytes(&k)? {
-            Some(v) => Ok(Some(self.decode_value(&k, &v)?)),
+        let k = self.codec.key(self.core.name(), key)?;
+        match self.core.get(Space::Main, &k)? {
+            Some(v) => Ok(Some(self.codec.decode_value(self.core.name(), &k, &v)?)),
             None => Ok(None),
         }
     }
 
-    fn write_bytes(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, timestamp: i64) {
-        if self.logging {
-            self.changelog.push(ChangelogRecord { key: key.clone(), value: value.clone(), timestamp });
-        }
-        self.overlay.insert(key, value);
-    }
-
     /// Sets `key` to `value` at `timestamp`.
     pub fn put(&mut self, key: &K, value: &V, timestamp: i64) -> Result<()> {
-        let k = self.key_bytes(key)?;
-        let mut v = Vec::with_capacity(64);
-        self.values.serialize(value, &mut v).map_err(|reason| Error::Serde {
-            store: self.name().to_string(),
-            what: "value",
-            dir: "serialize",
-            key: hex(&k),
-            reason,
-        })?;
-        self.write_bytes(k, Some(v), timestamp);
+        let k = self.codec.key(self.core.name(), key)?;
+        let v = self.codec.value(self.core.name(), &k, value)?;
+        self.core.write(k, Some(v), timestamp)?;
         Ok(())
     }
 
@@ -136,85 +67,28 @@ impl<K, V> KeyValueStore<K, V> {
 
     /// Deletes `key`; returns its previous value.
     pub fn delete(&mut self, key: &K, timestamp: i64) -> Result<Option<V>> {
-        let old = self.get(key)?;
-        let k = self.key_bytes(key)?;
-        self.write_bytes(k, None, timestamp);
+        let k = self.codec.key(self.core.name(), key)?;
+        let old = match self.core.get(Space::Main, &k)? {
+            Some(v) => Some(self.codec.decode_value(self.core.name(), &k, &v)?),
+            None => None,
+        };
+        self.core.write(k, None, timestamp)?;
         Ok(old)
     }
 
-    /// Calls `f` with every (key bytes, value bytes) in `[from, to)`, this transaction's writes
-    /// merged over the committed state, in key order, until `f` returns `false`.
-    fn scan_bytes(
-        &self,
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        if crate::raw::is_empty_range(from, to) {
-            return Ok(());
-        }
-        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self.overlay.range::<[u8], _>((from, to)).collect();
-        let mut i = 0usize;
-        let mut result = Ok(());
-        let mut stopped = false;
-        self.raw.scan(from, to, &mut |k, v| {
-            // Overlay entries before this committed key come first.
-            while i < pending.len() && pending[i].0.as_slice() < k {
-                if let Some(pv) = pending[i].1 {
-                    match f(pending[i].0, pv) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            stopped = true;
-                            return false;
-                        }
-                        Err(e) => {
-                            result = Err(e);
-                            return false;
-                        }
-                    }
-                }
-                i += 1;
-            }
-            let overridden = i < pending.len() && pending[i].0.as_slice() == k;
-            let out = if overridden {
-                let entry = pending[i];
-                i += 1;
-                match entry.1 {
-                    Some(pv) => f(k, pv),
-                    None => Ok(true),
-                }
-            } else {
-                f(k, v)
-            };
-            match out {
-                Ok(true) => true,
-                Ok(false) => {
-                    stopped = true;
-                    false
-                }
-                Err(e) => {
-                    result = Err(e);
-                    false
-                }
-            }
-        })?;
-        result?;
-        if !stopped {
-            for (k, v) in &pending[i..] {
-                if let Some(v) = v {
-                    if !f(k, v)? {
-                        break;
-                    }
-                }
-            }
-        }
+    /// Deletes `key` without reading its previous value (cheaper than [`delete`](Self::delete),
+    /// and it works when that value no longer deserializes).
+    pub fn remove(&mut self, key: &K, timestamp: i64) -> Result<()> {
+        let k = self.codec.key(self.core.name(), key)?;
+        self.core.write(k, None, timestamp)?;
         Ok(())
     }
 
     fn collect(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<Vec<(K, V)>> {
         let mut out = Vec::new();
-        self.scan_bytes(from, to, &mut |k, v| {
-            out.push((self.decode_key(k)?, self.decode_value(k, v)?));
+        let name = self.core.name();
+        self.core.scan(Space::Main, from, to, &mut |k, v| {
+            out.push((self.codec.decode_key(name, k)?, self.codec.decode_value(name, k, v)?));
             Ok(true)
         })?;
         Ok(out)
@@ -222,18 +96,29 @@ impl<K, V> KeyValueStore<K, V> {
 
     /// Entries with keys in `[from, to]` (inclusive, by serialized key order).
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
-        let (a, b) = (self.key_bytes(from)?, self.key_bytes(to)?);
+        let (a, b) = (self.codec.key(self.core.name(), from)?, self.codec.key(self.core.name(), to)?);
         self.collect(Bound::Included(&a), Bound::Included(&b))
+    }
+
+    /// Calls `f` with each entry from `from` on (inclusive; `None`: from the first key), in key
+    /// order, until it returns `false`. Nothing is collected.
+    pub fn for_each_from(&self, from: Option<&K>, f: &mut dyn FnMut(K, V) -> bool) -> Result<()> {
+        let start = from.map(|k| self.codec.key(self.core.name(), k)).transpose()?;
+        let lower = start.as_deref().map_or(Bound::Unbounded, Bound::Included);
+        let name = self.core.name();
+        self.core.scan(Space::Main, lower, Bound::Unbounded, &mut |k, v| {
+            Ok(f(self.codec.decode_key(name, k)?, self.codec.decode_value(name, k, v)?))
+        })
     }
 
     /// Entries whose serialized key starts with the serialized `prefix`.
     pub fn prefix_scan<P>(&self, prefix: &P, serde: &dyn Serde<P>) -> Result<Vec<(K, V)>> {
         let mut p = Vec::new();
         serde.serialize(prefix, &mut p).map_err(|reason| Error::Serde {
-            store: self.name().to_string(),
+            store: self.core.name().to_string(),
             what: "key",
             dir: "serialize",
-            key: "prefix".into(),
+            key: "(prefix)".into(),
             reason,
         })?;
         match prefix_end(&p) {
@@ -247,56 +132,26 @@ impl<K, V> KeyValueStore<K, V> {
         self.collect(Bound::Unbounded, Bound::Unbounded)
     }
 
-    /// An estimate of the number of keys (committed estimate plus pending inserts).
+    /// An estimate of the number of keys (committed estimate plus pending writes).
     pub fn approximate_count(&self) -> Result<u64> {
-        let pending = self.overlay.values().filter(|v| v.is_some()).count() as u64;
-        Ok(self.raw.approximate_count()? + pending)
+        self.core.approximate_count()
     }
 
-    /// Takes the changelog records written since the last call, for the engine to send in the
-    /// current Kafka transaction.
-    pub fn drain_changelog(&mut self) -> Vec<ChangelogRecord> {
-        std::mem::take(&mut self.changelog)
-    }
-
-    /// After the Kafka transaction committed: applies this transaction's writes together with
-    /// `changelog_offset` (the next offset after its changelog records) and the input offsets,
-    /// in one atomic write.
-    pub fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
-        let mut cp = self.checkpoint.clone();
-        cp.changelog_offset = changelog_offset;
-        for (topic, partition, offset) in input_offsets {
-            cp.input_offsets.entry(topic.clone()).or_default().insert(*partition, *offset);
-        }
-        self.raw.write(&self.overlay, &cp, WriteMode::Commit)?;
-        self.overlay.clear();
-        self.checkpoint = cp;
-        Ok(())
-    }
-
-    /// Drops this transaction's writes and changelog records (the Kafka transaction aborted).
-    pub fn abort(&mut self) {
-        self.overlay.clear();
-        self.changelog.clear();
-    }
-
-    /// Applies changelog records read back from the changelog topic, up to offset
-    /// `last_offset`, in bulk (no write-ahead log until [`finish_restore`](Self::finish_restore)).
-    pub fn restore(&mut self, records: impl IntoIterator<Item = ChangelogRecord>, last_offset: i64) -> Result<()> {
-        let mut batch = WriteSet::new();
-        for r in records {
-            batch.insert(r.key, r.value);
-        }
-        let mut cp = self.checkpoint.clone();
-        cp.changelog_offset = cp.changelog_offset.max(last_offset + 1);
-        self.raw.write(&batch, &cp, WriteMode::Restore)?;
-        self.checkpoint = cp;
-        Ok(())
-    }
-
-    /// Ends a restore: makes the restored state durable.
-    pub fn finish_restore(&mut self) -> Result<()> {
-        self.raw.flush()
+    /// Takes the changes to forward downstream (see [`crate::Changes`]).
+    pub fn take_changes(&mut self) -> Result<Vec<Change<K, V>>> {
+        let name = self.core.name().to_string();
+        self.core
+            .take_changes()
+            .into_iter()
+            .map(|c| {
+                Ok(Change {
+                    key: self.codec.decode_key(&name, &c.key)?,
+                    value: self.codec.decode_opt(&name, &c.key, c.value.as_deref())?,
+                    old: self.codec.decode_opt(&name, &c.key, c.old.as_deref())?,
+                    timestamp: c.timestamp,
+                })
+            })
+            .collect()
     }
 }
 

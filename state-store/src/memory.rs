@@ -1,16 +1,16 @@
-//! The in-memory store: a `BTreeMap` with the same behaviour as RocksDB (no durability).
+//! The in-memory store: `BTreeMap`s with the same behaviour as RocksDB (no durability).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::error::Result;
-use crate::raw::{Checkpoint, RawStore, WriteMode, WriteSet};
+use crate::raw::{Checkpoint, RawBatch, RawStore, Space, WriteMode};
 
 /// An in-memory [`RawStore`].
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     name: String,
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    spaces: BTreeMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>,
     checkpoint: Option<Checkpoint>,
 }
 
@@ -26,15 +26,22 @@ impl RawStore for InMemoryStore {
         &self.name
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.data.get(key).cloned())
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.spaces.get(&space).and_then(|s| s.get(key)).cloned())
     }
 
-    fn scan(&self, from: Bound<&[u8]>, to: Bound<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        space: Space,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         if crate::raw::is_empty_range(from, to) {
             return Ok(());
         }
-        for (k, v) in self.data.range::<[u8], _>((from, to)) {
+        let Some(data) = self.spaces.get(&space) else { return Ok(()) };
+        for (k, v) in data.range::<[u8], _>((from, to)) {
             if !f(k, v) {
                 break;
             }
@@ -42,18 +49,38 @@ impl RawStore for InMemoryStore {
         Ok(())
     }
 
-    fn write(&mut self, writes: &WriteSet, checkpoint: &Checkpoint, _mode: WriteMode) -> Result<()> {
-        for (k, v) in writes {
-            match v {
-                Some(v) => {
-                    self.data.insert(k.clone(), v.clone());
-                }
-                None => {
-                    self.data.remove(k);
+    fn segments(&self) -> Vec<i64> {
+        self.spaces
+            .keys()
+            .filter_map(|s| match s {
+                Space::Segment(id) => Some(*id),
+                Space::Main => None,
+            })
+            .collect()
+    }
+
+    fn write(&mut self, writes: &RawBatch, checkpoint: &Checkpoint, _mode: WriteMode) -> Result<()> {
+        for (space, set) in writes {
+            let data = self.spaces.entry(*space).or_default();
+            for (k, v) in set {
+                match v {
+                    Some(v) => {
+                        data.insert(k.clone(), v.clone());
+                    }
+                    None => {
+                        data.remove(k);
+                    }
                 }
             }
         }
         self.checkpoint = Some(checkpoint.clone());
+        Ok(())
+    }
+
+    fn drop_segments(&mut self, segments: &[i64]) -> Result<()> {
+        for id in segments {
+            self.spaces.remove(&Space::Segment(*id));
+        }
         Ok(())
     }
 
@@ -62,7 +89,7 @@ impl RawStore for InMemoryStore {
     }
 
     fn approximate_count(&self) -> Result<u64> {
-        Ok(self.data.len() as u64)
+        Ok(self.spaces.values().map(|s| s.len() as u64).sum())
     }
 
     fn flush(&mut self) -> Result<()> {

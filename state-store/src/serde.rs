@@ -27,9 +27,9 @@ impl<T> Default for BincodeSerde<T> {
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for BincodeSerde<T> {
     fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| e.to_string())?;
-        out.extend_from_slice(&bytes);
-        Ok(())
+        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<T, String> {
         let (v, used) =
@@ -85,5 +85,20 @@ impl Serde<String> for StringSerde {
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<String, String> {
         String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+/// `u64` as 8 big-endian bytes: byte order is numeric order, so ranges work.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct U64Serde;
+
+impl Serde<u64> for U64Serde {
+    fn serialize(&self, value: &u64, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&value.to_be_bytes());
+        Ok(())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<u64, String> {
+        let b: [u8; 8] = bytes.try_into().map_err(|_| format!("a u64 needs 8 bytes, got {}", bytes.len()))?;
+        Ok(u64::from_be_bytes(b))
     }
 }

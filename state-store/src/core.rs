@@ -1,0 +1,441 @@
+//! The byte-level transactional core every typed store sits on: the record cache, the
+//! transaction overlay, the changelog buffer, retention of time segments, atomic commit of
+//! state plus offsets, and restore.
+//!
+//! Reads see, newest first: the cache, the overlay (this transaction's flushed writes), then
+//! the committed store.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::cache::RecordCache;
+use crate::changelog::ChangelogRecord;
+use crate::error::{hex, Error, Result};
+use crate::options::{Changes, StoreOptions};
+use crate::raw::{Checkpoint, RawBatch, RawStore, Space, WriteMode, WriteSet};
+
+/// How a segmented store finds a record's time in its key bytes, and how long it keeps it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segmenting {
+    /// Milliseconds of record time per segment.
+    pub(crate) interval: i64,
+    /// Records older than stream time minus this are dropped.
+    pub(crate) retention: i64,
+    /// The 8-byte big-endian time sits this many bytes before the end of the key.
+    pub(crate) time_from_end: usize,
+}
+
+impl Segmenting {
+    /// The record time encoded in `key`, if the key is long enough to hold one.
+    pub(crate) fn time_of(&self, key: &[u8]) -> Option<i64> {
+        let at = key.len().checked_sub(self.time_from_end)?;
+        let bytes: [u8; 8] = key.get(at..at + 8)?.try_into().ok()?;
+        Some(decode_time(bytes))
+    }
+
+    pub(crate) fn segment_of(&self, time: i64) -> i64 {
+        time.div_euclid(self.interval)
+    }
+}
+
+/// Encodes a time so that byte order is numeric order (sign bit flipped, big-endian).
+pub(crate) fn encode_time(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The inverse of [`encode_time`].
+pub(crate) fn decode_time(b: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+/// A write the downstream should see (when the store forwards changes): key bytes, the new
+/// value (or `None` for a delete), the value it replaced if asked for, and the timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawChange {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) old: Option<Vec<u8>>,
+    pub(crate) timestamp: i64,
+}
+
+/// The transactional core of a store.
+pub(crate) struct Core {
+    raw: Box<dyn RawStore>,
+    options: StoreOptions,
+    cache: Option<RecordCache>,
+    overlay: BTreeMap<Space, WriteSet>,
+    changelog: Vec<ChangelogRecord>,
+    changes: Vec<RawChange>,
+    checkpoint: Checkpoint,
+    segmenting: Option<Segmenting>,
+    /// Records dropped because their segment had expired.
+    expired_drops: u64,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.raw.name())
+            .field("pending", &self.overlay.values().map(BTreeMap::len).sum::<usize>())
+            .field("cached", &self.cache.as_ref().map_or(0, RecordCache::len))
+            .finish()
+    }
+}
+
+impl Core {
+    pub(crate) fn new(raw: Box<dyn RawStore>, options: StoreOptions, segmenting: Option<Segmenting>) -> Self {
+        let checkpoint = raw.checkpoint().unwrap_or_default();
+        let cache = (options.cache_bytes > 0).then(|| RecordCache::new(options.cache_bytes));
+        Core {
+            raw,
+            options,
+            cache,
+            overlay: BTreeMap::new(),
+            changelog: Vec::new(),
+            changes: Vec::new(),
+            checkpoint,
+            segmenting,
+            expired_drops: 0,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.raw.name()
+    }
+
+    pub(crate) fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.checkpoint.stream_time
+    }
+
+    pub(crate) fn expired_drops(&self) -> u64 {
+        self.expired_drops
+    }
+
+    /// The smallest record time still retained (segmented stores), or `i64::MIN`.
+    pub(crate) fn retained_from(&self) -> i64 {
+        match self.segmenting {
+            Some(s) if self.checkpoint.stream_time >= 0 => {
+                self.checkpoint.stream_time.saturating_sub(s.retention).saturating_add(1)
+            }
+            _ => i64::MIN,
+        }
+    }
+
+    /// The keyspace of a key, or `None` when its segment has expired. Advances stream time.
+    fn place(&mut self, key: &[u8]) -> Result<Option<Space>> {
+        let Some(seg) = self.segmenting else { return Ok(Some(Space::Main)) };
+        let time = seg.time_of(key).ok_or_else(|| Error::BadChangelog {
+            store: self.name().to_string(),
+            key: hex(key),
+            reason: format!("a segmented key needs at least {} bytes", seg.time_from_end),
+        })?;
+        if time > self.checkpoint.stream_time {
+            self.checkpoint.stream_time = time;
+        }
+        if time < self.retained_from() {
+            self.expired_drops += 1;
+            return Ok(None);
+        }
+        Ok(Some(Space::Segment(seg.segment_of(time))))
+    }
+
+    /// Writes `key` (a delete when `value` is `None`). Returns `false` when a segmented store
+    /// dropped the write because its time is past retention.
+    pub(crate) fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, timestamp: i64) -> Result<bool> {
+        let Some(space) = self.place(&key)? else { return Ok(false) };
+        match &mut self.cache {
+            Some(cache) => {
+                if cache.put(space, key, value, timestamp) {
+                    self.flush_cache()?;
+                }
+            }
+            None => self.apply(space, key, value, timestamp)?,
+        }
+        Ok(true)
+    }
+
+    /// Moves one write into the overlay, logging it and recording the change.
+    fn apply(&mut self, space: Space, key: Vec<u8>, value: Option<Vec<u8>>, timestamp: i64) -> Result<()> {
+        if self.options.logging {
+            self.changelog.push(ChangelogRecord { key: key.clone(), value: value.clone(), timestamp });
+        }
+        match self.options.changes {
+            Changes::Off => {}
+            Changes::New => {
+                self.changes.push(RawChange { key: key.clone(), value: value.clone(), old: None, timestamp });
+            }
+            Changes::NewAndOld => {
+                let old = self.get_flushed(space, &key)?;
+                self.changes.push(RawChange { key: key.clone(), value: value.clone(), old, timestamp });
+            }
+        }
+        self.overlay.entry(space).or_default().insert(key, value);
+        Ok(())
+    }
+
+    /// Flushes the cache: every cached write goes to the overlay, the changelog and the change
+    /// stream, one per key.
+    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+        let Some(cache) = &mut self.cache else { return Ok(()) };
+        if cache.is_empty() {
+            return Ok(());
+        }
+        for (space, entries) in cache.take() {
+            for (key, e) in entries {
+                self.apply(space, key, e.value, e.timestamp)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of `key` below the cache (overlay, then committed state).
+    fn get_flushed(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.overlay.get(&space).and_then(|o| o.get(key)) {
+            return Ok(v.clone());
+        }
+        self.raw.get(space, key)
+    }
+
+    /// The current value of `key` in `space`.
+    pub(crate) fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(e) = self.cache.as_ref().and_then(|c| c.get(space, key)) {
+            return Ok(e.value.clone());
+        }
+        self.get_flushed(space, key)
+    }
+
+    /// The keyspaces that may hold data: committed segments and those with pending writes.
+    pub(crate) fn spaces(&self) -> Vec<Space> {
+        let mut out: Vec<Space> = self.raw.segments().into_iter().map(Space::Segment).collect();
+        out.extend(self.overlay.keys().copied());
+        if let Some(c) = &self.cache {
+            out.extend(c.spaces());
+        }
+        if self.segmenting.is_none() {
+            out.push(Space::Main);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Calls `f` with every live entry of `space` in `[from, to)` bounds, in key order, the
+    /// cache and the overlay merged over the committed state, until `f` returns `false`.
+    pub(crate) fn scan(
+        &self,
+        space: Space,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if crate::raw::is_empty_range(from, to) {
+            return Ok(());
+        }
+        let pending = self.pending(space, from, to);
+        let mut i = 0usize;
+        // Ok(true): keep going; Ok(false): the callback stopped; Err: it failed.
+        let mut state: Result<bool> = Ok(true);
+        self.raw.scan(space, from, to, &mut |k, v| {
+            // Pending entries before this committed key come first.
+            while i < pending.len() && pending[i].0 < k {
+                let (pk, pv) = pending[i];
+                i += 1;
+                if !visit(f, &mut state, pk, pv) {
+                    return false;
+                }
+            }
+            if i < pending.len() && pending[i].0 == k {
+                let pv = pending[i].1;
+                i += 1;
+                visit(f, &mut state, k, pv)
+            } else {
+                visit(f, &mut state, k, Some(v))
+            }
+        })?;
+        if matches!(state, Ok(true)) {
+            for (k, v) in &pending[i..] {
+                if !visit(f, &mut state, k, *v) {
+                    break;
+                }
+            }
+        }
+        state.map(|_| ())
+    }
+
+    /// The cache's and the overlay's entries of `space` in range, merged (the cache wins), in
+    /// key order.
+    fn pending<'a>(&'a self, space: Space, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+        let mut overlay = self.overlay.get(&space).into_iter().flat_map(|o| o.range::<[u8], _>((from, to))).peekable();
+        let mut cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.space(space))
+            .into_iter()
+            .flat_map(|c| c.range::<[u8], _>((from, to)))
+            .peekable();
+        let mut out = Vec::new();
+        loop {
+            let next = match (overlay.peek(), cached.peek()) {
+                (None, None) => break,
+                (Some(_), None) => overlay.next().map(|(k, v)| (k.as_slice(), v.as_deref())),
+                (None, Some(_)) => cached.next().map(|(k, e)| (k.as_slice(), e.value.as_deref())),
+                (Some((ok, _)), Some((ck, _))) => {
+                    if ok < ck {
+                        overlay.next().map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    } else {
+                        if ok == ck {
+                            overlay.next();
+                        }
+                        cached.next().map(|(k, e)| (k.as_slice(), e.value.as_deref()))
+                    }
+                }
+            };
+            out.extend(next);
+        }
+        out
+    }
+
+    /// An estimate of the number of keys (committed estimate plus pending inserts).
+    pub(crate) fn approximate_count(&self) -> Result<u64> {
+        let pending = self.overlay.values().flat_map(|o| o.values()).filter(|v| v.is_some()).count()
+            + self.cache.as_ref().map_or(0, RecordCache::len);
+        Ok(self.raw.approximate_count()? + pending as u64)
+    }
+
+    /// Takes the changelog records produced since the last call.
+    pub(crate) fn drain_changelog(&mut self) -> Vec<ChangelogRecord> {
+        std::mem::take(&mut self.changelog)
+    }
+
+    /// Takes the changes produced since the last call.
+    pub(crate) fn take_changes(&mut self) -> Vec<RawChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Whether writes wait in the cache, the changelog buffer or the change buffer.
+    fn unflushed(&self) -> Option<String> {
+        let cached = self.cache.as_ref().map_or(0, RecordCache::len);
+        if cached > 0 {
+            return Some(format!("{cached} cached writes were not flushed"));
+        }
+        if !self.changelog.is_empty() {
+            return Some(format!("{} changelog records were not drained", self.changelog.len()));
+        }
+        None
+    }
+
+    /// Applies the overlay with `changelog_offset` and the input offsets in one atomic write,
+    /// then drops expired segments.
+    pub(crate) fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
+        if let Some(reason) = self.unflushed() {
+            return Err(Error::InvalidUse {
+                store: self.name().to_string(),
+                reason: format!("commit before the transaction's changelog was sent: {reason}"),
+            });
+        }
+        let mut cp = self.checkpoint.clone();
+        cp.changelog_offset = changelog_offset;
+        for (topic, partition, offset) in input_offsets {
+            cp.input_offsets.entry(topic.clone()).or_default().insert(*partition, *offset);
+        }
+        let expired = self.expired_segments();
+        let mut batch = std::mem::take(&mut self.overlay);
+        batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
+        if let Err(e) = self.raw.write(&batch, &cp, WriteMode::Commit) {
+            self.overlay = batch;
+            return Err(e);
+        }
+        self.checkpoint = cp;
+        self.raw.drop_segments(&expired)
+    }
+
+    /// Committed segments whose newest time is older than retention keeps.
+    fn expired_segments(&self) -> Vec<i64> {
+        let Some(seg) = self.segmenting else { return Vec::new() };
+        let from = self.retained_from();
+        let mut ids: Vec<i64> = self.raw.segments();
+        ids.extend(self.overlay.keys().filter_map(|s| match s {
+            Space::Segment(id) => Some(*id),
+            Space::Main => None,
+        }));
+        ids.retain(|id| id.saturating_add(1).saturating_mul(seg.interval).saturating_sub(1) < from);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Drops this transaction's writes, changelog records and changes; stream time goes back to
+    /// the last commit.
+    pub(crate) fn abort(&mut self) {
+        self.overlay.clear();
+        if let Some(c) = &mut self.cache {
+            c.clear();
+        }
+        self.changelog.clear();
+        self.changes.clear();
+        self.checkpoint.stream_time = self.raw.checkpoint().map_or(-1, |c| c.stream_time);
+    }
+
+    /// Applies changelog records read back from the changelog topic, the last at offset
+    /// `last_offset`, in one bulk write without the write-ahead log.
+    pub(crate) fn restore(&mut self, records: impl IntoIterator<Item = ChangelogRecord>, last_offset: i64) -> Result<()> {
+        if !self.overlay.is_empty() || self.cache.as_ref().is_some_and(|c| !c.is_empty()) {
+            return Err(Error::InvalidUse {
+                store: self.name().to_string(),
+                reason: "restore while the store has uncommitted writes".into(),
+            });
+        }
+        let mut batch = RawBatch::new();
+        let mut main = WriteSet::new();
+        for r in records {
+            if self.segmenting.is_none() {
+                main.insert(r.key, r.value);
+                continue;
+            }
+            if let Some(space) = self.place(&r.key)? {
+                batch.entry(space).or_default().insert(r.key, r.value);
+            }
+        }
+        if !main.is_empty() {
+            batch.insert(Space::Main, main);
+        }
+        let mut cp = self.checkpoint.clone();
+        cp.changelog_offset = cp.changelog_offset.max(last_offset + 1);
+        let expired = self.expired_segments();
+        batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
+        self.raw.write(&batch, &cp, WriteMode::Restore)?;
+        self.checkpoint = cp;
+        self.raw.drop_segments(&expired)
+    }
+
+    /// Ends a restore: makes the restored state durable.
+    pub(crate) fn finish_restore(&mut self) -> Result<()> {
+        self.raw.flush()
+    }
+}
+
+/// Hands a live entry (`v` is `None` for a pending delete, skipped) to `f`; returns whether to
+/// go on, recording a stop or an error in `state`.
+fn visit(
+    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    state: &mut Result<bool>,
+    k: &[u8],
+    v: Option<&[u8]>,
+) -> bool {
+    let Some(v) = v else { return true };
+    match f(k, v) {
+        Ok(true) => true,
+        Ok(false) => {
+            *state = Ok(false);
+            false
+        }
+        Err(e) => {
+            *state = Err(e);
+            false
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! What every store offers the engine, whatever its type: the commit protocol.
+
+use crate::changelog::ChangelogRecord;
+use crate::error::Result;
+use crate::raw::Checkpoint;
+
+/// The engine's side of a store: flush, drain the changelog, commit or abort, restore.
+///
+/// The engine drives each store of a task through this cycle:
+/// 1. process records (typed reads and writes; forward [`Change`](crate::Change)s if the
+///    store produces them);
+/// 2. before committing the Kafka transaction: [`flush_cache`](Self::flush_cache), then send
+///    [`drain_changelog`](Self::drain_changelog)'s records to the changelog topic in the
+///    transaction;
+/// 3. after the Kafka commit: [`commit`](Self::commit) with the offset after the last changelog
+///    record and the input offsets; after an abort: [`abort`](Self::abort).
+///
+/// On start-up, read the changelog from [`checkpoint`](Self::checkpoint)'s `changelog_offset`
+/// (read_committed) and apply it with [`restore`](Self::restore), then
+/// [`finish_restore`](Self::finish_restore).
+pub trait StateStore: Send {
+    /// The store's name.
+    fn name(&self) -> &str;
+    /// The last committed checkpoint.
+    fn checkpoint(&self) -> &Checkpoint;
+    /// Flushes the record cache: its writes become changelog records and changes.
+    fn flush_cache(&mut self) -> Result<()>;
+    /// Takes the changelog records written since the last call.
+    fn drain_changelog(&mut self) -> Vec<ChangelogRecord>;
+    /// Applies this transaction's writes with `changelog_offset` (the next offset after its
+    /// changelog records) and the input offsets `(topic, partition, next offset)` in one atomic
+    /// write. The cache must have been flushed and the changelog drained, or this fails with
+    /// [`Error::InvalidUse`](crate::Error::InvalidUse).
+    fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()>;
+    /// Drops this transaction's writes, changelog records and changes.
+    fn abort(&mut self);
+    /// Applies changelog records read back from the changelog topic, the last at offset
+    /// `last_offset`, in bulk without the write-ahead log.
+    fn restore(&mut self, records: Vec<ChangelogRecord>, last_offset: i64) -> Result<()>;
+    /// Ends a restore: makes the restored state durable.
+    fn finish_restore(&mut self) -> Result<()>;
+}
+
+/// Implements [`StateStore`] for a typed store with a `core` field.
+macro_rules! impl_state_store {
+    ($store:ident) => {
+        impl<K: 'static, V: 'static> $crate::store::StateStore for $store<K, V> {
+            fn name(&self) -> &str {
+                self.core.name()
+            }
+            fn checkpoint(&self) -> &$crate::raw::Checkpoint {
+                self.core.checkpoint()
+            }
+            fn flush_cache(&mut self) -> $crate::error::Result<()> {
+                self.core.flush_cache()
+            }
+            fn drain_changelog(&mut self) -> Vec<$crate::changelog::ChangelogRecord> {
+                self.core.drain_changelog()
+            }
+            fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> $crate::error::Result<()> {
+                self.core.commit(changelog_offset, input_offsets)
+            }
+            fn abort(&mut self) {
+                self.core.abort()
+            }
+            fn restore(
+                &mut self,
+                records: Vec<$crate::changelog::ChangelogRecord>,
+                last_offset: i64,
+            ) -> $crate::error::Result<()> {
+                self.core.restore(records, last_offset)
+            }
+            fn finish_restore(&mut self) -> $crate::error::Result<()> {
+                self.core.finish_restore()
+            }
+        }
+    };
+}
+pub(crate) use impl_state_store;
