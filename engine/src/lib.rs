@@ -1,1 +1,26 @@
-//! The Moldau runtime: Processor API, topology and stream threads. Filled in by the engine issue.
+//! The Moldau runtime: the Processor API, the `Topology` (the low-level graph of source,
+//! processor and sink nodes with state stores), and tasks that run it.
+//!
+//! ```text
+//! input records ─▶ StreamTask(sub-topology, partition)
+//!                    SourceNode (deserialize) ─▶ processors (typed, stores) ─▶ SinkNode (serialize)
+//!                  ─▶ output records + store changelogs ─▶ commit
+//! ```
+
+mod error;
+pub mod processor;
+mod runtime;
+#[cfg(feature = "test-util")]
+pub mod testing;
+pub mod topology;
+
+pub use error::{Error, Result};
+pub use processor::{
+    InitContext, Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, RecordMetadata, StoreHandle,
+    TaskId,
+};
+pub use runtime::collector::OutputRecord;
+pub use topology::{StoreBuilder, Topology};
+
+/// The state-store crate, re-exported for store types and serdes.
+pub use moldau_state_store as state;

@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo run --release -p moldau-state-store --example state-bench [-- --records N]`
 
+// A benchmark measures wall-clock time.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Instant;
 
 use moldau_state_store::{
@@ -80,7 +83,10 @@ fn rocksdb_fillrandom(dir: &std::path::Path, n: usize) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
         let mut batch = moldau_state_store::RawBatch::new();
-        batch.entry(moldau_state_store::Space::Main).or_default().insert(key(rng.next() % n as u64), Some(value.clone()));
+        batch
+            .entry(moldau_state_store::Space::Main)
+            .or_default()
+            .insert(key(rng.next() % n as u64), Some(value.clone()));
         raw.write(&batch, &Default::default(), moldau_state_store::WriteMode::Commit).expect("write");
     }
     rate(n, t)
@@ -95,7 +101,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let budget = MemoryBudget::default();
     println!("state-bench: {n} operations, {KEY}-byte keys, {VALUE}-byte values, commit every {COMMIT_EVERY}");
-    println!("memory budget {} MiB (block cache + write buffers); record cache {} MiB", budget.total_bytes() >> 20, CACHE_BYTES >> 20);
+    println!(
+        "memory budget {} MiB (block cache + write buffers); record cache {} MiB",
+        budget.total_bytes() >> 20,
+        CACHE_BYTES >> 20
+    );
 
     let mut plain = open(dir.path(), "plain", &budget, StoreOptions::default());
     let (uncached, logged) = puts(&mut plain, n, n as u64, 1);
@@ -130,7 +140,7 @@ fn main() {
             let from = key(rng.next() % n as u64);
             st.for_each_from(Some(&from), &mut |_, _| {
                 entries += 1;
-                entries % 100 != 0
+                !entries.is_multiple_of(100)
             })
             .expect("scan");
         }
@@ -142,7 +152,11 @@ fn main() {
     // poll's worth) into an empty store.
     let mut rng = Rng(5);
     let log: Vec<ChangelogRecord> = (0..n)
-        .map(|i| ChangelogRecord { key: key(rng.next() % n as u64), value: Some(vec![7u8; VALUE]), timestamp: i as i64 })
+        .map(|i| ChangelogRecord {
+            key: key(rng.next() % n as u64),
+            value: Some(vec![7u8; VALUE]),
+            timestamp: i as i64,
+        })
         .collect();
     let bytes = n * (KEY + VALUE);
     let mut restored = open(dir.path(), "restored", &budget, StoreOptions::default());

@@ -28,9 +28,17 @@ impl MemoryBudget {
     pub fn new(total: usize, write_buffer_share: f64) -> Self {
         let cache = Cache::new_lru_cache(total);
         let share = write_buffer_share.clamp(0.05, 0.9);
-        let write_buffers =
-            WriteBufferManager::new_write_buffer_manager_with_cache((total as f64 * share) as usize, false, cache.clone());
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            (total as f64 * share) as usize,
+            false,
+            cache.clone(),
+        );
         MemoryBudget { cache, write_buffers, total }
+    }
+
+    /// Bytes the shared block cache holds now, memtable reservations included.
+    pub fn usage_bytes(&self) -> usize {
+        self.cache.get_usage()
     }
 
     /// Total bytes of the budget.

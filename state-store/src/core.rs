@@ -58,6 +58,9 @@ pub(crate) struct RawChange {
     pub(crate) timestamp: i64,
 }
 
+/// A scan callback: takes key and value bytes, returns whether to go on.
+pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// The transactional core of a store.
 pub(crate) struct Core {
     raw: Box<dyn RawStore>,
@@ -225,13 +228,7 @@ impl Core {
 
     /// Calls `f` with every live entry of `space` in `[from, to)` bounds, in key order, the
     /// cache and the overlay merged over the committed state, until `f` returns `false`.
-    pub(crate) fn scan(
-        &self,
-        space: Space,
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    pub(crate) fn scan(&self, space: Space, from: Bound<&[u8]>, to: Bound<&[u8]>, f: &mut Visitor<'_>) -> Result<()> {
         if crate::raw::is_empty_range(from, to) {
             return Ok(());
         }
@@ -382,7 +379,11 @@ impl Core {
 
     /// Applies changelog records read back from the changelog topic, the last at offset
     /// `last_offset`, in one bulk write without the write-ahead log.
-    pub(crate) fn restore(&mut self, records: impl IntoIterator<Item = ChangelogRecord>, last_offset: i64) -> Result<()> {
+    pub(crate) fn restore(
+        &mut self,
+        records: impl IntoIterator<Item = ChangelogRecord>,
+        last_offset: i64,
+    ) -> Result<()> {
         if !self.overlay.is_empty() || self.cache.as_ref().is_some_and(|c| !c.is_empty()) {
             return Err(Error::InvalidUse {
                 store: self.name().to_string(),
@@ -420,12 +421,7 @@ impl Core {
 
 /// Hands a live entry (`v` is `None` for a pending delete, skipped) to `f`; returns whether to
 /// go on, recording a stop or an error in `state`.
-fn visit(
-    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    state: &mut Result<bool>,
-    k: &[u8],
-    v: Option<&[u8]>,
-) -> bool {
+fn visit(f: &mut Visitor<'_>, state: &mut Result<bool>, k: &[u8], v: Option<&[u8]>) -> bool {
     let Some(v) = v else { return true };
     match f(k, v) {
         Ok(true) => true,

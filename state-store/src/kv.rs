@@ -33,7 +33,12 @@ crate::store::impl_state_store!(KeyValueStore);
 
 impl<K, V> KeyValueStore<K, V> {
     /// A store over `raw` with these serdes and options.
-    pub fn new(raw: Box<dyn RawStore>, keys: Box<dyn Serde<K>>, values: Box<dyn Serde<V>>, options: StoreOptions) -> Self {
+    pub fn new(
+        raw: Box<dyn RawStore>,
+        keys: Box<dyn Serde<K>>,
+        values: Box<dyn Serde<V>>,
+        options: StoreOptions,
+    ) -> Self {
         KeyValueStore { core: Core::new(raw, options, None), codec: Codec::new(keys, values) }
     }
 

@@ -57,7 +57,11 @@ macro_rules! impl_state_store {
             fn drain_changelog(&mut self) -> Vec<$crate::changelog::ChangelogRecord> {
                 self.core.drain_changelog()
             }
-            fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> $crate::error::Result<()> {
+            fn commit(
+                &mut self,
+                changelog_offset: i64,
+                input_offsets: &[(String, i32, i64)],
+            ) -> $crate::error::Result<()> {
                 self.core.commit(changelog_offset, input_offsets)
             }
             fn abort(&mut self) {

@@ -87,7 +87,8 @@ impl<K, V> WindowStore<K, V> {
                 reason: format!("window size, retention and segment interval must be positive: {spec:?}"),
             });
         }
-        let seg = Segmenting { interval: spec.segment_interval, retention: spec.retention, time_from_end: spec.suffix() };
+        let seg =
+            Segmenting { interval: spec.segment_interval, retention: spec.retention, time_from_end: spec.suffix() };
         Ok(WindowStore { core: Core::new(raw, options, Some(seg)), codec: Codec::new(keys, values), spec, seq: 0 })
     }
 

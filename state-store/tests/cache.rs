@@ -5,7 +5,7 @@ mod common;
 
 use common::{commit_all, kv, s, Backend};
 use moldau_state_store::{
-    Change, Changes, StateStore, StoreOptions, StringSerde, BincodeSerde, Window, WindowSpec, WindowStore, Windowed,
+    BincodeSerde, Change, Changes, StateStore, StoreOptions, StringSerde, Window, WindowSpec, WindowStore, Windowed,
 };
 
 #[test]
@@ -98,7 +98,8 @@ fn should_cache_window_stores_and_forward_windowed_changes() {
         let spec = WindowSpec::new(10, 1000).with_segment_interval(100);
         let opts = StoreOptions::default().with_cache(1 << 16).with_changes(Changes::NewAndOld);
         let mut st: WindowStore<String, u64> =
-            WindowStore::new(b.open("wc"), Box::new(StringSerde), Box::new(BincodeSerde::default()), spec, opts).unwrap();
+            WindowStore::new(b.open("wc"), Box::new(StringSerde), Box::new(BincodeSerde::default()), spec, opts)
+                .unwrap();
         for i in 0..100u64 {
             st.put(&s("a"), &i, 0, i as i64).unwrap();
             st.put(&s("a"), &(i * 2), 10, i as i64).unwrap();

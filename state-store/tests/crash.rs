@@ -27,7 +27,8 @@ fn kv(raw: Box<dyn RawStore>) -> Kv {
 
 fn ws(raw: Box<dyn RawStore>) -> Ws {
     let spec = WindowSpec::new(10, 200).with_segment_interval(50);
-    WindowStore::new(raw, Box::new(StringSerde), Box::new(BincodeSerde::default()), spec, StoreOptions::default()).unwrap()
+    WindowStore::new(raw, Box::new(StringSerde), Box::new(BincodeSerde::default()), spec, StoreOptions::default())
+        .unwrap()
 }
 
 fn rocks(dir: &Path, name: &str) -> Box<dyn RawStore> {
@@ -42,7 +43,7 @@ fn apply(kv: &mut Kv, ws: &mut Ws, n: u64) {
     for k in [n % KEYS, (n * 7) % KEYS, (n * 13) % KEYS] {
         kv.put(&format!("k{k}"), &n, n as i64).unwrap();
     }
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         kv.delete(&format!("k{}", (n * 3) % KEYS), n as i64).unwrap();
     }
     kv.put(&"last".to_string(), &n, n as i64).unwrap();

@@ -8,7 +8,9 @@ use moldau_state_store::{Error, StateStore, StoreOptions, StringSerde};
 /// Runs `check` against a fresh store on every backend, without and with a record cache.
 fn each(check: impl Fn(&mut Kv)) {
     for b in Backend::all() {
-        for (i, options) in [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate() {
+        for (i, options) in
+            [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate()
+        {
             let mut st = kv(b.open(&format!("kv{i}")), options);
             check(&mut st);
         }
@@ -147,4 +149,27 @@ fn should_reopen_rocksdb_at_the_last_commit() {
     assert_eq!(st.all().unwrap(), vec![(s("a"), 1)]);
     assert_eq!(st.checkpoint().changelog_offset, 7);
     assert_eq!(st.checkpoint().input_offsets["in"][&2], 40);
+}
+
+#[test]
+fn should_share_one_memory_budget_between_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = moldau_state_store::MemoryBudget::new(8 << 20, 0.5);
+    let mut stores: Vec<Kv> = (0..4)
+        .map(|i| {
+            let raw = moldau_state_store::RocksStore::open(&dir.path().join(format!("s{i}")), "s", &budget).unwrap();
+            kv(Box::new(raw), StoreOptions::default())
+        })
+        .collect();
+    let before = budget.usage_bytes();
+    for st in &mut stores {
+        for i in 0..2000u64 {
+            st.put(&format!("key-{i:06}-{}", "x".repeat(200)), &i, 0).unwrap();
+        }
+        st.drain_changelog();
+        st.commit(1, &[]).unwrap();
+    }
+    let after = budget.usage_bytes();
+    assert!(after > before, "memtables of every store are charged to the one budget ({before} -> {after})");
+    assert!(after <= budget.total_bytes() + (1 << 20), "and stay within it: {after}");
 }

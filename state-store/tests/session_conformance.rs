@@ -16,7 +16,9 @@ fn ss(raw: Box<dyn RawStore>, options: StoreOptions) -> Ss {
 
 fn each(check: impl Fn(&mut Ss)) {
     for b in Backend::all() {
-        for (i, options) in [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate() {
+        for (i, options) in
+            [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate()
+        {
             let mut st = ss(b.open(&format!("s{i}")), options);
             check(&mut st);
         }
@@ -36,7 +38,7 @@ fn should_find_the_sessions_a_record_merges_with() {
         st.put(&s("ab"), win(22, 28), &9, 28).unwrap();
         commit_all(st, &mut log);
         st.put(&s("a"), win(55, 70), &3, 70).unwrap(); // pending, in the next segment
-        // A record at 25 with gap 5 merges with sessions ending >= 20 and starting <= 30.
+                                                       // A record at 25 with gap 5 merges with sessions ending >= 20 and starting <= 30.
         assert_eq!(st.find_sessions(&s("a"), 20, 30).unwrap(), vec![(win(20, 30), 2)]);
         assert_eq!(st.find_sessions(&s("a"), 5, 25).unwrap(), vec![(win(0, 10), 1), (win(20, 30), 2)]);
         assert_eq!(st.find_sessions(&s("a"), 31, 54).unwrap(), vec![], "the gap between sessions");

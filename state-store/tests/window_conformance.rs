@@ -20,7 +20,9 @@ fn spec() -> WindowSpec {
 
 fn each(check: impl Fn(&mut Ws)) {
     for b in Backend::all() {
-        for (i, options) in [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate() {
+        for (i, options) in
+            [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate()
+        {
             let mut st = ws(b.open(&format!("w{i}")), spec(), options);
             check(&mut st);
         }
@@ -83,7 +85,11 @@ fn should_drop_windows_past_retention_and_ignore_late_writes() {
             st.put(&s("k"), &(start as u64), start, start).unwrap();
         }
         commit_all(st, &mut log);
-        assert_eq!(st.fetch_range(&s("k"), 0, 200).unwrap(), vec![(60, 60), (120, 120)], "stream time 120 keeps starts >= 21");
+        assert_eq!(
+            st.fetch_range(&s("k"), 0, 200).unwrap(),
+            vec![(60, 60), (120, 120)],
+            "stream time 120 keeps starts >= 21"
+        );
         st.put(&s("k"), &250, 250, 250).unwrap();
         assert_eq!(st.stream_time(), 250);
         // Retained: starts >= 151. The window at 120 is gone at once, even before the commit.

@@ -6,8 +6,8 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, FlushOptions, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, FlushOptions, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
 };
 
 use crate::budget::MemoryBudget;
@@ -77,8 +77,9 @@ impl RocksStore {
         let cf_options = options(budget);
         let mut names = vec![rocksdb::DEFAULT_COLUMN_FAMILY_NAME.to_string(), META_CF.to_string()];
         if path.join("CURRENT").exists() {
-            let existing = DB::list_cf(&cf_options, path)
-                .map_err(|e| corrupted(format!("RocksDB cannot list the column families of {}: {e}", path.display())))?;
+            let existing = DB::list_cf(&cf_options, path).map_err(|e| {
+                corrupted(format!("RocksDB cannot list the column families of {}: {e}", path.display()))
+            })?;
             for cf in existing {
                 if !names.contains(&cf) {
                     names.push(cf);
@@ -289,7 +290,10 @@ impl RawStore for RocksStore {
         let spaces = std::iter::once(Space::Main).chain(self.segments.iter().map(|id| Space::Segment(*id)));
         for space in spaces {
             if let Some(cf) = self.cf(space) {
-                let n = self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys").map_err(|e| self.rocks("count", e))?;
+                let n = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .map_err(|e| self.rocks("count", e))?;
                 total += n.unwrap_or(0);
             }
         }

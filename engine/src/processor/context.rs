@@ -1,0 +1,222 @@
+//! What a processor reaches: at init its stores and punctuation schedule, while processing the
+//! task's time, the record's origin and its children to forward to.
+
+use std::any::Any;
+use std::cell::{RefCell, RefMut};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use moldau_state_store::StateStore;
+
+use super::record::{Record, RecordMetadata};
+use crate::error::{Error, Result};
+use crate::runtime::collector::RecordCollector;
+use crate::topology::node::Child;
+
+/// A task: sub-topology `subtopology` on input partition `partition` (printed `0_3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition of its source topics.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// Which clock a punctuation follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunctuationType {
+    /// Stream time: the largest record timestamp the task has seen. Fires only as records
+    /// arrive.
+    StreamTime,
+    /// Wall-clock time of the stream thread.
+    WallClockTime,
+}
+
+/// Names one punctuation schedule of a processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PunctuatorId(pub u32);
+
+/// A scheduled punctuation.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    pub(crate) node: usize,
+    pub(crate) id: PunctuatorId,
+    pub(crate) interval: i64,
+    pub(crate) kind: PunctuationType,
+    /// Next time it fires; `None` until the clock is first known.
+    pub(crate) next: Option<i64>,
+}
+
+/// A store a processor uses. Borrow it for each operation; never hold the borrow across a
+/// `forward` (a downstream processor of the same task may use the same store).
+pub struct StoreHandle<S>(Rc<RefCell<S>>);
+
+impl<S> StoreHandle<S> {
+    pub(crate) fn from_rc(rc: Rc<RefCell<S>>) -> Self {
+        StoreHandle(rc)
+    }
+
+    /// The store, for reads and writes.
+    pub fn get(&self) -> RefMut<'_, S> {
+        self.0.borrow_mut()
+    }
+}
+
+impl<S> Clone for StoreHandle<S> {
+    fn clone(&self) -> Self {
+        StoreHandle(self.0.clone())
+    }
+}
+
+impl<S> std::fmt::Debug for StoreHandle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreHandle")
+    }
+}
+
+/// A store of a task: its typed form (for processors) and its [`StateStore`] form (for the
+/// commit protocol).
+pub(crate) struct TaskStore {
+    pub(crate) typed: Box<dyn Any>,
+    pub(crate) state: Rc<RefCell<dyn StateStore>>,
+}
+
+impl TaskStore {
+    /// Registers a typed store.
+    pub(crate) fn new<S: StateStore + 'static>(store: S) -> Self {
+        let rc = Rc::new(RefCell::new(store));
+        let state: Rc<RefCell<dyn StateStore>> = rc.clone();
+        TaskStore { typed: Box::new(rc), state }
+    }
+}
+
+/// What a processor gets in [`init`](super::Processor::init).
+pub struct InitContext<'a> {
+    pub(crate) node: &'a str,
+    pub(crate) node_index: usize,
+    pub(crate) task: TaskId,
+    pub(crate) connected: &'a [String],
+    pub(crate) stores: &'a BTreeMap<String, TaskStore>,
+    pub(crate) schedules: &'a mut Vec<Schedule>,
+}
+
+impl std::fmt::Debug for InitContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitContext").field("node", &self.node).field("task", &self.task).finish()
+    }
+}
+
+impl InitContext<'_> {
+    /// The task this processor instance belongs to.
+    pub fn task_id(&self) -> TaskId {
+        self.task
+    }
+
+    /// The store `name`, which must be connected to this processor and be of type `S`
+    /// (`KeyValueStore<K, V>`, `WindowStore<K, V>` or `SessionStore<K, V>`).
+    pub fn store<S: 'static>(&self, name: &str) -> Result<StoreHandle<S>> {
+        let err =
+            |reason: String| Error::StoreAccess { processor: self.node.to_string(), store: name.to_string(), reason };
+        if !self.connected.iter().any(|s| s == name) {
+            return Err(err("the store is not connected to this processor".into()));
+        }
+        let store = self.stores.get(name).ok_or_else(|| err("no such store".into()))?;
+        let typed = store
+            .typed
+            .downcast_ref::<Rc<RefCell<S>>>()
+            .ok_or_else(|| err(format!("the store is not a {}", std::any::type_name::<S>())))?;
+        Ok(StoreHandle(typed.clone()))
+    }
+
+    /// Calls this processor's `punctuate` every `interval_ms` of `kind` time.
+    pub fn schedule(&mut self, interval_ms: i64, kind: PunctuationType) -> Result<PunctuatorId> {
+        if interval_ms <= 0 {
+            return Err(Error::processing(
+                self.node,
+                format!("punctuation interval must be positive, got {interval_ms}"),
+            ));
+        }
+        let id = PunctuatorId(self.schedules.iter().filter(|s| s.node == self.node_index).count() as u32);
+        self.schedules.push(Schedule { node: self.node_index, id, interval: interval_ms, kind, next: None });
+        Ok(id)
+    }
+}
+
+/// Per-task state every node sees while a record or punctuation runs.
+#[derive(Debug)]
+pub(crate) struct TaskState {
+    pub(crate) id: TaskId,
+    pub(crate) metadata: Option<RecordMetadata>,
+    pub(crate) stream_time: i64,
+    pub(crate) wall_clock: i64,
+    pub(crate) collector: RecordCollector,
+}
+
+/// What a processor gets while processing: forwarding and the task's clocks.
+pub struct ProcessorContext<'a, K, V> {
+    pub(crate) node: &'a str,
+    pub(crate) children: &'a [Child<K, V>],
+    pub(crate) task: &'a mut TaskState,
+}
+
+impl<K, V> std::fmt::Debug for ProcessorContext<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorContext").field("node", &self.node).field("task", &self.task.id).finish()
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<'_, K, V> {
+    /// Sends `record` to every child.
+    pub fn forward(&mut self, record: Record<K, V>) -> Result<()> {
+        if let Some((last, rest)) = self.children.split_last() {
+            for child in rest {
+                child.borrow_mut().process(record.clone(), self.task)?;
+            }
+            last.borrow_mut().process(record, self.task)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `record` to the child called `name` only.
+    pub fn forward_to(&mut self, name: &str, record: Record<K, V>) -> Result<()> {
+        let child = self
+            .children
+            .iter()
+            .find(|c| c.borrow().name() == name)
+            .ok_or_else(|| Error::processing(self.node, format!("no child called '{name}'")))?;
+        child.borrow_mut().process(record, self.task)
+    }
+}
+
+impl<K, V> ProcessorContext<'_, K, V> {
+    /// This processor's name.
+    pub fn name(&self) -> &str {
+        self.node
+    }
+
+    /// The task.
+    pub fn task_id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// Where the current record came from (`None` in a punctuation).
+    pub fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.task.metadata.as_ref()
+    }
+
+    /// The task's stream time: the largest record timestamp seen (-1 before any).
+    pub fn stream_time(&self) -> i64 {
+        self.task.stream_time
+    }
+
+    /// The stream thread's wall-clock time (ms).
+    pub fn wall_clock_time(&self) -> i64 {
+        self.task.wall_clock
+    }
+}

@@ -1,0 +1,79 @@
+//! How sources and sinks turn keys and values into Kafka bytes, where `None` is a null key or
+//! value (a tombstone). Store serdes from `moldau-state-store` plug in through [`Required`] and
+//! [`Nullable`].
+
+use std::sync::Arc;
+
+use moldau_state_store::Serde;
+
+/// Converts `T` to and from a Kafka key or value (`None`: null).
+pub trait RecordSerde<T>: Send + Sync {
+    /// The bytes of `value`, or `None` for null.
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, String>;
+    /// The value of these bytes (`None`: null).
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, String>;
+}
+
+/// A serde for values that are never null: null fails to deserialize.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Required<S>(pub S);
+
+impl<T, S: Serde<T>> RecordSerde<T> for Required<S> {
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, String> {
+        let mut out = Vec::new();
+        self.0.serialize(value, &mut out)?;
+        Ok(Some(out))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, String> {
+        match bytes {
+            Some(b) => self.0.deserialize(b),
+            None => Err("null where a value is required".into()),
+        }
+    }
+}
+
+/// A serde for `Option<T>`: `None` is null (a tombstone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nullable<S>(pub S);
+
+impl<T, S: Serde<T>> RecordSerde<Option<T>> for Nullable<S> {
+    fn serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, String> {
+        match value {
+            Some(v) => {
+                let mut out = Vec::new();
+                self.0.serialize(v, &mut out)?;
+                Ok(Some(out))
+            }
+            None => Ok(None),
+        }
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, String> {
+        bytes.map(|b| self.0.deserialize(b)).transpose()
+    }
+}
+
+/// Ignores keys: serializes `()` as null and reads any key as `()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitSerde;
+
+impl RecordSerde<()> for UnitSerde {
+    fn serialize(&self, _: &()) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    fn deserialize(&self, _: Option<&[u8]>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A shared record serde.
+pub type SharedSerde<T> = Arc<dyn RecordSerde<T>>;
+
+/// Shares a store serde for values that are never null.
+pub fn required<T, S: Serde<T> + 'static>(serde: S) -> SharedSerde<T> {
+    Arc::new(Required(serde))
+}
+
+/// Shares a store serde for nullable values.
+pub fn nullable<T, S: Serde<T> + 'static>(serde: S) -> SharedSerde<Option<T>> {
+    Arc::new(Nullable(serde))
+}

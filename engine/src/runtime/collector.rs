@@ -1,0 +1,36 @@
+//! The record collector: what a task's sinks produced since it was last drained.
+
+use std::sync::Arc;
+
+use crate::processor::Headers;
+
+/// A record a sink produced, serialized, for the producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Key bytes (`None`: null).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (`None`: null, a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Headers,
+}
+
+/// Output records of a task, in production order.
+#[derive(Debug, Default)]
+pub(crate) struct RecordCollector {
+    records: Vec<OutputRecord>,
+}
+
+impl RecordCollector {
+    pub(crate) fn send(&mut self, record: OutputRecord) {
+        self.records.push(record);
+    }
+
+    pub(crate) fn drain(&mut self) -> Vec<OutputRecord> {
+        std::mem::take(&mut self.records)
+    }
+}
