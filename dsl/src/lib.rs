@@ -1,1 +1,24 @@
-//! The typed Moldau streams DSL. Filled in by the engine + dsl issue.
+//! The typed Moldau streams DSL: [`StreamsBuilder`], [`KStream`], [`KGroupedStream`] and
+//! [`KTable`], compiled into an engine [`Topology`](moldau_engine::Topology).
+//!
+//! ```text
+//! builder.stream("text") ─▶ flat_map_values ─▶ select_key ─▶ group_by_key ─▶ count ─▶ to_stream ─▶ to("counts")
+//!                                                  └── key changed: a repartition topic is inserted here
+//! ```
+
+mod builder;
+mod grouped;
+mod kstream;
+mod ktable;
+mod processors;
+mod serdes;
+
+pub use builder::StreamsBuilder;
+pub use grouped::KGroupedStream;
+pub use kstream::{Branched, KStream};
+pub use ktable::{Change, KTable};
+pub use serdes::{Consumed, Grouped, Produced, SerdeRef};
+
+/// The engine and state-store crates, re-exported.
+pub use moldau_engine as engine;
+pub use moldau_engine::state;

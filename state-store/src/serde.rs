@@ -15,6 +15,15 @@ pub trait Serde<T>: Send + Sync {
     fn deserialize(&self, bytes: &[u8]) -> Result<T, String>;
 }
 
+impl<T, S: Serde<T> + ?Sized> Serde<T> for std::sync::Arc<S> {
+    fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        (**self).serialize(value, out)
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, String> {
+        (**self).deserialize(bytes)
+    }
+}
+
 /// bincode 2 (standard configuration) through serde.
 #[derive(Debug)]
 pub struct BincodeSerde<T>(PhantomData<fn() -> T>);
@@ -100,5 +109,20 @@ impl Serde<u64> for U64Serde {
     fn deserialize(&self, bytes: &[u8]) -> Result<u64, String> {
         let b: [u8; 8] = bytes.try_into().map_err(|_| format!("a u64 needs 8 bytes, got {}", bytes.len()))?;
         Ok(u64::from_be_bytes(b))
+    }
+}
+
+/// `i64` as 8 big-endian bytes with the sign bit flipped: byte order is numeric order.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct I64Serde;
+
+impl Serde<i64> for I64Serde {
+    fn serialize(&self, value: &i64, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&((*value as u64) ^ (1 << 63)).to_be_bytes());
+        Ok(())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<i64, String> {
+        let b: [u8; 8] = bytes.try_into().map_err(|_| format!("an i64 needs 8 bytes, got {}", bytes.len()))?;
+        Ok((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
     }
 }

@@ -74,6 +74,13 @@ impl RocksStore {
                 return Err(corrupted(format!("{} holds no RocksDB CURRENT file", path.display())));
             }
         }
+        if !path.exists() {
+            std::fs::create_dir_all(path).map_err(|e| Error::Io {
+                store: name.to_string(),
+                op: "creating the store directory",
+                source: e,
+            })?;
+        }
         let cf_options = options(budget);
         let mut names = vec![rocksdb::DEFAULT_COLUMN_FAMILY_NAME.to_string(), META_CF.to_string()];
         if path.join("CURRENT").exists() {

@@ -1,0 +1,116 @@
+//! `StreamsBuilder`: the DSL's entry point. It owns the topology under construction, names
+//! nodes the way Kafka Streams does (`KSTREAM-FILTER-0000000001`), and keeps the first error,
+//! which [`StreamsBuilder::build`] returns.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use moldau_engine::{Error, Result, Topology};
+
+use crate::kstream::KStream;
+use crate::ktable::KTable;
+use crate::serdes::{record, Consumed, OptionalKey};
+
+pub(crate) struct State {
+    pub(crate) topology: Topology,
+    counter: u32,
+    error: Option<Error>,
+}
+
+/// Shared handle on the state of one builder.
+#[derive(Clone)]
+pub(crate) struct Shared(pub(crate) Rc<RefCell<State>>);
+
+impl Shared {
+    /// The next node name with this Kafka Streams prefix, e.g. `KSTREAM-MAP`.
+    pub(crate) fn name(&self, prefix: &str) -> String {
+        let mut s = self.0.borrow_mut();
+        let n = s.counter;
+        s.counter += 1;
+        format!("{prefix}-{n:010}")
+    }
+
+    /// Runs `f` on the topology, keeping the first error.
+    pub(crate) fn with(&self, f: impl FnOnce(&mut Topology) -> Result<()>) {
+        let mut s = self.0.borrow_mut();
+        if s.error.is_some() {
+            return;
+        }
+        if let Err(e) = f(&mut s.topology) {
+            s.error = Some(e);
+        }
+    }
+}
+
+/// Builds a topology with the DSL (Kafka Streams' `StreamsBuilder`).
+pub struct StreamsBuilder {
+    shared: Shared,
+}
+
+impl std::fmt::Debug for StreamsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamsBuilder")
+    }
+}
+
+impl Default for StreamsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StreamsBuilder {
+            shared: Shared(Rc::new(RefCell::new(State { topology: Topology::new(), counter: 0, error: None }))),
+        }
+    }
+
+    /// A stream of the records of `topic`. Null keys read as `None`.
+    pub fn stream<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<Option<K>, V> {
+        let name = self.shared.name("KSTREAM-SOURCE");
+        let keys = std::sync::Arc::new(OptionalKey(consumed.keys));
+        let values = record(&consumed.values);
+        self.shared.with(|t| t.add_source::<Option<K>, V>(&name, &[topic], keys, values).map(|_| ()));
+        KStream::new(self.shared.clone(), name, false)
+    }
+
+    /// A stream of the records of `topic` whose keys are never null (a null key is a
+    /// deserialization error).
+    pub fn stream_keyed<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let name = self.shared.name("KSTREAM-SOURCE");
+        let (keys, values) = (record(&consumed.keys), record(&consumed.values));
+        self.shared.with(|t| t.add_source::<K, V>(&name, &[topic], keys, values).map(|_| ()));
+        KStream::new(self.shared.clone(), name, false)
+    }
+
+    /// A table of the latest value per key of `topic` (a null value deletes the key),
+    /// materialized in a key-value store named `store`.
+    pub fn table<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        store: &str,
+    ) -> KTable<K, V> {
+        crate::ktable::source_table(&self.shared, topic, consumed, store)
+    }
+
+    /// The topology, or the first error any DSL call met. Streams and tables of this builder
+    /// can no longer add to it afterwards.
+    pub fn build(self) -> Result<Topology> {
+        let mut state = self.shared.0.borrow_mut();
+        if let Some(e) = state.error.take() {
+            return Err(e);
+        }
+        Ok(std::mem::take(&mut state.topology))
+    }
+}

@@ -1,0 +1,252 @@
+//! `KStream`: a record stream and its operators. Each operator adds one processor node (named
+//! like Kafka Streams' `KSTREAM-<OP>-<n>`) under the stream's node.
+
+use std::sync::Arc;
+
+use moldau_engine::{Processor, Record};
+
+use crate::builder::Shared;
+use crate::grouped::KGroupedStream;
+use crate::processors::{
+    Branch, Filter, FlatMap, FlatMapValues, Map, MapValues, PassThrough, Peek, Predicate, SelectKey,
+};
+use crate::serdes::{record, Grouped, Produced};
+
+/// A stream of `(K, V)` records (Kafka Streams' `KStream`).
+pub struct KStream<K, V> {
+    pub(crate) shared: Shared,
+    pub(crate) node: String,
+    /// A key-changing operation happened since the last repartition: grouping must
+    /// repartition first.
+    pub(crate) repartition: bool,
+    _types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for KStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KStream").field("node", &self.node).field("repartition", &self.repartition).finish()
+    }
+}
+
+/// Branches for [`KStream::split`]: predicates tried in order, and an optional default.
+pub struct Branched<K, V> {
+    predicates: Vec<Predicate<K, V>>,
+    default: bool,
+}
+
+impl<K, V> std::fmt::Debug for Branched<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Branched").field("branches", &self.predicates.len()).field("default", &self.default).finish()
+    }
+}
+
+impl<K, V> Default for Branched<K, V> {
+    fn default() -> Self {
+        Branched { predicates: Vec::new(), default: false }
+    }
+}
+
+impl<K, V> Branched<K, V> {
+    /// No branches yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A branch taking the records `predicate` matches (and no earlier branch took).
+    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
+        self.predicates.push(Arc::new(predicate));
+        self
+    }
+
+    /// A last branch taking every record no predicate matched (otherwise they are dropped).
+    pub fn default_branch(mut self) -> Self {
+        self.default = true;
+        self
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
+    pub(crate) fn new(shared: Shared, node: String, repartition: bool) -> Self {
+        KStream { shared, node, repartition, _types: std::marker::PhantomData }
+    }
+
+    /// Adds processor `P` under this stream's node.
+    fn then<K2: Clone + 'static, V2: Clone + 'static, P, F>(
+        &self,
+        prefix: &str,
+        supplier: F,
+        repartition: bool,
+    ) -> KStream<K2, V2>
+    where
+        P: Processor<K, V, K2, V2>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let name = self.shared.name(prefix);
+        let parent = self.node.clone();
+        self.shared.with(|t| t.add_processor::<K, V, K2, V2, P, F>(&name, supplier, &[&parent]).map(|_| ()));
+        KStream::new(self.shared.clone(), name, repartition)
+    }
+
+    /// Keeps the records `predicate` matches.
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let f = Arc::new(predicate);
+        self.then("KSTREAM-FILTER", move || Filter { f: f.clone(), keep: true }, self.repartition)
+    }
+
+    /// Drops the records `predicate` matches.
+    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let f = Arc::new(predicate);
+        self.then("KSTREAM-FILTER", move || Filter { f: f.clone(), keep: false }, self.repartition)
+    }
+
+    /// Replaces key and value (the key changes: a later grouping repartitions).
+    pub fn map<K2: Clone + 'static, V2: Clone + 'static>(
+        &self,
+        f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KStream<K2, V2> {
+        let f = Arc::new(f);
+        self.then("KSTREAM-MAP", move || Map(f.clone()), true)
+    }
+
+    /// Replaces the value.
+    pub fn map_values<V2: Clone + 'static>(&self, f: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+        let f = Arc::new(f);
+        self.then("KSTREAM-MAPVALUES", move || MapValues(f.clone()), self.repartition)
+    }
+
+    /// Replaces each record by zero or more records (the key changes).
+    pub fn flat_map<K2: Clone + 'static, V2: Clone + 'static, I: IntoIterator<Item = (K2, V2)> + 'static>(
+        &self,
+        f: impl Fn(K, V) -> I + Send + Sync + 'static,
+    ) -> KStream<K2, V2> {
+        let f = Arc::new(f);
+        self.then("KSTREAM-FLATMAP", move || FlatMap(f.clone()), true)
+    }
+
+    /// Replaces each value by zero or more values under the same key.
+    pub fn flat_map_values<V2: Clone + 'static, I: IntoIterator<Item = V2> + 'static>(
+        &self,
+        f: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> KStream<K, V2> {
+        let f = Arc::new(f);
+        self.then("KSTREAM-FLATMAPVALUES", move || FlatMapValues(f.clone()), self.repartition)
+    }
+
+    /// Replaces the key (a later grouping repartitions).
+    pub fn select_key<K2: Clone + 'static>(&self, f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V> {
+        let f = Arc::new(f);
+        self.then("KSTREAM-KEY-SELECT", move || SelectKey(f.clone()), true)
+    }
+
+    /// Calls `f` on each record and forwards it unchanged.
+    pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
+        let f = Arc::new(f);
+        self.then("KSTREAM-PEEK", move || Peek { f: f.clone(), forward: true }, self.repartition)
+    }
+
+    /// Calls `f` on each record (a terminal operation).
+    pub fn for_each(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) {
+        let f = Arc::new(f);
+        let _: KStream<K, V> = self.then("KSTREAM-FOREACH", move || Peek { f: f.clone(), forward: false }, false);
+    }
+
+    /// Both streams' records in one stream.
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let name = self.shared.name("KSTREAM-MERGE");
+        let (a, b) = (self.node.clone(), other.node.clone());
+        self.shared.with(|t| t.add_processor::<K, V, K, V, _, _>(&name, || PassThrough, &[&a, &b]).map(|_| ()));
+        KStream::new(self.shared.clone(), name, self.repartition || other.repartition)
+    }
+
+    /// Splits the stream: one stream per branch, in order, then the default branch if asked
+    /// for. Each record goes to the first branch that matches.
+    pub fn split(&self, branched: Branched<K, V>) -> Vec<KStream<K, V>> {
+        let name = self.shared.name("KSTREAM-BRANCH");
+        let children: Vec<String> =
+            (0..branched.predicates.len() + usize::from(branched.default)).map(|i| format!("{name}-{i}")).collect();
+        let predicates: Vec<(Predicate<K, V>, String)> =
+            branched.predicates.into_iter().zip(children.iter().cloned()).collect();
+        let default = branched.default.then(|| children.last().cloned()).flatten();
+        let parent = self.node.clone();
+        self.shared.with(|t| {
+            t.add_processor::<K, V, K, V, _, _>(
+                &name,
+                move || Branch { predicates: predicates.clone(), default: default.clone() },
+                &[&parent],
+            )?;
+            for child in &children {
+                t.add_processor::<K, V, K, V, _, _>(child, || PassThrough, &[&name])?;
+            }
+            Ok(())
+        });
+        children.into_iter().map(|c| KStream::new(self.shared.clone(), c, self.repartition)).collect()
+    }
+
+    /// Writes the stream to `topic`.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        let name = self.shared.name("KSTREAM-SINK");
+        let parent = self.node.clone();
+        let (k, v) = (record(&produced.keys), record(&produced.values));
+        self.shared.with(|t| t.add_sink::<K, V>(&name, topic, k, v, &[&parent]).map(|_| ()));
+    }
+
+    /// Writes each record to the topic `choose` names for it.
+    pub fn to_dynamic(&self, choose: impl Fn(&K, &V) -> String + Send + Sync + 'static, produced: Produced<K, V>) {
+        let name = self.shared.name("KSTREAM-SINK");
+        let parent = self.node.clone();
+        let (k, v) = (record(&produced.keys), record(&produced.values));
+        self.shared.with(|t| {
+            t.add_sink_with::<K, V>(&name, move |r: &Record<K, V>| choose(&r.key, &r.value), k, v, &[&parent])
+                .map(|_| ())
+        });
+    }
+
+    /// Sends the stream through the topic `<name>-repartition`, so that records are
+    /// partitioned by their current key.
+    pub fn repartition(&self, name: &str, grouped: &Grouped<K, V>) -> KStream<K, V> {
+        let topic = format!("{name}-repartition");
+        let sink = format!("{topic}-sink");
+        let source = format!("{topic}-source");
+        let parent = self.node.clone();
+        let (k, v) = (record(&grouped.keys), record(&grouped.values));
+        self.shared.with(|t| {
+            t.add_sink::<K, V>(&sink, &topic, k.clone(), v.clone(), &[&parent])?;
+            t.add_source::<K, V>(&source, &[&topic], k, v)?;
+            Ok(())
+        });
+        KStream::new(self.shared.clone(), source, false)
+    }
+
+    /// Groups by the current key (repartitioning first if the key changed).
+    pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
+        KGroupedStream::new(self, grouped)
+    }
+
+    /// Groups by a new key: `select_key(f)` then `group_by_key`.
+    pub fn group_by<K2: Clone + 'static>(
+        &self,
+        f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        grouped: Grouped<K2, V>,
+    ) -> KGroupedStream<K2, V> {
+        self.select_key(f).group_by_key(grouped)
+    }
+
+    /// Adds a low-level processor made by `supplier` (Kafka Streams' `process`), connected to
+    /// `stores` (added to the topology with [`StreamsBuilder`](crate::StreamsBuilder)).
+    pub fn process<K2: Clone + 'static, V2: Clone + 'static, P: Processor<K, V, K2, V2>>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<K2, V2> {
+        let out: KStream<K2, V2> = self.then("KSTREAM-PROCESSOR", supplier, true);
+        let node = out.node.clone();
+        let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
+        self.shared.with(|t| {
+            for s in &stores {
+                t.connect_store(s, &[&node])?;
+            }
+            Ok(())
+        });
+        out
+    }
+}

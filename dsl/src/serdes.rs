@@ -1,0 +1,95 @@
+//! Serdes as the DSL takes them: one shared store serde per type, used for topics (null-aware)
+//! and stores alike.
+
+use std::sync::Arc;
+
+use moldau_engine::processor::{RecordSerde, Required, SharedSerde};
+use moldau_engine::state::Serde;
+
+/// A shared serde for `T`.
+pub type SerdeRef<T> = Arc<dyn Serde<T>>;
+
+pub(crate) fn record<T: 'static>(s: &SerdeRef<T>) -> SharedSerde<T> {
+    Arc::new(Required(s.clone()))
+}
+
+/// Key serde of an input topic whose keys may be null: null reads as `None`.
+pub(crate) struct OptionalKey<T>(pub(crate) SerdeRef<T>);
+
+impl<T> RecordSerde<Option<T>> for OptionalKey<T> {
+    fn serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, String> {
+        match value {
+            Some(v) => {
+                let mut out = Vec::new();
+                self.0.serialize(v, &mut out)?;
+                Ok(Some(out))
+            }
+            None => Ok(None),
+        }
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, String> {
+        bytes.map(|b| self.0.deserialize(b)).transpose()
+    }
+}
+
+/// How to read a topic: key and value serdes.
+pub struct Consumed<K, V> {
+    pub(crate) keys: SerdeRef<K>,
+    pub(crate) values: SerdeRef<V>,
+}
+
+impl<K, V> Consumed<K, V> {
+    /// Reads keys and values with these serdes.
+    pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        Consumed { keys: Arc::new(keys), values: Arc::new(values) }
+    }
+}
+
+/// How to write a topic: key and value serdes.
+pub struct Produced<K, V> {
+    pub(crate) keys: SerdeRef<K>,
+    pub(crate) values: SerdeRef<V>,
+}
+
+impl<K, V> Produced<K, V> {
+    /// Writes keys and values with these serdes.
+    pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        Produced { keys: Arc::new(keys), values: Arc::new(values) }
+    }
+}
+
+/// How to group (and, when needed, repartition): key and value serdes.
+pub struct Grouped<K, V> {
+    pub(crate) keys: SerdeRef<K>,
+    pub(crate) values: SerdeRef<V>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Grouped<K, V> {
+    /// Groups with these serdes.
+    pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        Grouped { keys: Arc::new(keys), values: Arc::new(values), name: None }
+    }
+
+    /// Names the repartition topic (`<name>-repartition`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+impl<K, V> std::fmt::Debug for Consumed<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Consumed")
+    }
+}
+impl<K, V> std::fmt::Debug for Produced<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Produced")
+    }
+}
+impl<K, V> std::fmt::Debug for Grouped<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grouped").field("name", &self.name).finish()
+    }
+}

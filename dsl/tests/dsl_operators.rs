@@ -1,0 +1,218 @@
+//! Every DSL operator through the topology test driver, with exact expected outputs.
+
+use std::sync::{Arc, Mutex};
+
+use moldau_dsl::state::{BincodeSerde, StringSerde, U64Serde};
+use moldau_dsl::{Branched, Consumed, Grouped, KStream, Produced, StreamsBuilder};
+use moldau_engine::processor::{Nullable, Required};
+use moldau_engine::testing::TopologyTestDriver;
+use moldau_engine::Topology;
+
+const NO_KEY: Nullable<StringSerde> = Nullable(StringSerde);
+
+fn text(b: &StreamsBuilder) -> KStream<Option<String>, String> {
+    b.stream("in", Consumed::with(StringSerde, StringSerde))
+}
+
+fn keyed(b: &StreamsBuilder) -> KStream<String, String> {
+    b.stream_keyed("in", Consumed::with(StringSerde, StringSerde))
+}
+
+fn strings() -> Produced<String, String> {
+    Produced::with(StringSerde, StringSerde)
+}
+
+fn driver(t: Topology) -> TopologyTestDriver {
+    TopologyTestDriver::new(t).unwrap()
+}
+
+fn pipe(d: &mut TopologyTestDriver, key: &str, value: &str, ts: i64) {
+    d.pipe("in", &Required(StringSerde), &Required(StringSerde), &key.to_string(), &value.to_string(), ts).unwrap();
+}
+
+fn pipe_unkeyed(d: &mut TopologyTestDriver, value: &str, ts: i64) {
+    d.pipe("in", &NO_KEY, &Required(StringSerde), &None, &value.to_string(), ts).unwrap();
+}
+
+fn out(d: &mut TopologyTestDriver, topic: &str) -> Vec<(String, String)> {
+    d.read_output_typed(topic, &Required(StringSerde), &Required(StringSerde))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect()
+}
+
+fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn should_filter_map_and_flat_map() {
+    let b = StreamsBuilder::new();
+    let s = keyed(&b);
+    s.filter(|_, v| v.len() > 2).to("filtered", strings());
+    s.filter_not(|_, v| v.len() > 2).to("rejected", strings());
+    s.map(|k, v| (v, k)).to("swapped", strings());
+    s.map_values(|v| v.to_uppercase()).to("upper", strings());
+    s.flat_map(|k, v| v.chars().map(move |c| (format!("{k}{c}"), c.to_string())).collect::<Vec<_>>())
+        .to("chars", strings());
+    s.flat_map_values(|v| v.split('-').map(str::to_string).collect::<Vec<_>>()).to("parts", strings());
+    s.select_key(|_, v| v.chars().next().unwrap_or('_').to_string()).to("first-letter", strings());
+    let mut d = driver(b.build().unwrap());
+    pipe(&mut d, "k1", "ab", 1);
+    pipe(&mut d, "k2", "x-yz", 2);
+    assert_eq!(out(&mut d, "filtered"), kv(&[("k2", "x-yz")]));
+    assert_eq!(out(&mut d, "rejected"), kv(&[("k1", "ab")]));
+    assert_eq!(out(&mut d, "swapped"), kv(&[("ab", "k1"), ("x-yz", "k2")]));
+    assert_eq!(out(&mut d, "upper"), kv(&[("k1", "AB"), ("k2", "X-YZ")]));
+    assert_eq!(
+        out(&mut d, "chars"),
+        kv(&[("k1a", "a"), ("k1b", "b"), ("k2x", "x"), ("k2-", "-"), ("k2y", "y"), ("k2z", "z")])
+    );
+    assert_eq!(out(&mut d, "parts"), kv(&[("k1", "ab"), ("k2", "x"), ("k2", "yz")]));
+    assert_eq!(out(&mut d, "first-letter"), kv(&[("a", "ab"), ("x", "x-yz")]));
+}
+
+#[test]
+fn should_peek_for_each_and_merge() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let b = StreamsBuilder::new();
+    let s = keyed(&b);
+    let (p, f) = (seen.clone(), seen.clone());
+    let peeked = s.peek(move |k, _| p.lock().unwrap().push(format!("peek {k}")));
+    peeked.for_each(move |k, v| f.lock().unwrap().push(format!("each {k}={v}")));
+    let evens = s.filter(|k, _| k.ends_with('2'));
+    let odds = s.filter(|k, _| !k.ends_with('2')).map_values(|v| format!("odd {v}"));
+    evens.merge(&odds).to("merged", strings());
+    let mut d = driver(b.build().unwrap());
+    pipe(&mut d, "k1", "a", 1);
+    pipe(&mut d, "k2", "b", 2);
+    assert_eq!(*seen.lock().unwrap(), vec!["peek k1", "each k1=a", "peek k2", "each k2=b"]);
+    assert_eq!(out(&mut d, "merged"), kv(&[("k1", "odd a"), ("k2", "b")]));
+}
+
+#[test]
+fn should_split_into_branches_with_a_default() {
+    let b = StreamsBuilder::new();
+    let branches = keyed(&b).split(
+        Branched::new()
+            .branch(|_, v: &String| v.starts_with('a'))
+            .branch(|_, v: &String| v.starts_with('b'))
+            .default_branch(),
+    );
+    assert_eq!(branches.len(), 3);
+    for (i, s) in branches.iter().enumerate() {
+        s.to(&format!("branch-{i}"), strings());
+    }
+    let mut d = driver(b.build().unwrap());
+    for (i, v) in ["apple", "banana", "avocado", "cherry"].iter().enumerate() {
+        pipe(&mut d, "k", v, i as i64);
+    }
+    assert_eq!(out(&mut d, "branch-0"), kv(&[("k", "apple"), ("k", "avocado")]));
+    assert_eq!(out(&mut d, "branch-1"), kv(&[("k", "banana")]));
+    assert_eq!(out(&mut d, "branch-2"), kv(&[("k", "cherry")]));
+}
+
+#[test]
+fn should_choose_the_output_topic_per_record() {
+    let b = StreamsBuilder::new();
+    keyed(&b).to_dynamic(|k, _| format!("out-{k}"), strings());
+    let mut d = driver(b.build().unwrap());
+    pipe(&mut d, "a", "1", 1);
+    pipe(&mut d, "b", "2", 2);
+    assert_eq!(out(&mut d, "out-a"), kv(&[("a", "1")]));
+    assert_eq!(out(&mut d, "out-b"), kv(&[("b", "2")]));
+}
+
+#[test]
+fn should_count_words_through_an_automatic_repartition_topic() {
+    let b = StreamsBuilder::new();
+    text(&b)
+        .flat_map_values(|line: String| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
+        .group_by(|_, word: &String| word.clone(), Grouped::with(StringSerde, StringSerde).named("words"))
+        .count("counts")
+        .to_stream()
+        .map_values(|n: Option<u64>| n.unwrap_or(0))
+        .to("counts-out", Produced::with(StringSerde, U64Serde));
+    let topology = b.build().unwrap();
+    assert_eq!(topology.subtopology_count(), 2, "{}", topology.describe());
+    assert_eq!(topology.source_topics(1), vec!["words-repartition".to_string()]);
+    let mut d = driver(topology);
+    pipe_unkeyed(&mut d, "the cat", 1);
+    pipe_unkeyed(&mut d, "The dog", 2);
+    let counts = d.read_output_typed("counts-out", &Required(StringSerde), &Required(U64Serde)).unwrap();
+    let counts: Vec<(String, u64)> = counts.into_iter().map(|(k, v, _)| (k, v)).collect();
+    assert_eq!(counts, vec![("the".into(), 1), ("cat".into(), 1), ("the".into(), 2), ("dog".into(), 1)]);
+}
+
+#[test]
+fn should_not_repartition_when_the_key_did_not_change() {
+    let b = StreamsBuilder::new();
+    keyed(&b)
+        .filter(|_, _| true)
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .count("counts")
+        .to_stream()
+        .map_values(|n: Option<u64>| n.unwrap_or(0).to_string())
+        .to("counts-out", strings());
+    let topology = b.build().unwrap();
+    assert_eq!(topology.subtopology_count(), 1, "{}", topology.describe());
+    let mut d = driver(topology);
+    pipe(&mut d, "a", "x", 1);
+    pipe(&mut d, "a", "y", 2);
+    pipe(&mut d, "b", "z", 3);
+    assert_eq!(out(&mut d, "counts-out"), kv(&[("a", "1"), ("a", "2"), ("b", "1")]));
+}
+
+#[test]
+fn should_reduce_and_aggregate_per_key() {
+    let b = StreamsBuilder::new();
+    let grouped = keyed(&b).group_by_key(Grouped::with(StringSerde, StringSerde));
+    grouped
+        .reduce(|a, b| format!("{a}+{b}"), "joined", StringSerde)
+        .to_stream()
+        .map_values(|v: Option<String>| v.unwrap_or_default())
+        .to("reduced", strings());
+    grouped
+        .aggregate(|| 0u64, |_, v: String, acc| acc + v.len() as u64, "lengths", BincodeSerde::<u64>::default())
+        .to_stream()
+        .map_values(|v: Option<u64>| v.unwrap_or(0).to_string())
+        .to("aggregated", strings());
+    let mut d = driver(b.build().unwrap());
+    pipe(&mut d, "a", "x", 1);
+    pipe(&mut d, "a", "yy", 2);
+    pipe(&mut d, "b", "zzz", 3);
+    assert_eq!(out(&mut d, "reduced"), kv(&[("a", "x"), ("a", "x+yy"), ("b", "zzz")]));
+    assert_eq!(out(&mut d, "aggregated"), kv(&[("a", "1"), ("a", "3"), ("b", "3")]));
+}
+
+#[test]
+fn should_materialize_a_table_and_filter_map_and_stream_it_with_deletes() {
+    let b = StreamsBuilder::new();
+    let table = b.table("in", Consumed::with(StringSerde, StringSerde), "users");
+    assert_eq!(table.store_name(), Some("users"));
+    table
+        .filter(|_, v| !v.starts_with("banned"))
+        .map_values(|v: &String| v.to_uppercase())
+        .to_stream()
+        .map_values(|v: Option<String>| v.unwrap_or_else(|| "<deleted>".into()))
+        .to("visible", strings());
+    let mut d = driver(b.build().unwrap());
+    pipe(&mut d, "u1", "alice", 1);
+    pipe(&mut d, "u2", "bob", 2);
+    pipe(&mut d, "u1", "banned alice", 3); // stops matching: a delete downstream
+    d.pipe_raw("in", Some(b"u2".to_vec()), None, 4).unwrap(); // a tombstone deletes u2
+    pipe(&mut d, "u3", "banned carol", 5); // never visible: nothing forwarded
+    assert_eq!(out(&mut d, "visible"), kv(&[("u1", "ALICE"), ("u2", "BOB"), ("u1", "<deleted>"), ("u2", "<deleted>")]));
+    let users = d.store::<moldau_dsl::state::KeyValueStore<String, String>>("users").unwrap();
+    assert_eq!(users.get().get(&"u1".to_string()).unwrap(), Some("banned alice".to_string()));
+    assert_eq!(users.get().get(&"u2".to_string()).unwrap(), None);
+}
+
+#[test]
+fn should_report_the_first_error_at_build() {
+    let b = StreamsBuilder::new();
+    keyed(&b).to("", strings());
+    let err = b.build().unwrap_err().to_string();
+    assert!(err.contains("empty topic name"), "{err}");
+}
