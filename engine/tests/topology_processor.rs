@@ -311,3 +311,56 @@ fn should_name_topic_partition_and_offset_when_a_value_does_not_deserialize() {
     assert!(err.contains("null where a value is required"), "{err}");
     let _: &dyn RecordSerde<Option<String>> = &NO_KEY;
 }
+
+/// Counts per key in tumbling 10 ms windows kept in a window store, emitting
+/// `key@start=count`.
+struct WindowedCount(Option<StoreHandle<moldau_engine::state::WindowStore<String, u64>>>);
+
+impl Processor<String, String, String, String> for WindowedCount {
+    fn init(&mut self, ctx: &mut InitContext<'_>) -> moldau_engine::Result<()> {
+        self.0 = Some(ctx.store("windows")?);
+        Ok(())
+    }
+    fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, String>) -> moldau_engine::Result<()> {
+        let start = r.timestamp - r.timestamp.rem_euclid(10);
+        let n = {
+            let handle = self.0.as_ref().unwrap();
+            let mut st = handle.get();
+            let n = st.fetch(&r.key, start)?.unwrap_or(0) + 1;
+            if !st.put(&r.key, &n, start, r.timestamp)? {
+                return Ok(()); // the window is past retention: dropped
+            }
+            n
+        };
+        let key = r.key.clone();
+        ctx.forward(r.with_value(format!("{key}@{start}={n}")))
+    }
+}
+
+#[test]
+fn should_give_processors_window_stores_with_retention() {
+    use moldau_engine::state::WindowSpec;
+    let mut t = Topology::new();
+    t.add_source::<String, String>("in", &["clicks"], required(StringSerde), required(StringSerde))
+        .unwrap()
+        .add_processor("count", || WindowedCount(None), &["in"])
+        .unwrap()
+        .add_state_store(
+            StoreBuilder::window::<String, u64>("windows", WindowSpec::new(10, 30).with_segment_interval(10), StringSerde, U64Serde),
+            &["count"],
+        )
+        .unwrap()
+        .add_sink::<String, String>("out", "counts-out", required(StringSerde), required(StringSerde), &["count"])
+        .unwrap();
+    let mut d = TopologyTestDriver::new(t).unwrap();
+    for (k, ts) in [("a", 1), ("a", 5), ("b", 7), ("a", 12), ("a", 45), ("a", 3)] {
+        d.pipe("clicks", &Required(StringSerde), &Required(StringSerde), &k.to_string(), &"x".to_string(), ts).unwrap();
+    }
+    let out: Vec<String> = d
+        .read_output_typed("counts-out", &Required(StringSerde), &Required(StringSerde))
+        .unwrap()
+        .into_iter()
+        .map(|(_, v, _)| v)
+        .collect();
+    assert_eq!(out, vec!["a@0=1", "a@0=2", "b@0=1", "a@10=1", "a@40=1"], "the late record at 3 is past retention at 45");
+}
