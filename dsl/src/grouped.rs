@@ -95,6 +95,16 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         KTable::new(shared.clone(), name, Some(store_name))
     }
 
+    /// Aggregates per key and time window.
+    pub fn windowed_by(&self, windows: crate::windowed::TimeWindows) -> crate::windowed::TimeWindowedKStream<K, V> {
+        crate::windowed::TimeWindowedKStream {
+            stream: KStream::new(self.stream.shared.clone(), self.stream.node.clone(), false),
+            keys: self.keys.clone(),
+            windows,
+            emit_final: false,
+        }
+    }
+
     /// Counts records per key.
     pub fn count(&self, store: &str) -> KTable<K, u64> {
         self.aggregate(|| 0u64, |_, _, n| n + 1, store, U64Serde)

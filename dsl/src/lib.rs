@@ -12,12 +12,14 @@ mod kstream;
 mod ktable;
 mod processors;
 mod serdes;
+mod windowed;
 
 pub use builder::StreamsBuilder;
 pub use grouped::KGroupedStream;
 pub use kstream::{Branched, KStream};
 pub use ktable::{Change, KTable};
 pub use serdes::{Consumed, Grouped, Produced, SerdeRef};
+pub use windowed::{TimeWindowedKStream, TimeWindows};
 
 /// The engine and state-store crates, re-exported.
 pub use moldau_engine as engine;

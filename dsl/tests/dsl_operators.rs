@@ -216,3 +216,71 @@ fn should_report_the_first_error_at_build() {
     let err = b.build().unwrap_err().to_string();
     assert!(err.contains("empty topic name"), "{err}");
 }
+
+fn windowed_counts(windows: moldau_dsl::TimeWindows, records: &[(&str, i64)]) -> Vec<String> {
+    let b = StreamsBuilder::new();
+    keyed(&b)
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by(windows)
+        .count("window-counts")
+        .to_stream()
+        .map(|w, n: Option<u64>| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), n.unwrap_or(0).to_string()))
+        .to("window-counts-out", strings());
+    let mut d = driver(b.build().unwrap());
+    for (k, ts) in records {
+        pipe(&mut d, k, "x", *ts);
+    }
+    out(&mut d, "window-counts-out").into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+#[test]
+fn should_count_in_tumbling_windows_and_drop_records_after_the_grace_period() {
+    let got = windowed_counts(
+        moldau_dsl::TimeWindows::of_size_and_grace(10, 5),
+        &[("a", 1), ("a", 5), ("b", 9), ("a", 12), ("a", 8), ("a", 16), ("a", 3), ("b", 25)],
+    );
+    assert_eq!(
+        got,
+        vec![
+            "a@0-10=1",
+            "a@0-10=2",
+            "b@0-10=1",
+            "a@10-20=1",
+            "a@0-10=3", // at stream time 12 the window [0, 10) is still in its grace period
+            "a@10-20=2",
+            // at stream time 16 >= 10 + 5 the window [0, 10) closed: the record at 3 is dropped
+            "b@20-30=1",
+        ]
+    );
+}
+
+#[test]
+fn should_count_in_hopping_windows() {
+    let got = windowed_counts(moldau_dsl::TimeWindows::of_size_with_no_grace(10).advance_by(5), &[("a", 7), ("a", 12)]);
+    assert_eq!(got, vec!["a@0-10=1", "a@5-15=1", "a@5-15=2", "a@10-20=1"]);
+}
+
+#[test]
+fn should_emit_each_window_once_when_it_closes() {
+    let b = StreamsBuilder::new();
+    keyed(&b)
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by(moldau_dsl::TimeWindows::of_size_and_grace(10, 5))
+        .emit_on_window_close()
+        .count("final-counts")
+        .to_stream()
+        .map(|w, n: Option<u64>| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), n.unwrap_or(0).to_string()))
+        .to("final-out", strings());
+    let mut d = driver(b.build().unwrap());
+    for (k, ts) in [("a", 1), ("a", 5), ("b", 9), ("a", 12), ("a", 8), ("a", 14)] {
+        pipe(&mut d, k, "x", ts);
+    }
+    assert!(out(&mut d, "final-out").is_empty(), "nothing closed before stream time 15");
+    pipe(&mut d, "c", "x", 15); // closes [0, 10)
+    assert_eq!(out(&mut d, "final-out"), kv(&[("a@0-10", "3"), ("b@0-10", "1")]));
+    pipe(&mut d, "a", "x", 3); // late: dropped, nothing re-emitted
+    pipe(&mut d, "c", "x", 15);
+    assert!(out(&mut d, "final-out").is_empty());
+    pipe(&mut d, "c", "x", 100); // closes every older window, each once
+    assert_eq!(out(&mut d, "final-out"), kv(&[("a@10-20", "2"), ("c@10-20", "2")]));
+}

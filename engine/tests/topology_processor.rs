@@ -321,7 +321,11 @@ impl Processor<String, String, String, String> for WindowedCount {
         self.0 = Some(ctx.store("windows")?);
         Ok(())
     }
-    fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, String>) -> moldau_engine::Result<()> {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<'_, String, String>,
+    ) -> moldau_engine::Result<()> {
         let start = r.timestamp - r.timestamp.rem_euclid(10);
         let n = {
             let handle = self.0.as_ref().unwrap();
@@ -346,7 +350,12 @@ fn should_give_processors_window_stores_with_retention() {
         .add_processor("count", || WindowedCount(None), &["in"])
         .unwrap()
         .add_state_store(
-            StoreBuilder::window::<String, u64>("windows", WindowSpec::new(10, 30).with_segment_interval(10), StringSerde, U64Serde),
+            StoreBuilder::window::<String, u64>(
+                "windows",
+                WindowSpec::new(10, 30).with_segment_interval(10),
+                StringSerde,
+                U64Serde,
+            ),
             &["count"],
         )
         .unwrap()
@@ -362,5 +371,9 @@ fn should_give_processors_window_stores_with_retention() {
         .into_iter()
         .map(|(_, v, _)| v)
         .collect();
-    assert_eq!(out, vec!["a@0=1", "a@0=2", "b@0=1", "a@10=1", "a@40=1"], "the late record at 3 is past retention at 45");
+    assert_eq!(
+        out,
+        vec!["a@0=1", "a@0=2", "b@0=1", "a@10=1", "a@40=1"],
+        "the late record at 3 is past retention at 45"
+    );
 }
