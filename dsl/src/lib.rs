@@ -8,6 +8,7 @@
 
 mod builder;
 mod grouped;
+mod join;
 mod kstream;
 mod ktable;
 mod processors;
@@ -16,6 +17,7 @@ mod windowed;
 
 pub use builder::StreamsBuilder;
 pub use grouped::KGroupedStream;
+pub use join::Joined;
 pub use kstream::{Branched, KStream};
 pub use ktable::{Change, KTable};
 pub use serdes::{Consumed, Grouped, Produced, SerdeRef};

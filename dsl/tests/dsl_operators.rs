@@ -284,3 +284,92 @@ fn should_emit_each_window_once_when_it_closes() {
     pipe(&mut d, "c", "x", 100); // closes every older window, each once
     assert_eq!(out(&mut d, "final-out"), kv(&[("a@10-20", "2"), ("c@10-20", "2")]));
 }
+
+/// Orders keyed by customer id joined with the customers table.
+fn enrichment(left: bool) -> Topology {
+    let b = StreamsBuilder::new();
+    let customers = b.table("customers", Consumed::with(StringSerde, StringSerde), "customers-store");
+    let orders = b.stream_keyed("orders", Consumed::with(StringSerde, StringSerde));
+    let joined = if left {
+        orders.left_join(
+            &customers,
+            |o: &String, c: Option<&String>| format!("{o} for {}", c.map_or("?", |c| c.as_str())),
+            Grouped::with(StringSerde, StringSerde),
+        )
+    } else {
+        orders.join(
+            &customers,
+            |o: &String, c: &String| format!("{o} for {c}"),
+            Grouped::with(StringSerde, StringSerde),
+        )
+    };
+    joined.to("enriched", strings());
+    b.build().unwrap()
+}
+
+fn pipe_to(d: &mut TopologyTestDriver, topic: &str, key: &str, value: &str, ts: i64) {
+    d.pipe(topic, &Required(StringSerde), &Required(StringSerde), &key.to_string(), &value.to_string(), ts).unwrap();
+}
+
+#[test]
+fn should_join_a_stream_with_a_table() {
+    for left in [false, true] {
+        let topology = enrichment(left);
+        assert_eq!(topology.subtopology_count(), 1, "the join shares the table's sub-topology");
+        let mut d = driver(topology);
+        pipe_to(&mut d, "orders", "c1", "order-1", 1); // no customer yet
+        pipe_to(&mut d, "customers", "c1", "alice", 2); // a table update emits nothing
+        pipe_to(&mut d, "orders", "c1", "order-2", 3);
+        pipe_to(&mut d, "customers", "c1", "alice smith", 4);
+        pipe_to(&mut d, "orders", "c1", "order-3", 5);
+        let expected = if left {
+            kv(&[("c1", "order-1 for ?"), ("c1", "order-2 for alice"), ("c1", "order-3 for alice smith")])
+        } else {
+            kv(&[("c1", "order-2 for alice"), ("c1", "order-3 for alice smith")])
+        };
+        assert_eq!(out(&mut d, "enriched"), expected, "left join: {left}");
+    }
+}
+
+#[test]
+fn should_say_which_joined_topics_are_not_co_partitioned() {
+    let topology = enrichment(false);
+    let counts = |o: i32, c: i32| [("orders".to_string(), o), ("customers".to_string(), c)].into_iter().collect();
+    topology.check_copartitioning(&counts(6, 6)).unwrap();
+    let err = topology.check_copartitioning(&counts(6, 3)).unwrap_err().to_string();
+    assert!(
+        err.contains("joins topics that are not co-partitioned: customers (3 partitions), orders (6 partitions)"),
+        "{err}"
+    );
+    let missing: std::collections::BTreeMap<String, i32> = [("orders".to_string(), 6)].into_iter().collect();
+    assert!(topology
+        .check_copartitioning(&missing)
+        .unwrap_err()
+        .to_string()
+        .contains("'customers', which does not exist"));
+}
+
+#[test]
+fn should_repartition_a_rekeyed_stream_before_joining() {
+    let b = StreamsBuilder::new();
+    let customers = b.table("customers", Consumed::with(StringSerde, StringSerde), "customers-store");
+    // Orders arrive keyed by order id with the customer id in the value.
+    b.stream_keyed("orders", Consumed::with(StringSerde, StringSerde))
+        .select_key(|_, v: &String| v.split(':').next().unwrap_or_default().to_string())
+        .join(
+            &customers,
+            |o: &String, c: &String| format!("{o} for {c}"),
+            Grouped::with(StringSerde, StringSerde).named("orders-by-customer"),
+        )
+        .to("enriched", strings());
+    let topology = b.build().unwrap();
+    assert_eq!(topology.subtopology_count(), 2, "{}", topology.describe());
+    assert!(
+        topology.source_topics(1).contains(&"orders-by-customer-repartition".to_string())
+            || topology.source_topics(0).contains(&"orders-by-customer-repartition".to_string())
+    );
+    let mut d = driver(topology);
+    pipe_to(&mut d, "customers", "c7", "bob", 1);
+    pipe_to(&mut d, "orders", "o1", "c7:book", 2);
+    assert_eq!(out(&mut d, "enriched"), kv(&[("c7", "c7:book for bob")]));
+}

@@ -71,6 +71,8 @@ pub struct Topology {
     pub(crate) stores: BTreeMap<String, StoreBuilder>,
     names: BTreeMap<String, usize>,
     source_topics: BTreeMap<String, usize>,
+    /// Nodes (joins) whose sub-topology's source topics must be co-partitioned.
+    copartitioned: Vec<String>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -376,6 +378,45 @@ impl Topology {
     pub fn subtopology_reading(&self, topic: &str) -> Option<u32> {
         let &i = self.source_topics.get(topic)?;
         Some(self.subtopology_of_nodes()[i])
+    }
+
+    /// Requires the source topics of `node`'s sub-topology to have equal partition counts
+    /// (a join reads them partition by partition).
+    pub fn require_copartitioned(&mut self, node: &str) -> Result<&mut Self> {
+        if !self.names.contains_key(node) {
+            return Err(Error::InvalidTopology(format!("co-partitioning: node '{node}' does not exist")));
+        }
+        self.copartitioned.push(node.to_string());
+        Ok(self)
+    }
+
+    /// Checks co-partitioning against the topics' partition counts (the runtime calls this at
+    /// start with the counts from cluster metadata). The error names every topic, its count
+    /// and the join that needs them equal.
+    pub fn check_copartitioning(&self, partitions: &BTreeMap<String, i32>) -> Result<()> {
+        let subs = self.subtopology_of_nodes();
+        for node in &self.copartitioned {
+            let s = subs[self.names[node]];
+            let topics = self.source_topics(s);
+            let mut counts = Vec::with_capacity(topics.len());
+            for t in &topics {
+                match partitions.get(t) {
+                    Some(n) => counts.push((t.as_str(), *n)),
+                    None => {
+                        return Err(Error::InvalidTopology(format!("'{node}' reads topic '{t}', which does not exist")))
+                    }
+                }
+            }
+            if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+                let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t} ({n} partitions)")).collect();
+                return Err(Error::InvalidTopology(format!(
+                    "'{node}' joins topics that are not co-partitioned: {}; they must have the same number of \
+                     partitions (repartition one side, or recreate a topic with matching partitions)",
+                    list.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every topic some source reads.
