@@ -105,6 +105,18 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         }
     }
 
+    /// Aggregates per key and session.
+    pub fn windowed_by_session(
+        &self,
+        windows: crate::session::SessionWindows,
+    ) -> crate::session::SessionWindowedKStream<K, V> {
+        crate::session::SessionWindowedKStream {
+            stream: KStream::new(self.stream.shared.clone(), self.stream.node.clone(), false),
+            keys: self.keys.clone(),
+            windows,
+        }
+    }
+
     /// Counts records per key.
     pub fn count(&self, store: &str) -> KTable<K, u64> {
         self.aggregate(|| 0u64, |_, _, n| n + 1, store, U64Serde)

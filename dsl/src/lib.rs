@@ -13,6 +13,7 @@ mod kstream;
 mod ktable;
 mod processors;
 mod serdes;
+mod session;
 mod windowed;
 
 pub use builder::StreamsBuilder;
@@ -21,6 +22,7 @@ pub use join::Joined;
 pub use kstream::{Branched, KStream};
 pub use ktable::{Change, KTable};
 pub use serdes::{Consumed, Grouped, Produced, SerdeRef};
+pub use session::{SessionWindowedKStream, SessionWindows};
 pub use windowed::{TimeWindowedKStream, TimeWindows};
 
 /// The engine and state-store crates, re-exported.

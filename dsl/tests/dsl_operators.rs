@@ -373,3 +373,40 @@ fn should_repartition_a_rekeyed_stream_before_joining() {
     pipe_to(&mut d, "orders", "o1", "c7:book", 2);
     assert_eq!(out(&mut d, "enriched"), kv(&[("c7", "c7:book for bob")]));
 }
+
+#[test]
+fn should_count_in_session_windows_merging_sessions_a_record_bridges() {
+    let b = StreamsBuilder::new();
+    keyed(&b)
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by_session(moldau_dsl::SessionWindows::with_inactivity_gap_and_grace(15, 5))
+        .count("sessions")
+        .to_stream()
+        .map(|w, n: Option<u64>| {
+            (
+                format!("{}@{}-{}", w.key, w.window.start, w.window.end),
+                n.map_or("deleted".to_string(), |n| n.to_string()),
+            )
+        })
+        .to("sessions-out", strings());
+    let mut d = driver(b.build().unwrap());
+    for (k, ts) in [("a", 0), ("a", 5), ("a", 30), ("b", 31), ("a", 18), ("a", 60), ("a", 2)] {
+        pipe(&mut d, k, "x", ts);
+    }
+    assert_eq!(
+        out(&mut d, "sessions-out"),
+        kv(&[
+            ("a@0-0", "1"),
+            ("a@0-0", "deleted"),
+            ("a@0-5", "2"),
+            ("a@30-30", "1"), // 25 after 5 (gap 15): a new session
+            ("b@31-31", "1"),
+            // 18 is within 15 of both 5 and 30: the two sessions merge
+            ("a@0-5", "deleted"),
+            ("a@30-30", "deleted"),
+            ("a@0-30", "4"),
+            ("a@60-60", "1"),
+            // at stream time 60 a record at 2 would extend a session that ended at 30 < 60 - 5: dropped
+        ])
+    );
+}
