@@ -9,7 +9,9 @@ use moldau_engine::{Error, Result, Topology};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
-use crate::serdes::{record, Consumed, OptionalKey};
+use moldau_engine::processor::nullable;
+
+use crate::serdes::{record, Consumed};
 
 pub(crate) struct State {
     pub(crate) topology: Topology,
@@ -74,7 +76,7 @@ impl StreamsBuilder {
         consumed: Consumed<K, V>,
     ) -> KStream<Option<K>, V> {
         let name = self.shared.name("KSTREAM-SOURCE");
-        let keys = std::sync::Arc::new(OptionalKey(consumed.keys));
+        let keys = nullable(consumed.keys);
         let values = record(&consumed.values);
         self.shared.with(|t| t.add_source::<Option<K>, V>(&name, &[topic], keys, values).map(|_| ()));
         KStream::new(self.shared.clone(), name, false)

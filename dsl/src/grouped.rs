@@ -23,8 +23,10 @@ impl<K, V> std::fmt::Debug for KGroupedStream<K, V> {
     }
 }
 
-type Init<A> = Arc<dyn Fn() -> A + Send + Sync>;
-type Step<K, V, A> = Arc<dyn Fn(&K, V, A) -> A + Send + Sync>;
+/// An aggregation's initial value.
+pub(crate) type Init<A> = Arc<dyn Fn() -> A + Send + Sync>;
+/// Folds one record into an aggregate.
+pub(crate) type Step<K, V, A> = Arc<dyn Fn(&K, V, A) -> A + Send + Sync>;
 
 /// Folds each record into its key's aggregate in a store and forwards the change.
 struct Aggregate<K, V, A> {

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use moldau_engine::processor::nullable;
 use moldau_engine::state::{KeyValueStore, StoreOptions};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
 use crate::builder::Shared;
 use crate::kstream::KStream;
-use crate::serdes::{Consumed, OptionalKey};
+use crate::serdes::Consumed;
 
 /// An update of a table row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +75,8 @@ pub(crate) fn source_table<K: Clone + 'static, V: Clone + 'static>(
 ) -> KTable<K, V> {
     let source = shared.name("KTABLE-SOURCE");
     let name = shared.name("KTABLE-SOURCE-PROCESSOR");
-    let keys = Arc::new(OptionalKey(consumed.keys.clone()));
-    let values = Arc::new(OptionalKey(consumed.values.clone()));
+    let keys = nullable(consumed.keys.clone());
+    let values = nullable(consumed.values.clone());
     let store_name = store.to_string();
     let builder =
         StoreBuilder::key_value::<K, V>(store, consumed.keys, consumed.values).with_options(StoreOptions::default());

@@ -3,33 +3,15 @@
 
 use std::sync::Arc;
 
-use moldau_engine::processor::{RecordSerde, Required, SharedSerde};
+use moldau_engine::processor::{required, SharedSerde};
 use moldau_engine::state::Serde;
 
 /// A shared serde for `T`.
 pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 
+/// The record serde of `s` for keys and values that are never null.
 pub(crate) fn record<T: 'static>(s: &SerdeRef<T>) -> SharedSerde<T> {
-    Arc::new(Required(s.clone()))
-}
-
-/// Key serde of an input topic whose keys may be null: null reads as `None`.
-pub(crate) struct OptionalKey<T>(pub(crate) SerdeRef<T>);
-
-impl<T> RecordSerde<Option<T>> for OptionalKey<T> {
-    fn serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, String> {
-        match value {
-            Some(v) => {
-                let mut out = Vec::new();
-                self.0.serialize(v, &mut out)?;
-                Ok(Some(out))
-            }
-            None => Ok(None),
-        }
-    }
-    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, String> {
-        bytes.map(|b| self.0.deserialize(b)).transpose()
-    }
+    required(s.clone())
 }
 
 /// How to read a topic: key and value serdes.

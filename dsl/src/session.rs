@@ -7,6 +7,7 @@ use std::sync::Arc;
 use moldau_engine::state::{Serde, SessionSpec, SessionStore, U64Serde, Window, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
+use crate::grouped::{Init, Step};
 use crate::kstream::KStream;
 use crate::ktable::{Change, KTable};
 use crate::serdes::SerdeRef;
@@ -38,8 +39,6 @@ impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
     }
 }
 
-type Init<A> = Arc<dyn Fn() -> A + Send + Sync>;
-type Step<K, V, A> = Arc<dyn Fn(&K, V, A) -> A + Send + Sync>;
 type Merge<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
 struct SessionAggregate<K, V, A> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use moldau_engine::state::{KeyValueStore, Serde, StringSerde, U64Serde, Window, WindowSpec, WindowStore, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
+use crate::grouped::{Init, Step};
 use crate::kstream::KStream;
 use crate::ktable::{Change, KTable};
 use crate::serdes::SerdeRef;
@@ -66,9 +67,6 @@ impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
         f.debug_struct("TimeWindowedKStream").field("windows", &self.windows).finish()
     }
 }
-
-type Init<A> = Arc<dyn Fn() -> A + Send + Sync>;
-type Step<K, V, A> = Arc<dyn Fn(&K, V, A) -> A + Send + Sync>;
 
 /// Key of the emitted-up-to stream time in an emit-final aggregate's frontier store.
 const FRONTIER: &str = "emitted-through";

@@ -144,19 +144,8 @@ impl<K, V> KeyValueStore<K, V> {
 
     /// Takes the changes to forward downstream (see [`crate::Changes`]).
     pub fn take_changes(&mut self) -> Result<Vec<Change<K, V>>> {
-        let name = self.core.name().to_string();
-        self.core
-            .take_changes()
-            .into_iter()
-            .map(|c| {
-                Ok(Change {
-                    key: self.codec.decode_key(&name, &c.key)?,
-                    value: self.codec.decode_opt(&name, &c.key, c.value.as_deref())?,
-                    old: self.codec.decode_opt(&name, &c.key, c.old.as_deref())?,
-                    timestamp: c.timestamp,
-                })
-            })
-            .collect()
+        let changes = self.core.take_changes();
+        self.codec.decode_changes(self.core.name(), changes, |k| self.codec.decode_key(self.core.name(), k))
     }
 }
 

@@ -190,20 +190,11 @@ impl<K, V> SessionStore<K, V> {
 
     /// Takes the changes to forward downstream (see [`crate::Changes`]).
     pub fn take_changes(&mut self) -> Result<Vec<Change<Windowed<K>, V>>> {
-        let name = self.core.name().to_string();
-        self.core
-            .take_changes()
-            .into_iter()
-            .map(|c| {
-                let (key, window) = self.split(&c.key)?;
-                Ok(Change {
-                    key: Windowed { key, window },
-                    value: self.codec.decode_opt(&name, &c.key, c.value.as_deref())?,
-                    old: self.codec.decode_opt(&name, &c.key, c.old.as_deref())?,
-                    timestamp: c.timestamp,
-                })
-            })
-            .collect()
+        let changes = self.core.take_changes();
+        self.codec.decode_changes(self.core.name(), changes, |k| {
+            let (key, window) = self.split(k)?;
+            Ok(Windowed { key, window })
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the typed stores share: serdes applied with errors that name the store and key, and
 //! the typed change and window types they hand out.
 
+use crate::core::RawChange;
 use crate::error::{hex, Error, Result};
 use crate::serde::Serde;
 
@@ -62,6 +63,26 @@ impl<K, V> Codec<K, V> {
             key: hex(key_bytes),
             reason,
         })
+    }
+
+    /// Decodes raw changes, the key bytes with `key` (which knows the store's key layout).
+    pub(crate) fn decode_changes<KO>(
+        &self,
+        store: &str,
+        changes: Vec<RawChange>,
+        key: impl Fn(&[u8]) -> Result<KO>,
+    ) -> Result<Vec<Change<KO, V>>> {
+        changes
+            .into_iter()
+            .map(|c| {
+                Ok(Change {
+                    key: key(&c.key)?,
+                    value: self.decode_opt(store, &c.key, c.value.as_deref())?,
+                    old: self.decode_opt(store, &c.key, c.old.as_deref())?,
+                    timestamp: c.timestamp,
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn decode_opt(&self, store: &str, key_bytes: &[u8], bytes: Option<&[u8]>) -> Result<Option<V>> {

@@ -142,19 +142,16 @@ impl TopologyTestDriver {
     fn commit(&mut self) -> Result<Vec<OutputRecord>> {
         let mut out = Vec::new();
         for task in self.tasks.values_mut() {
-            let mut inputs = Vec::new();
+            let mut flushed = Vec::new();
             for (name, store) in task.stores() {
-                let mut store = store.borrow_mut();
-                store.flush_cache()?;
+                store.borrow_mut().flush_cache()?;
                 let log = self.changelogs.entry(name.to_string()).or_default();
-                log.extend(store.drain_changelog());
-                inputs.push((name.to_string(), log.len() as i64));
+                log.extend(store.borrow_mut().drain_changelog());
+                flushed.push((store, log.len() as i64));
             }
             out.extend(task.drain_output());
-            for (name, offset) in inputs {
-                if let Some((_, store)) = task.stores().find(|(n, _)| *n == name) {
-                    store.borrow_mut().commit(offset, &[])?;
-                }
+            for (store, offset) in flushed {
+                store.borrow_mut().commit(offset, &[])?;
             }
         }
         Ok(out)

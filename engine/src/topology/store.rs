@@ -10,18 +10,6 @@ use moldau_state_store::{
 use crate::error::Result;
 use crate::processor::context::TaskStore;
 
-/// A serde shared by every task's instance of a store.
-struct SharedStoreSerde<T>(Arc<dyn Serde<T>>);
-
-impl<T> Serde<T> for SharedStoreSerde<T> {
-    fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        self.0.serialize(value, out)
-    }
-    fn deserialize(&self, bytes: &[u8]) -> Result<T, String> {
-        self.0.deserialize(bytes)
-    }
-}
-
 type Factory = Arc<dyn Fn(Box<dyn RawStore>, StoreOptions) -> Result<TaskStore> + Send + Sync>;
 
 /// Which kind of store, for descriptions.
@@ -63,12 +51,7 @@ impl StoreBuilder {
     ) -> Self {
         let (k, v): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(keys), Arc::new(values));
         let factory: Factory = Arc::new(move |raw, options| {
-            let store = KeyValueStore::new(
-                raw,
-                Box::new(SharedStoreSerde(k.clone())),
-                Box::new(SharedStoreSerde(v.clone())),
-                options,
-            );
+            let store = KeyValueStore::new(raw, Box::new(k.clone()), Box::new(v.clone()), options);
             Ok(TaskStore::new(store))
         });
         StoreBuilder { name: name.into(), kind: StoreKind::KeyValue, options: StoreOptions::default(), factory }
@@ -83,13 +66,7 @@ impl StoreBuilder {
     ) -> Self {
         let (k, v): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(keys), Arc::new(values));
         let factory: Factory = Arc::new(move |raw, options| {
-            let store = WindowStore::new(
-                raw,
-                Box::new(SharedStoreSerde(k.clone())),
-                Box::new(SharedStoreSerde(v.clone())),
-                spec,
-                options,
-            )?;
+            let store = WindowStore::new(raw, Box::new(k.clone()), Box::new(v.clone()), spec, options)?;
             Ok(TaskStore::new(store))
         });
         StoreBuilder { name: name.into(), kind: StoreKind::Window(spec), options: StoreOptions::default(), factory }
@@ -104,13 +81,7 @@ impl StoreBuilder {
     ) -> Self {
         let (k, v): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(keys), Arc::new(values));
         let factory: Factory = Arc::new(move |raw, options| {
-            let store = SessionStore::new(
-                raw,
-                Box::new(SharedStoreSerde(k.clone())),
-                Box::new(SharedStoreSerde(v.clone())),
-                spec,
-                options,
-            )?;
+            let store = SessionStore::new(raw, Box::new(k.clone()), Box::new(v.clone()), spec, options)?;
             Ok(TaskStore::new(store))
         });
         StoreBuilder { name: name.into(), kind: StoreKind::Session(spec), options: StoreOptions::default(), factory }
