@@ -43,3 +43,4 @@ pub fn init_logging() {
 }
 
 pub mod copier;
+pub mod streams_util;

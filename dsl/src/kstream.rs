@@ -210,6 +210,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let parent = self.node.clone();
         let (k, v) = (record(&grouped.keys), record(&grouped.values));
         self.shared.with(|t| {
+            t.add_internal_topic(&topic)?;
             t.add_sink::<K, V>(&sink, &topic, k.clone(), v.clone(), &[&parent])?;
             t.add_source::<K, V>(&source, &[&topic], k, v)?;
             Ok(())

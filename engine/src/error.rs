@@ -53,6 +53,17 @@ pub enum Error {
         /// What it said.
         reason: String,
     },
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A Kafka operation failed.
+    #[error("kafka: {op}: {reason}")]
+    Kafka {
+        /// What was being done.
+        op: String,
+        /// What the client or broker said.
+        reason: String,
+    },
     /// A state store failed.
     #[error(transparent)]
     Store(#[from] moldau_state_store::Error),
@@ -62,6 +73,13 @@ impl Error {
     /// A processing error raised by user code in processor `node`.
     pub fn processing(node: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Error::Processing { node: node.into(), reason: reason.to_string() }
+    }
+}
+
+impl Error {
+    /// A Kafka error while doing `op`.
+    pub(crate) fn kafka(op: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Kafka { op: op.into(), reason: reason.to_string() }
     }
 }
 

@@ -8,6 +8,7 @@
 //! ```
 
 mod error;
+pub mod kafka;
 pub mod processor;
 mod runtime;
 #[cfg(feature = "test-util")]
@@ -15,6 +16,7 @@ pub mod testing;
 pub mod topology;
 
 pub use error::{Error, Result};
+pub use kafka::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsState};
 pub use processor::{
     InitContext, Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, RecordMetadata, StoreHandle,
     TaskId,

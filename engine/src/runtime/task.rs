@@ -40,9 +40,14 @@ impl StreamTask {
         Ok(StreamTask { instance, state })
     }
 
+    /// The task's id.
+    pub(crate) fn id(&self) -> TaskId {
+        self.state.id
+    }
+
     /// Processes one input record, then fires due stream-time punctuations.
-    pub(crate) fn process(&mut self, record: InputRecord) -> Result<()> {
-        let source = self.instance.sources.get(&record.topic).cloned().ok_or_else(|| {
+    pub(crate) fn process(&mut self, record: &InputRecord) -> Result<()> {
+        let source = self.instance.sources.get(&*record.topic).cloned().ok_or_else(|| {
             Error::InvalidTopology(format!("task {} has no source for topic '{}'", self.state.id, record.topic))
         })?;
         if record.timestamp > self.state.stream_time {

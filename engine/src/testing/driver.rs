@@ -94,7 +94,7 @@ impl TopologyTestDriver {
             };
             *offset += 1;
             let task = self.tasks.get_mut(&s).expect("one task per sub-topology");
-            task.process(record)?;
+            task.process(&record)?;
             for out in self.commit()? {
                 if self.topology.subtopology_reading(&out.topic).is_some() {
                     queue.push_back((

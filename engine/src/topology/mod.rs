@@ -73,6 +73,9 @@ pub struct Topology {
     source_topics: BTreeMap<String, usize>,
     /// Nodes (joins) whose sub-topology's source topics must be co-partitioned.
     copartitioned: Vec<String>,
+    /// Topics the application owns (repartition topics): the runtime names them
+    /// `<application.id>-<topic>` and creates them.
+    internal_topics: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -422,5 +425,45 @@ impl Topology {
     /// Every topic some source reads.
     pub fn all_source_topics(&self) -> Vec<String> {
         self.source_topics.keys().cloned().collect()
+    }
+
+    /// Marks `topic` as internal to the application (a repartition topic written by a sink and
+    /// read by a source of this topology). At run time it is called `<application.id>-<topic>`
+    /// and created with the partition count of the sub-topology writing it.
+    pub fn add_internal_topic(&mut self, topic: &str) -> Result<&mut Self> {
+        if topic.is_empty() {
+            return Err(Error::InvalidTopology("an internal topic needs a name".into()));
+        }
+        self.internal_topics.insert(topic.to_string());
+        Ok(self)
+    }
+
+    /// The internal topics (see [`Topology::add_internal_topic`]).
+    pub fn internal_topics(&self) -> impl Iterator<Item = &str> {
+        self.internal_topics.iter().map(String::as_str)
+    }
+
+    /// Whether `topic` is internal.
+    pub fn is_internal_topic(&self, topic: &str) -> bool {
+        self.internal_topics.contains(topic)
+    }
+
+    /// The fixed topics sub-topology `s` writes (sinks that choose a topic per record are not
+    /// listed).
+    pub fn sink_topics(&self, s: u32) -> Vec<String> {
+        let subs = self.subtopology_of_nodes();
+        let mut out: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| subs[*i] == s)
+            .filter_map(|(_, n)| match &n.kind {
+                NodeKind::Sink { topic: Some(t) } => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }

@@ -89,7 +89,7 @@ pub struct InputRecord {
 
 /// A source: deserializes input records and forwards them.
 pub(crate) trait Source {
-    fn process(&mut self, record: InputRecord, task: &mut TaskState) -> Result<()>;
+    fn process(&mut self, record: &InputRecord, task: &mut TaskState) -> Result<()>;
 }
 
 pub(crate) struct SourceNode<K, V> {
@@ -100,7 +100,7 @@ pub(crate) struct SourceNode<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Source for SourceNode<K, V> {
-    fn process(&mut self, r: InputRecord, task: &mut TaskState) -> Result<()> {
+    fn process(&mut self, r: &InputRecord, task: &mut TaskState) -> Result<()> {
         let fail = |what, reason| Error::Deserialization {
             node: self.name.clone(),
             what,
@@ -111,7 +111,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Source for SourceNode<K, V> {
         };
         let key = self.keys.deserialize(r.key.as_deref()).map_err(|e| fail("key", e))?;
         let value = self.values.deserialize(r.value.as_deref()).map_err(|e| fail("value", e))?;
-        let record = Record { key, value, timestamp: r.timestamp, headers: r.headers };
+        let record = Record { key, value, timestamp: r.timestamp, headers: r.headers.clone() };
         let mut ctx = ProcessorContext { node: &self.name, children: &self.children, task };
         ctx.forward(record)
     }

@@ -1,0 +1,15 @@
+//! Running a topology against Kafka (through rdkafka): [`KafkaStreams`] starts stream threads
+//! that share the input partitions with every other instance of the same `application.id`
+//! through the consumer group, and commit at-least-once or exactly-once.
+
+mod clock;
+mod config;
+mod producer;
+mod queue;
+mod restore;
+mod streams;
+mod thread;
+mod topics;
+
+pub use config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
+pub use streams::{KafkaStreams, StreamsMetrics, StreamsState};

@@ -1,0 +1,250 @@
+//! The stream thread's producer: output and changelog records, idempotent under
+//! at-least-once, transactional (exactly-once v2) otherwise. Delivery reports record the last
+//! offset written to each changelog partition (the stores' checkpoints) and the first failure.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+
+use super::config::StreamsConfig;
+use crate::error::{Error, Result};
+use crate::processor::Headers;
+
+/// Opaque marking a changelog record (its offset is recorded).
+pub(crate) const CHANGELOG: usize = 1;
+/// Opaque marking any other record.
+pub(crate) const OUTPUT: usize = 0;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What delivery reports said since they were last taken.
+#[derive(Debug, Default)]
+pub(crate) struct Deliveries {
+    /// Last offset written per changelog partition.
+    pub(crate) changelog: HashMap<(String, i32), i64>,
+    /// The first failure, if any.
+    pub(crate) error: Option<String>,
+    /// Failed records.
+    pub(crate) failed: u64,
+}
+
+/// Collects delivery reports.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryContext {
+    state: Mutex<Deliveries>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(m) if opaque == CHANGELOG => {
+                let e = s.changelog.entry((m.topic().to_string(), m.partition())).or_insert(-1);
+                *e = (*e).max(m.offset());
+            }
+            Ok(_) => {}
+            Err((e, m)) => {
+                s.failed += 1;
+                if s.error.is_none() {
+                    s.error = Some(format!("delivering a record to {}-{}: {e}", m.topic(), m.partition()));
+                }
+            }
+        }
+    }
+}
+
+/// How a transactional operation failed.
+#[derive(Debug)]
+pub(crate) enum TxnFailure {
+    /// The transaction must be aborted; the producer stays usable.
+    Abortable(String),
+    /// The producer is fenced or broken: it must be recreated.
+    Fatal(String),
+}
+
+impl TxnFailure {
+    fn of(op: &str, e: &KafkaError) -> Self {
+        match e {
+            KafkaError::Transaction(re) if re.is_fatal() => TxnFailure::Fatal(format!("{op}: {e}")),
+            _ if matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fatal
+                )
+            ) =>
+            {
+                TxnFailure::Fatal(format!("{op}: {e}"))
+            }
+            _ => TxnFailure::Abortable(format!("{op}: {e}")),
+        }
+    }
+}
+
+/// The producer of one stream thread.
+pub(crate) struct OutputProducer {
+    producer: BaseProducer<DeliveryContext>,
+    transactional: bool,
+    in_txn: bool,
+}
+
+impl std::fmt::Debug for OutputProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputProducer")
+            .field("transactional", &self.transactional)
+            .field("in_txn", &self.in_txn)
+            .finish()
+    }
+}
+
+impl OutputProducer {
+    /// A producer; transactional with `transactional_id` (initialized, fencing older
+    /// incarnations of the same id).
+    pub(crate) fn new(config: &StreamsConfig, client_id: &str, transactional_id: Option<&str>) -> Result<Self> {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", client_id)
+            .set("log_level", "3")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("partitioner", "murmur2_random");
+        if let Some(id) = transactional_id {
+            cc.set("transactional.id", id).set("transaction.timeout.ms", "10000");
+        }
+        for (k, v) in config.client_props("producer") {
+            cc.set(k, v);
+        }
+        let producer: BaseProducer<DeliveryContext> =
+            cc.create_with_context(DeliveryContext::default()).map_err(|e| Error::kafka("creating the producer", e))?;
+        if transactional_id.is_some() {
+            producer.init_transactions(TXN_TIMEOUT).map_err(|e| Error::kafka("initializing transactions", e))?;
+        }
+        Ok(OutputProducer { producer, transactional: transactional_id.is_some(), in_txn: false })
+    }
+
+    /// Whether a transaction is open.
+    pub(crate) fn in_txn(&self) -> bool {
+        self.in_txn
+    }
+
+    /// Begins a transaction if one is needed and none is open.
+    pub(crate) fn ensure_txn(&mut self) -> std::result::Result<(), TxnFailure> {
+        if self.transactional && !self.in_txn {
+            self.producer.begin_transaction().map_err(|e| TxnFailure::of("begin_transaction", &e))?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    /// Sends one record (`partition` `None`: by key hash), waiting while the local queue is
+    /// full.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+        opaque: usize,
+    ) -> std::result::Result<(), TxnFailure> {
+        self.ensure_txn()?;
+        let mut record = BaseRecord::with_opaque_to(topic, opaque);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        if timestamp >= 0 {
+            record = record.timestamp(timestamp);
+        }
+        if !headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(headers.len());
+            for x in headers.iter() {
+                h = h.insert(Header { key: &x.key, value: x.value.as_deref() });
+            }
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    self.producer.poll(Duration::from_millis(1));
+                    record = r;
+                }
+                Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
+            }
+        }
+    }
+
+    /// Serves delivery reports without waiting.
+    pub(crate) fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Waits until every record sent is acknowledged or failed.
+    pub(crate) fn drain(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
+        let mut waited = Duration::ZERO;
+        while self.producer.in_flight_count() > 0 {
+            if waited >= timeout {
+                return Err(TxnFailure::Abortable(format!(
+                    "{} records still unacknowledged after {timeout:?}",
+                    self.producer.in_flight_count()
+                )));
+            }
+            self.producer.poll(Duration::from_millis(1));
+            waited += Duration::from_millis(1);
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Takes the delivery reports gathered since the last call.
+    pub(crate) fn take_deliveries(&self) -> Deliveries {
+        std::mem::take(&mut *self.producer.context().state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Adds the consumed offsets to the transaction and commits it.
+    pub(crate) fn commit_txn(
+        &mut self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> std::result::Result<(), TxnFailure> {
+        self.ensure_txn()?;
+        if offsets.count() > 0 {
+            self.producer
+                .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
+                .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
+        }
+        self.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))?;
+        self.in_txn = false;
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any (best effort: a failure means the producer is
+    /// unusable, which the caller learns on its next use).
+    pub(crate) fn abort_txn(&mut self) {
+        if self.in_txn {
+            if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
+                tracing::warn!(error = %e, "abort_transaction failed");
+            }
+            self.in_txn = false;
+        }
+        let _ = self.take_deliveries();
+    }
+}

@@ -1,0 +1,191 @@
+//! `KafkaStreams`: the handle on a running application.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use moldau_state_store::MemoryBudget;
+
+use super::config::StreamsConfig;
+use super::thread::{self, Shared, ThreadSpec};
+use super::topics::{self, TopicNames};
+use crate::error::{Error, Result};
+use crate::processor::TaskId;
+use crate::Topology;
+
+/// Where an application is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamsState {
+    /// Built, not started.
+    Created,
+    /// Threads are running.
+    Running,
+    /// A thread stopped with an error ([`KafkaStreams::errors`] says which).
+    Error,
+    /// Closed.
+    NotRunning,
+}
+
+/// Counters of a running application.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamsMetrics {
+    /// Input records processed.
+    pub processed: u64,
+    /// Commits completed.
+    pub commits: u64,
+    /// Records skipped or sent to the dead-letter topic by an error handler.
+    pub skipped: u64,
+    /// Changelog records restored into stores.
+    pub restored: u64,
+    /// Rebalance events handled.
+    pub rebalances: u64,
+    /// Tasks owned, per thread.
+    pub tasks: BTreeMap<usize, Vec<TaskId>>,
+}
+
+/// A topology running against Kafka (Kafka Streams' `KafkaStreams`).
+pub struct KafkaStreams {
+    topology: Arc<Topology>,
+    config: Arc<StreamsConfig>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    state: StreamsState,
+}
+
+impl std::fmt::Debug for KafkaStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStreams")
+            .field("application_id", &self.config.application_id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl KafkaStreams {
+    /// An application running `topology` with `config` (not started).
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        config.validate()?;
+        if topology.subtopology_count() == 0 {
+            return Err(Error::InvalidTopology("the topology has no nodes".into()));
+        }
+        Ok(KafkaStreams {
+            topology: Arc::new(topology),
+            config: Arc::new(config),
+            shared: Arc::new(Shared::default()),
+            threads: Vec::new(),
+            state: StreamsState::Created,
+        })
+    }
+
+    /// Checks the source topics, creates the internal topics, and starts the stream threads.
+    pub fn start(&mut self) -> Result<()> {
+        if self.state != StreamsState::Created {
+            return Err(Error::Config(format!("start: the application is {:?}, not Created", self.state)));
+        }
+        let names = Arc::new(TopicNames::new(&self.config.application_id, &self.topology));
+        let plan = topics::prepare(&self.topology, &names, &self.config)?;
+        tracing::info!(app = %self.config.application_id, subtopologies = ?plan.subtopologies, "starting");
+        let app_dir = self.config.state_dir.join(&self.config.application_id);
+        let process_id = process_id(&app_dir)?;
+        let budget = MemoryBudget::new(self.config.memory_budget_bytes, 0.25);
+        for index in 0..self.config.num_stream_threads {
+            let spec = ThreadSpec {
+                index,
+                topology: self.topology.clone(),
+                names: names.clone(),
+                config: self.config.clone(),
+                budget: budget.clone(),
+                process_id: process_id.clone(),
+                shared: self.shared.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-StreamThread-{index}", self.config.application_id))
+                .spawn(move || thread::run(spec))
+                .map_err(|e| Error::Config(format!("starting stream thread {index}: {e}")))?;
+            self.threads.push(handle);
+        }
+        self.state = StreamsState::Running;
+        Ok(())
+    }
+
+    /// The application's state.
+    pub fn state(&self) -> StreamsState {
+        if self.state == StreamsState::Running && !self.errors().is_empty() {
+            return StreamsState::Error;
+        }
+        self.state
+    }
+
+    /// The errors that stopped threads.
+    pub fn errors(&self) -> Vec<String> {
+        self.shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Current counters.
+    pub fn metrics(&self) -> StreamsMetrics {
+        let s = &self.shared;
+        StreamsMetrics {
+            processed: s.processed.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            skipped: s.skipped.load(Ordering::Relaxed),
+            restored: s.restored.load(Ordering::Relaxed),
+            rebalances: s.rebalances.load(Ordering::Relaxed),
+            tasks: s.tasks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// The topology it runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Stops the threads after a last commit and leaves the group; returns the first error a
+    /// thread stopped with, if any.
+    pub fn close(&mut self) -> Result<()> {
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                self.shared.errors.lock().unwrap_or_else(|p| p.into_inner()).push("a stream thread panicked".into());
+            }
+        }
+        let first = self.errors().into_iter().next();
+        self.state = StreamsState::NotRunning;
+        match first {
+            Some(e) => Err(Error::Kafka { op: "running the application".into(), reason: e }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.close();
+        }
+    }
+}
+
+/// The process id kept in the application's state directory: stable across restarts, so the
+/// transactional ids are too, and a restarted instance fences (and aborts) what its previous
+/// incarnation left open instead of leaving it to the transaction timeout.
+fn process_id(app_dir: &Path) -> Result<String> {
+    let io = |e: std::io::Error| Error::Config(format!("state directory {}: {e}", app_dir.display()));
+    std::fs::create_dir_all(app_dir).map_err(io)?;
+    let file = app_dir.join("process-id");
+    if let Ok(s) = std::fs::read_to_string(&file) {
+        let s = s.trim();
+        if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Ok(s.to_string());
+        }
+        tracing::warn!(file = %file.display(), "ignoring a malformed process id");
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let tmp = app_dir.join("process-id.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(id.as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, &file).map_err(io)?;
+    Ok(id)
+}

@@ -1,0 +1,660 @@
+//! A stream thread: one group consumer, one producer, the tasks of the partitions assigned to
+//! it. The loop polls records into per-partition queues, processes each task in timestamp
+//! order, sends output as it is produced, and commits every commit interval:
+//!
+//! 1. flush store caches and send their changelog records (to the task's partition);
+//! 2. wait until the producer has every record acknowledged;
+//! 3. exactly-once: add the consumed offsets to the transaction (with the consumer's group
+//!    metadata) and commit it; at-least-once: commit the offsets;
+//! 4. only then commit each store locally, with the next changelog offset and the input
+//!    offsets (DESIGN.md decision 5), so a store is never ahead of Kafka.
+//!
+//! Rebalances are handled by the loop, not in the callback: the consumer context records the
+//! event and librdkafka waits for the loop to call `assign`/`unassign`. Before giving up
+//! partitions the thread commits, so the next owner starts exactly where this one stopped.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moldau_state_store::{MemoryBudget, RawStore, RocksStore, StateStore};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use super::clock::SystemClock;
+use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
+use super::producer::{OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
+use super::queue::pick;
+use super::restore::{RestoreWork, Restorer};
+use super::topics::TopicNames;
+use crate::error::{Error, Result};
+use crate::processor::{Headers, TaskId};
+use crate::runtime::task::StreamTask;
+use crate::topology::InputRecord;
+use crate::Topology;
+
+/// Messages taken from the consumer per loop iteration at most.
+const POLL_BATCH: usize = 2_000;
+/// How long to wait for acknowledgements at commit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// State shared by the threads of one application and its handle.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) processed: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) restored: AtomicU64,
+    pub(crate) rebalances: AtomicU64,
+    pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
+    pub(crate) errors: Mutex<Vec<String>>,
+}
+
+/// What one thread needs.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadSpec {
+    pub(crate) index: usize,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) names: Arc<TopicNames>,
+    pub(crate) config: Arc<StreamsConfig>,
+    pub(crate) budget: MemoryBudget,
+    pub(crate) process_id: String,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A rebalance event, recorded by the consumer context for the loop to act on.
+#[derive(Debug)]
+enum Rebalance {
+    Assign(TopicPartitionList),
+    Revoke,
+    Failed(String),
+}
+
+/// Records rebalance events; while closing it hands partitions back at once.
+#[derive(Debug, Default)]
+struct GroupContext {
+    events: Mutex<Vec<Rebalance>>,
+    closing: AtomicBool,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        if self.closing.load(Ordering::Relaxed) {
+            let _ = consumer.unassign();
+            return;
+        }
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl.clone()),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke,
+            other => Rebalance::Failed(format!("{other:?}")),
+        };
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+/// One input partition of a task.
+struct PartitionQueue {
+    logical: Arc<str>,
+    physical: Arc<str>,
+    partition: i32,
+    records: VecDeque<InputRecord>,
+    /// Next offset to commit (after the last record processed).
+    consumed: Option<i64>,
+    committed: Option<i64>,
+}
+
+struct TaskEntry {
+    task: StreamTask,
+    queues: Vec<PartitionQueue>,
+    idle_since: Option<Instant>,
+}
+
+/// Why a cycle failed.
+enum Failure {
+    /// Roll back to the last commit and go on (tasks are reopened from their stores).
+    Recover { reason: String, new_producer: bool },
+    /// Stop the thread.
+    Stop(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Stop(e)
+    }
+}
+
+impl From<moldau_state_store::Error> for Failure {
+    fn from(e: moldau_state_store::Error) -> Self {
+        Failure::Stop(e.into())
+    }
+}
+
+impl From<TxnFailure> for Failure {
+    fn from(f: TxnFailure) -> Self {
+        match f {
+            TxnFailure::Abortable(reason) => Failure::Recover { reason, new_producer: false },
+            TxnFailure::Fatal(reason) => Failure::Recover { reason, new_producer: true },
+        }
+    }
+}
+
+type CycleResult<T = ()> = std::result::Result<T, Failure>;
+
+/// Runs thread `spec` until shutdown; records a fatal error in the shared state.
+pub(crate) fn run(spec: ThreadSpec) {
+    let shared = spec.shared.clone();
+    let index = spec.index;
+    let result = StreamThread::new(spec).and_then(|mut t| {
+        let r = t.run_loop();
+        t.close(r.is_ok());
+        r
+    });
+    if let Err(e) = result {
+        tracing::error!(thread = index, error = %e, "stream thread stopped");
+        shared.errors.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+    }
+    shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&index);
+}
+
+struct StreamThread {
+    spec: ThreadSpec,
+    clock: SystemClock,
+    consumer: BaseConsumer<GroupContext>,
+    producer: OutputProducer,
+    restorer: Restorer,
+    tasks: BTreeMap<TaskId, TaskEntry>,
+    /// Cluster topic → partition → (task, queue index).
+    routes: HashMap<Box<str>, HashMap<i32, (TaskId, usize)>>,
+    assignment: Option<TopicPartitionList>,
+    last_commit: Instant,
+    buffered: usize,
+    eos: bool,
+    state_dir: PathBuf,
+    logged: BTreeSet<String>,
+}
+
+impl StreamThread {
+    fn new(spec: ThreadSpec) -> Result<Self> {
+        let config = &spec.config;
+        let app = &config.application_id;
+        let client_id = format!("{app}-{}-StreamThread-{}", spec.process_id, spec.index);
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", format!("{client_id}-consumer"))
+            .set("group.id", app)
+            .set("log_level", "3")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "range");
+        for (k, v) in config.client_props("consumer") {
+            cc.set(k, v);
+        }
+        let consumer: BaseConsumer<GroupContext> =
+            cc.create_with_context(GroupContext::default()).map_err(|e| Error::kafka("creating the consumer", e))?;
+        let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        let txn_id = format!("{app}-{}-{}", spec.process_id, spec.index);
+        let producer = OutputProducer::new(config, &format!("{client_id}-producer"), eos.then_some(txn_id.as_str()))?;
+        let restorer = Restorer::new(config, &format!("{client_id}-restore-consumer"))?;
+        let topics = spec.names.consumed();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs).map_err(|e| Error::kafka("subscribing", e))?;
+        let logged = spec.topology.stores.values().filter(|s| s.logged()).map(|s| s.name().to_string()).collect();
+        let clock = SystemClock;
+        Ok(StreamThread {
+            state_dir: config.state_dir.join(app),
+            spec,
+            clock,
+            consumer,
+            producer,
+            restorer,
+            tasks: BTreeMap::new(),
+            routes: HashMap::new(),
+            assignment: None,
+            last_commit: clock.now(),
+            buffered: 0,
+            eos,
+            logged,
+        })
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.spec.shared.shutdown.load(Ordering::Relaxed)
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let interval = self.spec.config.effective_commit_interval();
+        while !self.shutting_down() {
+            let step = self.poll().and_then(|()| self.handle_rebalances()).and_then(|()| self.process());
+            let step = step.and_then(|()| {
+                if self.clock.now().duration_since(self.last_commit) >= interval {
+                    self.commit()
+                } else {
+                    Ok(())
+                }
+            });
+            match step {
+                Ok(()) => {}
+                Err(Failure::Stop(e)) => return Err(e),
+                Err(Failure::Recover { reason, new_producer }) => self.recover(&reason, new_producer)?,
+            }
+        }
+        match self.commit() {
+            Ok(()) => Ok(()),
+            Err(Failure::Stop(e)) => Err(e),
+            Err(Failure::Recover { reason, .. }) => {
+                tracing::warn!(%reason, "the final commit failed; the next owner resumes from the last commit");
+                self.abort_all();
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes up to `POLL_BATCH` records from the consumer into the task queues.
+    fn poll(&mut self) -> CycleResult {
+        self.producer.poll();
+        let mut timeout = if self.buffered > 0 { Duration::ZERO } else { Duration::from_millis(20) };
+        for _ in 0..POLL_BATCH {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    if route(&mut self.tasks, &self.routes, self.clock, &m) {
+                        self.buffered += 1;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+            if !self.consumer.context().events.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes every ready record of every task, sending output as it comes.
+    fn process(&mut self) -> CycleResult {
+        let now = self.clock.now();
+        let wall = self.clock.wall_ms();
+        let max_idle = self.spec.config.max_task_idle;
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let mut n = 0u64;
+            loop {
+                let entry = self.tasks.get_mut(&id).expect("task exists");
+                let heads = entry.queues.iter().map(|q| q.records.front().map(|r| r.timestamp));
+                let Some(q) = pick(heads, now, max_idle, &mut entry.idle_since) else { break };
+                let record = entry.queues[q].records.pop_front().expect("picked a non-empty queue");
+                self.buffered -= 1;
+                let result = entry.task.process(&record);
+                entry.queues[q].consumed = Some(record.offset + 1);
+                n += 1;
+                if let Err(e) = result {
+                    self.on_record_error(e, &record)?;
+                }
+                if n % 1_000 == 0 {
+                    self.send_output(id)?;
+                }
+            }
+            let entry = self.tasks.get_mut(&id).expect("task exists");
+            entry.task.advance_wall_clock(wall)?;
+            self.send_output(id)?;
+            self.spec.shared.processed.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn on_record_error(&mut self, e: Error, record: &InputRecord) -> CycleResult {
+        let config = self.spec.config.clone();
+        match (&e, &config.deserialization_handler, config.processing_handler) {
+            (Error::Deserialization { .. }, DeserializationHandler::LogAndContinue, _) => {
+                tracing::warn!(error = %e, "skipping a record that does not deserialize");
+            }
+            (Error::Deserialization { .. }, DeserializationHandler::DeadLetter(topic), _) => {
+                tracing::warn!(error = %e, topic, "sending a record that does not deserialize to the dead-letter topic");
+                let mut headers = record.headers.clone();
+                headers.add("__moldau.error", Some(e.to_string().into_bytes()));
+                headers.add("__moldau.origin.topic", Some(record.topic.as_bytes().to_vec()));
+                headers.add("__moldau.origin.partition", Some(record.partition.to_string().into_bytes()));
+                headers.add("__moldau.origin.offset", Some(record.offset.to_string().into_bytes()));
+                self.producer.send(
+                    topic,
+                    None,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    record.timestamp,
+                    &headers,
+                    OUTPUT,
+                )?;
+            }
+            (Error::Deserialization { .. }, DeserializationHandler::LogAndFail, _) => return Err(Failure::Stop(e)),
+            (Error::Processing { .. } | Error::Serialization { .. }, _, ErrorHandler::LogAndContinue) => {
+                tracing::warn!(error = %e, "skipping a record whose processing failed");
+            }
+            _ => return Err(Failure::Stop(e)),
+        }
+        self.spec.shared.skipped.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends what task `id`'s sinks produced.
+    fn send_output(&mut self, id: TaskId) -> CycleResult {
+        let entry = self.tasks.get_mut(&id).expect("task exists");
+        let out = entry.task.drain_output();
+        for r in &out {
+            let topic = self.spec.names.physical(&r.topic);
+            self.producer.send(&topic, None, r.key.as_deref(), r.value.as_deref(), r.timestamp, &r.headers, OUTPUT)?;
+        }
+        Ok(())
+    }
+
+    /// The commit cycle (see the module documentation).
+    fn commit(&mut self) -> CycleResult {
+        self.last_commit = self.clock.now();
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let mut changelogs = false;
+        for id in &ids {
+            let stores: Vec<(String, Rc<RefCell<dyn StateStore>>)> =
+                self.tasks[id].task.stores().map(|(n, s)| (n.to_string(), s)).collect();
+            for (name, store) in stores {
+                store.borrow_mut().flush_cache()?;
+                let records = store.borrow_mut().drain_changelog();
+                if !self.logged.contains(&name) {
+                    continue;
+                }
+                let topic = self.spec.names.changelog(&name);
+                for r in &records {
+                    changelogs = true;
+                    let h = Headers::new();
+                    self.producer.send(
+                        &topic,
+                        Some(id.partition),
+                        Some(&r.key),
+                        r.value.as_deref(),
+                        r.timestamp,
+                        &h,
+                        CHANGELOG,
+                    )?;
+                }
+            }
+            self.send_output(*id)?;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for entry in self.tasks.values() {
+            for q in &entry.queues {
+                if let Some(o) = q.consumed.filter(|o| Some(*o) != q.committed) {
+                    offsets
+                        .add_partition_offset(&q.physical, q.partition, Offset::Offset(o))
+                        .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+                }
+            }
+        }
+        if offsets.count() == 0 && !changelogs && !self.producer.in_txn() {
+            return Ok(());
+        }
+        self.producer.drain(DRAIN_TIMEOUT)?;
+        let deliveries = self.producer.take_deliveries();
+        if let Some(error) = deliveries.error {
+            if self.eos {
+                return Err(Failure::Recover { reason: error, new_producer: false });
+            }
+            match self.spec.config.production_handler {
+                ErrorHandler::Fail => return Err(Failure::Stop(Error::kafka("producing", error))),
+                ErrorHandler::LogAndContinue => {
+                    tracing::warn!(%error, failed = deliveries.failed, "records were not delivered; going on");
+                }
+            }
+        }
+        if self.eos {
+            let group = self.consumer.group_metadata().ok_or_else(|| Failure::Recover {
+                reason: "the consumer has no group metadata".into(),
+                new_producer: false,
+            })?;
+            self.producer.commit_txn(&offsets, &group)?;
+        } else if offsets.count() > 0 {
+            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+                return Err(Failure::Recover { reason: format!("committing offsets: {e}"), new_producer: false });
+            }
+        }
+        // Kafka has it: now the stores.
+        for entry in self.tasks.values_mut() {
+            let partition = entry.task.id().partition;
+            let inputs: Vec<(String, i32, i64)> = entry
+                .queues
+                .iter()
+                .filter_map(|q| q.consumed.map(|o| (q.logical.to_string(), q.partition, o)))
+                .collect();
+            for (name, store) in entry.task.stores() {
+                let mut store = store.borrow_mut();
+                let next = deliveries
+                    .changelog
+                    .get(&(self.spec.names.changelog(name), partition))
+                    .map(|o| o + 1)
+                    .unwrap_or(store.checkpoint().changelog_offset);
+                store.commit(next, &inputs)?;
+            }
+            for q in &mut entry.queues {
+                q.committed = q.consumed;
+            }
+        }
+        self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn handle_rebalances(&mut self) -> CycleResult {
+        let events = std::mem::take(&mut *self.consumer.context().events.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in events {
+            self.spec.shared.rebalances.fetch_add(1, Ordering::Relaxed);
+            match event {
+                Rebalance::Revoke => {
+                    tracing::info!(thread = self.spec.index, tasks = self.tasks.len(), "partitions revoked");
+                    let committed = self.commit();
+                    if let Err(Failure::Stop(e)) = committed {
+                        return Err(Failure::Stop(e));
+                    }
+                    if let Err(Failure::Recover { reason, .. }) = committed {
+                        tracing::warn!(%reason, "commit before handing partitions over failed; rolled back");
+                        self.abort_all();
+                    }
+                    self.close_tasks();
+                    self.assignment = None;
+                    self.consumer.unassign().map_err(|e| Error::kafka("unassigning", e))?;
+                }
+                Rebalance::Assign(tpl) => {
+                    self.open_tasks(&tpl)?;
+                    self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
+                    self.assignment = Some(tpl);
+                    self.last_commit = self.clock.now();
+                }
+                Rebalance::Failed(reason) => {
+                    tracing::warn!(%reason, "rebalance failed");
+                    self.abort_all();
+                    self.close_tasks();
+                    self.assignment = None;
+                    let _ = self.consumer.unassign();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the tasks of `tpl`'s partitions and restores their stores.
+    fn open_tasks(&mut self, tpl: &TopicPartitionList) -> Result<()> {
+        let mut by_task: BTreeMap<TaskId, Vec<(Arc<str>, Arc<str>, i32)>> = BTreeMap::new();
+        for e in tpl.elements() {
+            let Some(logical) = self.spec.names.logical(e.topic()).cloned() else { continue };
+            let Some(s) = self.spec.topology.subtopology_reading(&logical) else { continue };
+            let id = TaskId { subtopology: s, partition: e.partition() };
+            by_task.entry(id).or_default().push((logical, e.topic().into(), e.partition()));
+        }
+        let wall = self.clock.wall_ms();
+        let mut work = Vec::new();
+        for (id, parts) in by_task {
+            let dir = self.state_dir.join(id.to_string());
+            let budget = self.spec.budget.clone();
+            let task = StreamTask::new(
+                &self.spec.topology,
+                id,
+                &mut |_, name: &str| {
+                    let (store, rebuilt) = RocksStore::open_or_rebuild(&dir.join(name), name, &budget)?;
+                    if let Some(why) = rebuilt {
+                        tracing::warn!(store = name, task = %id, reason = %why, "store rebuilt from its changelog");
+                    }
+                    Ok(Box::new(store) as Box<dyn RawStore>)
+                },
+                wall,
+            )?;
+            for (name, store) in task.stores() {
+                if self.logged.contains(name) {
+                    work.push(RestoreWork { topic: self.spec.names.changelog(name), partition: id.partition, store });
+                }
+            }
+            let mut queues = Vec::new();
+            for (logical, physical, partition) in parts {
+                self.routes.entry(physical.as_ref().into()).or_default().insert(partition, (id, queues.len()));
+                queues.push(PartitionQueue {
+                    logical,
+                    physical,
+                    partition,
+                    records: VecDeque::new(),
+                    consumed: None,
+                    committed: None,
+                });
+            }
+            self.tasks.insert(id, TaskEntry { task, queues, idle_since: None });
+        }
+        let restored = self.restorer.restore(work, &self.spec.shared.shutdown)?;
+        self.spec.shared.restored.fetch_add(restored, Ordering::Relaxed);
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        tracing::info!(thread = self.spec.index, tasks = ?ids, restored, "tasks assigned");
+        self.spec.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(self.spec.index, ids);
+        Ok(())
+    }
+
+    /// Drops the open transaction and every store's uncommitted writes.
+    fn abort_all(&mut self) {
+        self.producer.abort_txn();
+        for entry in self.tasks.values_mut() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().abort();
+            }
+            for q in &mut entry.queues {
+                q.consumed = q.committed;
+            }
+        }
+    }
+
+    fn close_tasks(&mut self) {
+        for entry in self.tasks.values_mut() {
+            entry.task.close();
+        }
+        self.tasks.clear();
+        self.routes.clear();
+        self.buffered = 0;
+        self.spec.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.spec.index);
+    }
+
+    /// Rolls back to the last commit: aborts, reopens the assigned tasks from their stores
+    /// (restoring what the changelog has beyond them) and rewinds the consumer to the
+    /// committed offsets. No state is wiped.
+    fn recover(&mut self, reason: &str, new_producer: bool) -> Result<()> {
+        tracing::warn!(thread = self.spec.index, %reason, new_producer, "rolling back to the last commit");
+        self.abort_all();
+        self.close_tasks();
+        if new_producer {
+            let app = &self.spec.config.application_id;
+            let txn_id = format!("{app}-{}-{}", self.spec.process_id, self.spec.index);
+            let client = format!("{app}-{}-StreamThread-{}-producer", self.spec.process_id, self.spec.index);
+            self.producer = OutputProducer::new(&self.spec.config, &client, self.eos.then_some(txn_id.as_str()))?;
+        }
+        let Some(tpl) = self.assignment.clone() else { return Ok(()) };
+        self.open_tasks(&tpl)?;
+        let mut committed = self
+            .consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(30))
+            .map_err(|e| Error::kafka("reading committed offsets", e))?;
+        for e in committed.elements().iter() {
+            if e.offset() == Offset::Invalid {
+                tracing::debug!(topic = e.topic(), partition = e.partition(), "no committed offset: from the start");
+            }
+        }
+        let list: Vec<(String, i32, Offset)> = committed
+            .elements()
+            .iter()
+            .map(|e| {
+                (
+                    e.topic().to_string(),
+                    e.partition(),
+                    if e.offset() == Offset::Invalid { Offset::Beginning } else { e.offset() },
+                )
+            })
+            .collect();
+        for (t, p, o) in list {
+            committed.set_partition_offset(&t, p, o).map_err(|e| Error::kafka("rewinding", e))?;
+        }
+        self.consumer
+            .seek_partitions(committed, Duration::from_secs(30))
+            .map_err(|e| Error::kafka("rewinding to the committed offsets", e))?;
+        Ok(())
+    }
+
+    /// Leaves the group: a last commit when `clean`, then tasks closed and partitions handed
+    /// back.
+    fn close(&mut self, clean: bool) {
+        if !clean {
+            self.abort_all();
+        }
+        self.close_tasks();
+        self.consumer.context().closing.store(true, Ordering::Relaxed);
+        let _ = self.consumer.unassign();
+        self.consumer.unsubscribe();
+        // Serve the leave and any last rebalance event.
+        for _ in 0..10 {
+            if self.consumer.poll(Duration::from_millis(10)).is_none() {
+                break;
+            }
+        }
+    }
+}
+
+/// Queues message `m` in its task; false if no task owns its partition any more.
+fn route(
+    tasks: &mut BTreeMap<TaskId, TaskEntry>,
+    routes: &HashMap<Box<str>, HashMap<i32, (TaskId, usize)>>,
+    clock: SystemClock,
+    m: &BorrowedMessage<'_>,
+) -> bool {
+    let Some(&(task, q)) = routes.get(m.topic()).and_then(|p| p.get(&m.partition())) else { return false };
+    let Some(entry) = tasks.get_mut(&task) else { return false };
+    let queue = &mut entry.queues[q];
+    let mut headers = Headers::new();
+    if let Some(h) = m.headers() {
+        for x in h.iter() {
+            headers.add(x.key, x.value.map(<[u8]>::to_vec));
+        }
+    }
+    let timestamp = m.timestamp().to_millis().unwrap_or_else(|| clock.wall_ms());
+    queue.records.push_back(InputRecord {
+        topic: queue.logical.clone(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        timestamp,
+        headers,
+    });
+    true
+}

@@ -1,0 +1,5 @@
+//! Streams applications (engine + DSL) running against an embedded broker-sim cluster, each
+//! test with its own cluster.
+
+mod apps;
+mod word_count;

@@ -1,0 +1,79 @@
+//! Word count end to end, at-least-once and exactly-once, through a repartition topic and a
+//! changelogged store; a restart restores the counts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
+use moldau_tests::streams_util::{produce_strings, read_topic};
+use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
+
+use crate::apps::{config, word_count};
+
+/// The count updates per word, in output order.
+fn updates(bootstrap: &str, n: usize) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in read_topic(bootstrap, "counts", n, Duration::from_secs(60), Duration::from_millis(500)) {
+        let v = u64::from_be_bytes(r.value.as_deref().unwrap_or_default().try_into().expect("8-byte count"));
+        out.entry(r.key_str()).or_default().push(v);
+    }
+    out
+}
+
+fn run(guarantee: ProcessingGuarantee) {
+    init_logging();
+    let cluster = must_start_cluster(3);
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(must_create_topic(&bootstrap, "text", 3, 3));
+    rt.block_on(must_create_topic(&bootstrap, "counts", 3, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let lines = ["the cat sat", "the dog sat", "The end", "cat and dog and cat"];
+    let records: Vec<(&str, &str, i64)> =
+        lines.iter().enumerate().map(|(i, l)| (["a", "b", "c", "d"][i], *l, 1_000 + i as i64)).collect();
+    produce_strings(&bootstrap, "text", &records);
+
+    let mut app = KafkaStreams::new(word_count(), config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
+    app.start().unwrap();
+    let got = updates(&bootstrap, 13);
+    let m = app.metrics();
+    assert_eq!(m.processed, 4 + 13, "{m:?}");
+    assert_eq!(m.tasks.values().map(Vec::len).sum::<usize>(), 6, "{m:?}");
+    assert_eq!(app.state(), StreamsState::Running, "{:?}", app.errors());
+    app.close().unwrap();
+    let expected: BTreeMap<String, Vec<u64>> = [
+        ("and", vec![1, 2]),
+        ("cat", vec![1, 2, 3]),
+        ("dog", vec![1, 2]),
+        ("end", vec![1]),
+        ("sat", vec![1, 2]),
+        ("the", vec![1, 2, 3]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(got, expected);
+
+    // A second run restores the counts from the store (and its changelog) and goes on.
+    produce_strings(&bootstrap, "text", &[("e", "cat", 2_000)]);
+    let mut app = KafkaStreams::new(word_count(), config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
+    app.start().unwrap();
+    let got = updates(&bootstrap, 14);
+    let m = app.metrics();
+    assert_eq!(m.processed, 2, "{m:?}");
+    assert!(m.restored <= 13, "{m:?}");
+    app.close().unwrap();
+    assert_eq!(got["cat"], vec![1, 2, 3, 4]);
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 14);
+    cluster.shutdown();
+}
+
+#[test]
+fn should_count_words_at_least_once() {
+    run(ProcessingGuarantee::AtLeastOnce);
+}
+
+#[test]
+fn should_count_words_exactly_once() {
+    run(ProcessingGuarantee::ExactlyOnceV2);
+}
