@@ -43,4 +43,5 @@ pub fn init_logging() {
 }
 
 pub mod copier;
+pub mod eos_app;
 pub mod streams_util;

@@ -2,4 +2,5 @@
 //! test with its own cluster.
 
 mod apps;
+mod crash;
 mod word_count;

@@ -153,10 +153,20 @@ type CycleResult<T = ()> = std::result::Result<T, Failure>;
 pub(crate) fn run(spec: ThreadSpec) {
     let shared = spec.shared.clone();
     let index = spec.index;
-    let result = StreamThread::new(spec).and_then(|mut t| {
-        let r = t.run_loop();
-        t.close(r.is_ok());
-        r
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        StreamThread::new(spec).and_then(|mut t| {
+            let r = t.run_loop();
+            t.close(r.is_ok());
+            r
+        })
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(Error::processing("stream thread", format!("panicked: {what}")))
     });
     if let Err(e) = result {
         tracing::error!(thread = index, error = %e, "stream thread stopped");

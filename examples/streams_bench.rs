@@ -1,0 +1,121 @@
+//! Streams benchmark: records/s of a stateless map/filter application and of a windowed count
+//! application, Kafka to Kafka through an embedded broker-sim on the same cores, each at
+//! at-least-once and exactly-once (100 ms commit interval) in the same run, with the ratio.
+//!
+//! The input is produced first; the rate is measured from the first processed record to the
+//! last one (so group join and start-up are not counted) and includes producing the output,
+//! changelogs and commits.
+//!
+//! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`
+
+#![allow(clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use moldau_dsl::state::{BytesSerde, StringSerde, U64Serde};
+use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder, TimeWindows};
+use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsConfig, Topology};
+use moldau_examples as ex;
+
+const PARTITIONS: i32 = 6;
+const KEYS: usize = 10_000;
+
+fn stateless(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let b = StreamsBuilder::new();
+    b.stream_keyed(input, Consumed::with(StringSerde, BytesSerde))
+        .filter(|_, v: &Vec<u8>| v.first() != Some(&b'#'))
+        .map_values(|mut v: Vec<u8>| {
+            v.make_ascii_uppercase();
+            v
+        })
+        .to(output, Produced::with(StringSerde, BytesSerde));
+    Ok(b.build()?)
+}
+
+fn windowed(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let b = StreamsBuilder::new();
+    b.stream_keyed(input, Consumed::with(StringSerde, BytesSerde))
+        .group_by_key(Grouped::with(StringSerde, BytesSerde))
+        .windowed_by(TimeWindows::of_size_and_grace(60_000, 10_000))
+        .count("bench-window-counts")
+        .to_stream()
+        .map(|w, n: Option<u64>| (w.key, n.unwrap_or(0)))
+        .to(output, Produced::with(StringSerde, U64Serde));
+    Ok(b.build()?)
+}
+
+/// Runs `topology` over the `n` records of `input`; returns records/s.
+fn measure(
+    bootstrap: &str,
+    app: &str,
+    topology: Topology,
+    guarantee: ProcessingGuarantee,
+    n: u64,
+) -> anyhow::Result<f64> {
+    let state = tempfile::tempdir()?;
+    let config = StreamsConfig::new(app, bootstrap).with_guarantee(guarantee).with_state_dir(state.path());
+    let config = match guarantee {
+        ProcessingGuarantee::ExactlyOnceV2 => config.with_commit_interval(Duration::from_millis(100)),
+        ProcessingGuarantee::AtLeastOnce => config,
+    };
+    let mut streams = KafkaStreams::new(topology, config)?;
+    streams.start()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first: Option<Instant> = None;
+    loop {
+        let m = streams.metrics();
+        if first.is_none() && m.processed > 0 {
+            first = Some(Instant::now());
+        }
+        if m.processed >= n {
+            break;
+        }
+        if let Some(e) = streams.errors().first() {
+            bail!("{app}: {e}");
+        }
+        if Instant::now() > deadline {
+            bail!("{app}: only {} of {n} records processed", m.processed);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Count the final commit (output acknowledged, offsets committed) in the time.
+    streams.close().context("closing")?;
+    let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+fn main() -> anyhow::Result<()> {
+    ex::init_logging();
+    let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
+    let cluster = ex::start_cluster(1)?;
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    ex::create_topics(&bootstrap, &[("bench-input", PARTITIONS)], 1)?;
+    let outputs: Vec<String> = (0..4).map(|i| format!("bench-output-{i}")).collect();
+    let topics: Vec<(&str, i32)> = outputs.iter().map(|o| (o.as_str(), PARTITIONS)).collect();
+    ex::create_topics(&bootstrap, &topics, 1)?;
+    let producer = ex::producer(&bootstrap)?;
+    let value = [b'v'; 100];
+    let t0 = 1_700_000_000_000i64;
+    for i in 0..n {
+        let key = format!("key-{:06}", i as usize % KEYS);
+        ex::send(&producer, "bench-input", key.as_bytes(), &value, Some(t0 + i as i64))?;
+    }
+    ex::flush(&producer)?;
+    println!("{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; 1 stream thread; release build");
+    println!("{:<18} {:>16} {:>16} {:>10}", "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS");
+    let mut i = 0;
+    for (name, build) in
+        [("stateless", stateless as fn(&str, &str) -> anyhow::Result<Topology>), ("windowed count", windowed)]
+    {
+        let mut rates = Vec::new();
+        for g in [ProcessingGuarantee::AtLeastOnce, ProcessingGuarantee::ExactlyOnceV2] {
+            let app = format!("bench-{i}");
+            rates.push(measure(&bootstrap, &app, build("bench-input", &outputs[i])?, g, n)?);
+            i += 1;
+        }
+        println!("{name:<18} {:>16.0} {:>16.0} {:>10.3}", rates[0], rates[1], rates[1] / rates[0]);
+    }
+    cluster.shutdown();
+    Ok(())
+}
