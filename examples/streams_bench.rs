@@ -54,7 +54,9 @@ fn measure(
     n: u64,
 ) -> anyhow::Result<f64> {
     let state = tempfile::tempdir()?;
-    let config = StreamsConfig::new(app, bootstrap).with_guarantee(guarantee).with_state_dir(state.path());
+    let threads: usize = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let config =
+        StreamsConfig::new(app, bootstrap).with_guarantee(guarantee).with_state_dir(state.path()).with_threads(threads);
     let config = match guarantee {
         ProcessingGuarantee::ExactlyOnceV2 => config.with_commit_interval(Duration::from_millis(100)),
         ProcessingGuarantee::AtLeastOnce => config,
@@ -102,7 +104,10 @@ fn main() -> anyhow::Result<()> {
         ex::send(&producer, "bench-input", key.as_bytes(), &value, Some(t0 + i as i64))?;
     }
     ex::flush(&producer)?;
-    println!("{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; 1 stream thread; release build");
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "1".into());
+    println!(
+        "{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; {threads} stream thread(s); release build"
+    );
     println!("{:<18} {:>16} {:>16} {:>10}", "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS");
     let mut i = 0;
     for (name, build) in

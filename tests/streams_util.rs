@@ -36,9 +36,12 @@ impl Read {
     }
 }
 
+/// A record to produce: key, value, timestamp (ms).
+pub type Produce<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, Option<i64>);
+
 /// Produces `(key, value, timestamp)` records to `topic` (partitioned by key with murmur2, as
 /// Kafka's Java client does), idempotently, and waits for all acknowledgements.
-pub fn produce(bootstrap: &str, topic: &str, records: &[(Option<&[u8]>, Option<&[u8]>, Option<i64>)]) {
+pub fn produce(bootstrap: &str, topic: &str, records: &[Produce<'_>]) {
     let producer: BaseProducer = client_config(bootstrap)
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
@@ -73,7 +76,7 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[(Option<&[u8]>, Option<&
 
 /// Produces string records `(key, value, timestamp ms)`.
 pub fn produce_strings(bootstrap: &str, topic: &str, records: &[(&str, &str, i64)]) {
-    let rs: Vec<(Option<&[u8]>, Option<&[u8]>, Option<i64>)> =
+    let rs: Vec<Produce<'_>> =
         records.iter().map(|(k, v, t)| (Some(k.as_bytes()), Some(v.as_bytes()), Some(*t))).collect();
     produce(bootstrap, topic, &rs);
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use moldau_engine::ProcessingGuarantee;
-use moldau_tests::streams_util::{produce, read_topic};
+use moldau_tests::streams_util::{produce, read_topic, Produce};
 use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 use rand::{Rng, SeedableRng};
 
@@ -71,16 +71,16 @@ fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
     let producer = {
         let bootstrap = bootstrap.clone();
         std::thread::spawn(move || {
-            for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(10_000) {
+            for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(2_000) {
                 let owned: Vec<(String, [u8; 8])> =
                     chunk.iter().map(|&i| record(i)).map(|(k, v)| (k, v.to_be_bytes())).collect();
-                let rs: Vec<(Option<&[u8]>, Option<&[u8]>, Option<i64>)> = owned
+                let rs: Vec<Produce<'_>> = owned
                     .iter()
                     .zip(chunk)
                     .map(|((k, v), &i)| (Some(k.as_bytes()), Some(&v[..]), Some(1_000_000 + i as i64)))
                     .collect();
                 produce(&bootstrap, "data", &rs);
-                std::thread::sleep(Duration::from_millis(700));
+                std::thread::sleep(Duration::from_millis(150));
             }
         })
     };

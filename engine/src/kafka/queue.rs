@@ -42,6 +42,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // any instant will do as the origin
     fn should_pick_the_lowest_timestamp_and_wait_for_empty_partitions_up_to_max_idle() {
         let t0 = Instant::now();
         let mut idle = None;

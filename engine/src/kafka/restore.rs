@@ -132,14 +132,13 @@ impl Restorer {
                             total += flush(&mut pending, p)?;
                         }
                     }
-                    Some(Err(KafkaError::PartitionEOF(p))) => {
-                        if pending.contains_key(&p) {
-                            total += flush(&mut pending, p)?;
-                            if let Some((w, _, _)) = pending.remove(&p) {
-                                w.store.borrow_mut().finish_restore()?;
-                            }
+                    Some(Err(KafkaError::PartitionEOF(p))) if pending.contains_key(&p) => {
+                        total += flush(&mut pending, p)?;
+                        if let Some((w, _, _)) = pending.remove(&p) {
+                            w.store.borrow_mut().finish_restore()?;
                         }
                     }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) => return Err(Error::kafka(format!("restoring {topic}"), e)),
                 }
             }

@@ -147,6 +147,9 @@ impl From<TxnFailure> for Failure {
     }
 }
 
+/// An input partition of a task: topology name, cluster name, partition.
+type TaskPartition = (Arc<str>, Arc<str>, i32);
+
 type CycleResult<T = ()> = std::result::Result<T, Failure>;
 
 /// Runs thread `spec` until shutdown; records a fatal error in the shared state.
@@ -315,7 +318,7 @@ impl StreamThread {
                 if let Err(e) = result {
                     self.on_record_error(e, &record)?;
                 }
-                if n % 1_000 == 0 {
+                if n.is_multiple_of(1_000) {
                     self.send_output(id)?;
                 }
             }
@@ -503,7 +506,7 @@ impl StreamThread {
 
     /// Creates the tasks of `tpl`'s partitions and restores their stores.
     fn open_tasks(&mut self, tpl: &TopicPartitionList) -> Result<()> {
-        let mut by_task: BTreeMap<TaskId, Vec<(Arc<str>, Arc<str>, i32)>> = BTreeMap::new();
+        let mut by_task: BTreeMap<TaskId, Vec<TaskPartition>> = BTreeMap::new();
         for e in tpl.elements() {
             let Some(logical) = self.spec.names.logical(e.topic()).cloned() else { continue };
             let Some(s) = self.spec.topology.subtopology_reading(&logical) else { continue };
