@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -22,6 +22,8 @@ pub struct Read {
     pub value: Option<Vec<u8>>,
     /// Timestamp (ms).
     pub timestamp: i64,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Read {
@@ -123,6 +125,10 @@ pub fn read_topic(bootstrap: &str, topic: &str, n: usize, timeout: Duration, set
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
                 timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                headers: m
+                    .headers()
+                    .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec))).collect())
+                    .unwrap_or_default(),
             });
         }
     }

@@ -3,4 +3,5 @@
 
 mod apps;
 mod crash;
+mod handlers;
 mod word_count;
