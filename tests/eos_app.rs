@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use moldau_dsl::state::{BincodeSerde, StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder};
-use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsConfig, Topology};
+use moldau_engine::{KafkaStreams, ProcessingGuarantee, Topology};
+
+use crate::streams_util::streams_config;
 
 /// The topology.
 pub fn topology() -> Topology {
@@ -25,12 +27,7 @@ pub fn topology() -> Topology {
 
 /// Runs the application until the process is killed.
 pub fn run(bootstrap: &str, guarantee: ProcessingGuarantee, state_dir: &Path) -> anyhow::Result<()> {
-    let config = StreamsConfig::new("crash-test", bootstrap)
-        .with_guarantee(guarantee)
-        .with_state_dir(state_dir)
-        .with_commit_interval(Duration::from_millis(100))
-        .with_property("consumer.session.timeout.ms", "6000")
-        .with_property("consumer.heartbeat.interval.ms", "500");
+    let config = streams_config("crash-test", bootstrap, state_dir, guarantee);
     let mut app = KafkaStreams::new(topology(), config)?;
     app.start()?;
     println!("started");

@@ -1,5 +1,6 @@
 //! Helpers for the streams tests: produce records, read a topic back (read_committed).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -7,7 +8,20 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use moldau_engine::{ProcessingGuarantee, StreamsConfig};
+
 use crate::client_config;
+
+/// A streams configuration for tests: state under `dir`, a 100 ms commit interval, and group
+/// timings short enough that a killed member's partitions move within seconds.
+pub fn streams_config(app: &str, bootstrap: &str, dir: &Path, guarantee: ProcessingGuarantee) -> StreamsConfig {
+    StreamsConfig::new(app, bootstrap)
+        .with_guarantee(guarantee)
+        .with_state_dir(dir)
+        .with_commit_interval(Duration::from_millis(100))
+        .with_property("consumer.session.timeout.ms", "6000")
+        .with_property("consumer.heartbeat.interval.ms", "500")
+}
 
 /// One record read back: partition, offset, key, value, timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,8 @@
-//! Topologies and configuration shared by the streams tests.
-
-use std::path::Path;
-use std::time::Duration;
+//! Topologies shared by the streams tests.
 
 use moldau_dsl::state::{StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder};
-use moldau_engine::{ProcessingGuarantee, StreamsConfig, Topology};
+use moldau_engine::Topology;
 
 /// Word count: lines of `text` → words → repartition by word → count → `counts`.
 pub fn word_count() -> Topology {
@@ -18,15 +15,4 @@ pub fn word_count() -> Topology {
         .map_values(|n: Option<u64>| n.unwrap_or(0))
         .to("counts", Produced::with(StringSerde, U64Serde));
     b.build().expect("word count builds")
-}
-
-/// A test configuration: fast group timings, a short commit interval.
-pub fn config(app: &str, bootstrap: &str, dir: &Path, guarantee: ProcessingGuarantee) -> StreamsConfig {
-    StreamsConfig::new(app, bootstrap)
-        .with_guarantee(guarantee)
-        .with_state_dir(dir)
-        .with_commit_interval(Duration::from_millis(100))
-        .with_property("log_level", "3")
-        .with_property("consumer.session.timeout.ms", "6000")
-        .with_property("consumer.heartbeat.interval.ms", "500")
 }

@@ -11,7 +11,7 @@ use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState, Topology};
 use moldau_tests::streams_util::{produce, read_topic};
 use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
-use crate::apps::config;
+use moldau_tests::streams_util::streams_config;
 
 fn doubler() -> Topology {
     let b = StreamsBuilder::new();
@@ -46,7 +46,7 @@ fn setup() -> (moldau_broker_sim::Cluster, String) {
 fn should_send_undecodable_records_to_the_dead_letter_topic_and_go_on() {
     let (cluster, bootstrap) = setup();
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config("dlq-app", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut c = streams_config("dlq-app", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
     c.deserialization_handler = DeserializationHandler::DeadLetter("numbers-dlq".into());
     let mut app = KafkaStreams::new(doubler(), c).unwrap();
     app.start().unwrap();
@@ -77,7 +77,7 @@ fn should_send_undecodable_records_to_the_dead_letter_topic_and_go_on() {
 fn should_stop_with_an_error_naming_the_record_when_told_to_fail() {
     let (cluster, bootstrap) = setup();
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config("fail-app", &bootstrap, dir.path(), ProcessingGuarantee::AtLeastOnce);
+    let mut c = streams_config("fail-app", &bootstrap, dir.path(), ProcessingGuarantee::AtLeastOnce);
     c.deserialization_handler = DeserializationHandler::LogAndFail;
     let mut app = KafkaStreams::new(doubler(), c).unwrap();
     app.start().unwrap();

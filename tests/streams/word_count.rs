@@ -8,7 +8,9 @@ use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
 use moldau_tests::streams_util::{produce_strings, read_topic};
 use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
-use crate::apps::{config, word_count};
+use moldau_tests::streams_util::streams_config;
+
+use crate::apps::word_count;
 
 /// The count updates per word, in output order.
 fn updates(bootstrap: &str, n: usize) -> BTreeMap<String, Vec<u64>> {
@@ -33,7 +35,7 @@ fn run(guarantee: ProcessingGuarantee) {
         lines.iter().enumerate().map(|(i, l)| (["a", "b", "c", "d"][i], *l, 1_000 + i as i64)).collect();
     produce_strings(&bootstrap, "text", &records);
 
-    let mut app = KafkaStreams::new(word_count(), config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
+    let mut app = KafkaStreams::new(word_count(), streams_config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
     app.start().unwrap();
     let got = updates(&bootstrap, 13);
     let m = app.metrics();
@@ -56,7 +58,7 @@ fn run(guarantee: ProcessingGuarantee) {
 
     // A second run restores the counts from the store (and its changelog) and goes on.
     produce_strings(&bootstrap, "text", &[("e", "cat", 2_000)]);
-    let mut app = KafkaStreams::new(word_count(), config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
+    let mut app = KafkaStreams::new(word_count(), streams_config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
     app.start().unwrap();
     let got = updates(&bootstrap, 14);
     let m = app.metrics();

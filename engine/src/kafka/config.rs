@@ -215,8 +215,32 @@ impl StreamsConfig {
         Ok(())
     }
 
+    /// An rdkafka client configuration for one client kind (`consumer`, `producer`, `admin`):
+    /// the bootstrap servers, `client_id`, quiet librdkafka logging and the engine's
+    /// `settings`, then the user's properties for that kind, except the `fixed` ones the
+    /// engine relies on.
+    pub(crate) fn rdkafka_config(
+        &self,
+        kind: &str,
+        client_id: &str,
+        settings: &[(&str, &str)],
+        fixed: &[&str],
+    ) -> rdkafka::ClientConfig {
+        let mut cc = rdkafka::ClientConfig::new();
+        cc.set("bootstrap.servers", &self.bootstrap_servers).set("client.id", client_id).set("log_level", "3");
+        for (k, v) in settings {
+            cc.set(*k, *v);
+        }
+        for (k, v) in self.client_props(kind) {
+            if !fixed.contains(&k.as_str()) {
+                cc.set(k, v);
+            }
+        }
+        cc
+    }
+
     /// Properties for one client kind (`consumer` or `producer`): plain ones, then prefixed.
-    pub(crate) fn client_props(&self, kind: &str) -> Vec<(String, String)> {
+    fn client_props(&self, kind: &str) -> Vec<(String, String)> {
         let prefix = format!("{kind}.");
         let other = if kind == "consumer" { "producer." } else { "consumer." };
         let mut out: Vec<(String, String)> = self

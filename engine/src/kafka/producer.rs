@@ -3,15 +3,15 @@
 //! offset written to each changelog partition (the stores' checkpoints) and the first failure.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::config::StreamsConfig;
 use crate::error::{Error, Result};
@@ -47,7 +47,7 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.lock();
         match result {
             Ok(m) if opaque == CHANGELOG => {
                 let e = s.changelog.entry((m.topic().to_string(), m.partition())).or_insert(-1);
@@ -111,19 +111,11 @@ impl OutputProducer {
     /// A producer; transactional with `transactional_id` (initialized, fencing older
     /// incarnations of the same id).
     pub(crate) fn new(config: &StreamsConfig, client_id: &str, transactional_id: Option<&str>) -> Result<Self> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &config.bootstrap_servers)
-            .set("client.id", client_id)
-            .set("log_level", "3")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("partitioner", "murmur2_random");
+        let mut settings = vec![("enable.idempotence", "true"), ("linger.ms", "5"), ("partitioner", "murmur2_random")];
         if let Some(id) = transactional_id {
-            cc.set("transactional.id", id).set("transaction.timeout.ms", "10000");
+            settings.extend([("transactional.id", id), ("transaction.timeout.ms", "10000")]);
         }
-        for (k, v) in config.client_props("producer") {
-            cc.set(k, v);
-        }
+        let cc = config.rdkafka_config("producer", client_id, &settings, &[]);
         let producer: BaseProducer<DeliveryContext> =
             cc.create_with_context(DeliveryContext::default()).map_err(|e| Error::kafka("creating the producer", e))?;
         if transactional_id.is_some() {
@@ -216,7 +208,7 @@ impl OutputProducer {
 
     /// Takes the delivery reports gathered since the last call.
     pub(crate) fn take_deliveries(&self) -> Deliveries {
-        std::mem::take(&mut *self.producer.context().state.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.producer.context().state.lock())
     }
 
     /// Adds the consumed offsets to the transaction and commits it.

@@ -12,7 +12,7 @@ use moldau_state_store::{ChangelogRecord, StateStore};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::StreamsConfig;
 use crate::error::{Error, Result};
@@ -60,21 +60,21 @@ impl std::fmt::Debug for Restorer {
 
 impl Restorer {
     pub(crate) fn new(config: &StreamsConfig, client_id: &str) -> Result<Self> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &config.bootstrap_servers)
-            .set("client.id", client_id)
-            .set("group.id", format!("{}-restore", config.application_id))
-            .set("log_level", "3")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
-        for (k, v) in config.client_props("consumer") {
-            if !matches!(k.as_str(), "group.id" | "isolation.level" | "enable.partition.eof") {
-                cc.set(k, v);
-            }
-        }
+        let group = format!("{}-restore", config.application_id);
+        let settings = [
+            ("group.id", group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+        ];
+        let cc = config.rdkafka_config(
+            "consumer",
+            client_id,
+            &settings,
+            &["group.id", "isolation.level", "enable.partition.eof"],
+        );
         let consumer: BaseConsumer<RestoreContext> =
             cc.create_with_context(RestoreContext).map_err(|e| Error::kafka("creating the restore consumer", e))?;
         Ok(Restorer { consumer })

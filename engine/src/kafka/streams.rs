@@ -121,7 +121,7 @@ impl KafkaStreams {
 
     /// The errors that stopped threads.
     pub fn errors(&self) -> Vec<String> {
-        self.shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared.errors.lock().clone()
     }
 
     /// Current counters.
@@ -133,7 +133,7 @@ impl KafkaStreams {
             skipped: s.skipped.load(Ordering::Relaxed),
             restored: s.restored.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),
-            tasks: s.tasks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            tasks: s.tasks.lock().clone(),
         }
     }
 
@@ -148,7 +148,7 @@ impl KafkaStreams {
         self.shared.shutdown.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             if t.join().is_err() {
-                self.shared.errors.lock().unwrap_or_else(|p| p.into_inner()).push("a stream thread panicked".into());
+                self.shared.errors.lock().push("a stream thread panicked".into());
             }
         }
         let first = self.errors().into_iter().next();

@@ -18,14 +18,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moldau_state_store::{MemoryBudget, RawStore, RocksStore, StateStore};
+use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
@@ -97,7 +98,7 @@ impl ConsumerContext for GroupContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke,
             other => Rebalance::Failed(format!("{other:?}")),
         };
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        self.events.lock().push(event);
     }
 }
 
@@ -173,9 +174,9 @@ pub(crate) fn run(spec: ThreadSpec) {
     });
     if let Err(e) = result {
         tracing::error!(thread = index, error = %e, "stream thread stopped");
-        shared.errors.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        shared.errors.lock().push(e.to_string());
     }
-    shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&index);
+    shared.tasks.lock().remove(&index);
 }
 
 struct StreamThread {
@@ -199,25 +200,20 @@ impl StreamThread {
     fn new(spec: ThreadSpec) -> Result<Self> {
         let config = &spec.config;
         let app = &config.application_id;
-        let client_id = format!("{app}-{}-StreamThread-{}", spec.process_id, spec.index);
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &config.bootstrap_servers)
-            .set("client.id", format!("{client_id}-consumer"))
-            .set("group.id", app)
-            .set("log_level", "3")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("partition.assignment.strategy", "range");
-        for (k, v) in config.client_props("consumer") {
-            cc.set(k, v);
-        }
+        let client_id = client_id(&spec);
+        let settings = [
+            ("group.id", app.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("partition.assignment.strategy", "range"),
+        ];
+        let cc = config.rdkafka_config("consumer", &format!("{client_id}-consumer"), &settings, &[]);
         let consumer: BaseConsumer<GroupContext> =
             cc.create_with_context(GroupContext::default()).map_err(|e| Error::kafka("creating the consumer", e))?;
         let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
-        let txn_id = format!("{app}-{}-{}", spec.process_id, spec.index);
-        let producer = OutputProducer::new(config, &format!("{client_id}-producer"), eos.then_some(txn_id.as_str()))?;
+        let producer = make_producer(&spec, eos)?;
         let restorer = Restorer::new(config, &format!("{client_id}-restore-consumer"))?;
         let topics = spec.names.consumed();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -291,7 +287,7 @@ impl StreamThread {
                 }
             }
             timeout = Duration::ZERO;
-            if !self.consumer.context().events.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            if !self.consumer.context().events.lock().is_empty() {
                 break;
             }
         }
@@ -468,7 +464,7 @@ impl StreamThread {
     }
 
     fn handle_rebalances(&mut self) -> CycleResult {
-        let events = std::mem::take(&mut *self.consumer.context().events.lock().unwrap_or_else(|p| p.into_inner()));
+        let events = std::mem::take(&mut *self.consumer.context().events.lock());
         for event in events {
             self.spec.shared.rebalances.fetch_add(1, Ordering::Relaxed);
             match event {
@@ -553,7 +549,7 @@ impl StreamThread {
         self.spec.shared.restored.fetch_add(restored, Ordering::Relaxed);
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         tracing::info!(thread = self.spec.index, tasks = ?ids, restored, "tasks assigned");
-        self.spec.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(self.spec.index, ids);
+        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
         Ok(())
     }
 
@@ -577,7 +573,7 @@ impl StreamThread {
         self.tasks.clear();
         self.routes.clear();
         self.buffered = 0;
-        self.spec.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.spec.index);
+        self.spec.shared.tasks.lock().remove(&self.spec.index);
     }
 
     /// Rolls back to the last commit: aborts, reopens the assigned tasks from their stores
@@ -588,38 +584,22 @@ impl StreamThread {
         self.abort_all();
         self.close_tasks();
         if new_producer {
-            let app = &self.spec.config.application_id;
-            let txn_id = format!("{app}-{}-{}", self.spec.process_id, self.spec.index);
-            let client = format!("{app}-{}-StreamThread-{}-producer", self.spec.process_id, self.spec.index);
-            self.producer = OutputProducer::new(&self.spec.config, &client, self.eos.then_some(txn_id.as_str()))?;
+            self.producer = make_producer(&self.spec, self.eos)?;
         }
         let Some(tpl) = self.assignment.clone() else { return Ok(()) };
         self.open_tasks(&tpl)?;
-        let mut committed = self
+        let committed = self
             .consumer
-            .committed_offsets(tpl.clone(), Duration::from_secs(30))
+            .committed_offsets(tpl, Duration::from_secs(30))
             .map_err(|e| Error::kafka("reading committed offsets", e))?;
-        for e in committed.elements().iter() {
-            if e.offset() == Offset::Invalid {
-                tracing::debug!(topic = e.topic(), partition = e.partition(), "no committed offset: from the start");
-            }
-        }
-        let list: Vec<(String, i32, Offset)> = committed
-            .elements()
-            .iter()
-            .map(|e| {
-                (
-                    e.topic().to_string(),
-                    e.partition(),
-                    if e.offset() == Offset::Invalid { Offset::Beginning } else { e.offset() },
-                )
-            })
-            .collect();
-        for (t, p, o) in list {
-            committed.set_partition_offset(&t, p, o).map_err(|e| Error::kafka("rewinding", e))?;
+        // A partition without a committed offset starts from the beginning (auto.offset.reset).
+        let mut rewind = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = if e.offset() == Offset::Invalid { Offset::Beginning } else { e.offset() };
+            rewind.add_partition_offset(e.topic(), e.partition(), offset).map_err(|e| Error::kafka("rewinding", e))?;
         }
         self.consumer
-            .seek_partitions(committed, Duration::from_secs(30))
+            .seek_partitions(rewind, Duration::from_secs(30))
             .map_err(|e| Error::kafka("rewinding to the committed offsets", e))?;
         Ok(())
     }
@@ -641,6 +621,18 @@ impl StreamThread {
             }
         }
     }
+}
+
+/// The client id prefix of thread `spec`.
+fn client_id(spec: &ThreadSpec) -> String {
+    format!("{}-{}-StreamThread-{}", spec.config.application_id, spec.process_id, spec.index)
+}
+
+/// Thread `spec`'s producer: transactional under exactly-once, with the transactional id
+/// `<application.id>-<process id>-<thread>` (stable across restarts of the instance).
+fn make_producer(spec: &ThreadSpec, eos: bool) -> Result<OutputProducer> {
+    let txn_id = format!("{}-{}-{}", spec.config.application_id, spec.process_id, spec.index);
+    OutputProducer::new(&spec.config, &format!("{}-producer", client_id(spec)), eos.then_some(txn_id.as_str()))
 }
 
 /// Queues message `m` in its task; false if no task owns its partition any more.

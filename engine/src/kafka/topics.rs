@@ -165,11 +165,7 @@ pub(crate) fn plan(topology: &Topology, names: &TopicNames, existing: &BTreeMap<
 /// Reads the cluster's topics, plans, and creates the missing internal topics (and the
 /// dead-letter topic, if one is configured and missing).
 pub(crate) fn prepare(topology: &Topology, names: &TopicNames, config: &StreamsConfig) -> Result<TopicPlan> {
-    let mut cc = rdkafka::ClientConfig::new();
-    cc.set("bootstrap.servers", &config.bootstrap_servers).set("log_level", "3");
-    for (k, v) in config.client_props("admin") {
-        cc.set(k, v);
-    }
+    let cc = config.rdkafka_config("admin", &format!("{}-admin", config.application_id), &[], &[]);
     let admin: AdminClient<DefaultClientContext> =
         cc.create().map_err(|e| Error::kafka("creating the admin client", e))?;
     let existing = list_topics(&admin)?;

@@ -345,15 +345,17 @@ impl Topology {
         self.subtopology_of_nodes().into_iter().max().map_or(0, |m| m + 1)
     }
 
+    /// The nodes of sub-topology `s`.
+    fn nodes_of(&self, s: u32) -> impl Iterator<Item = &NodeDef> {
+        let subs = self.subtopology_of_nodes();
+        self.nodes.iter().enumerate().filter(move |(i, _)| subs[*i] == s).map(|(_, n)| n)
+    }
+
     /// The topics sub-topology `s` reads.
     pub fn source_topics(&self, s: u32) -> Vec<String> {
-        let subs = self.subtopology_of_nodes();
         let mut out: Vec<String> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| subs[*i] == s)
-            .flat_map(|(_, n)| match &n.kind {
+            .nodes_of(s)
+            .flat_map(|n| match &n.kind {
                 NodeKind::Source { topics } => topics.clone(),
                 _ => Vec::new(),
             })
@@ -364,14 +366,7 @@ impl Topology {
 
     /// The stores of sub-topology `s`.
     pub fn stores_of(&self, s: u32) -> Vec<&StoreBuilder> {
-        let subs = self.subtopology_of_nodes();
-        let mut names: Vec<&str> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| subs[*i] == s)
-            .flat_map(|(_, n)| n.stores.iter().map(String::as_str))
-            .collect();
+        let mut names: Vec<&str> = self.nodes_of(s).flat_map(|n| n.stores.iter().map(String::as_str)).collect();
         names.sort_unstable();
         names.dedup();
         names.into_iter().filter_map(|n| self.stores.get(n)).collect()
@@ -451,13 +446,9 @@ impl Topology {
     /// The fixed topics sub-topology `s` writes (sinks that choose a topic per record are not
     /// listed).
     pub fn sink_topics(&self, s: u32) -> Vec<String> {
-        let subs = self.subtopology_of_nodes();
         let mut out: Vec<String> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| subs[*i] == s)
-            .filter_map(|(_, n)| match &n.kind {
+            .nodes_of(s)
+            .filter_map(|n| match &n.kind {
                 NodeKind::Sink { topic: Some(t) } => Some(t.clone()),
                 _ => None,
             })
