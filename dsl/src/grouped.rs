@@ -83,7 +83,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         let parent = self.stream.node.clone();
         let (init, step): (Init<A>, Step<K, V, A>) = (Arc::new(init), Arc::new(step));
         let store_name = store.to_string();
-        let builder = StoreBuilder::key_value::<K, A>(store, self.keys.clone(), values);
+        let values: SerdeRef<A> = Arc::new(values);
+        let builder = StoreBuilder::key_value::<K, A>(store, self.keys.clone(), values.clone());
         shared.with(|t| {
             let s = store_name.clone();
             t.add_processor::<K, V, K, Change<A>, _, _>(
@@ -94,7 +95,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             t.add_state_store(builder, &[&name])?;
             Ok(())
         });
-        KTable::new(shared.clone(), name, Some(store_name))
+        KTable::new(shared.clone(), name, Some(store_name)).with_serdes_ref(self.keys.clone(), values)
     }
 
     /// Aggregates per key and time window.
@@ -104,6 +105,18 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             keys: self.keys.clone(),
             windows,
             emit_final: false,
+        }
+    }
+
+    /// Aggregates per key and sliding window.
+    pub fn windowed_by_sliding(
+        &self,
+        windows: crate::sliding::SlidingWindows,
+    ) -> crate::sliding::SlidingWindowedKStream<K, V> {
+        crate::sliding::SlidingWindowedKStream {
+            stream: KStream::new(self.stream.shared.clone(), self.stream.node.clone(), false),
+            keys: self.keys.clone(),
+            windows,
         }
     }
 
@@ -137,7 +150,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         let parent = self.stream.node.clone();
         let reducer: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(reducer);
         let store_name = store.to_string();
-        let builder = StoreBuilder::key_value::<K, V>(store, self.keys.clone(), values);
+        let values: SerdeRef<V> = Arc::new(values);
+        let builder = StoreBuilder::key_value::<K, V>(store, self.keys.clone(), values.clone());
         shared.with(|t| {
             let s = store_name.clone();
             t.add_processor::<K, V, K, Change<V>, _, _>(
@@ -148,7 +162,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             t.add_state_store(builder, &[&name])?;
             Ok(())
         });
-        KTable::new(shared.clone(), name, Some(store_name))
+        KTable::new(shared.clone(), name, Some(store_name)).with_serdes_ref(self.keys.clone(), values)
     }
 }
 

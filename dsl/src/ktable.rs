@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use moldau_engine::processor::nullable;
-use moldau_engine::state::{KeyValueStore, StoreOptions};
+use moldau_engine::state::{KeyValueStore, Serde, StoreOptions, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
 use crate::builder::Shared;
 use crate::kstream::KStream;
-use crate::serdes::Consumed;
+use crate::serdes::{Consumed, SerdeRef, WindowedSerde};
 
 /// An update of a table row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,11 @@ pub struct KTable<K, V> {
     pub(crate) node: String,
     /// The store holding the table, if materialized.
     pub(crate) store: Option<String>,
-    _types: std::marker::PhantomData<fn() -> (K, V)>,
+    /// The key and value serdes, when known (for `suppress`).
+    pub(crate) serdes: Option<(SerdeRef<K>, SerdeRef<V>)>,
+    /// Windowed tables: how long after a window's end it closes (`suppress` until it closes).
+    pub(crate) close_after: Option<i64>,
+    pub(crate) _types: std::marker::PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> std::fmt::Debug for KTable<K, V> {
@@ -78,8 +82,8 @@ pub(crate) fn source_table<K: Clone + 'static, V: Clone + 'static>(
     let keys = nullable(consumed.keys.clone());
     let values = nullable(consumed.values.clone());
     let store_name = store.to_string();
-    let builder =
-        StoreBuilder::key_value::<K, V>(store, consumed.keys, consumed.values).with_options(StoreOptions::default());
+    let builder = StoreBuilder::key_value::<K, V>(store, consumed.keys.clone(), consumed.values.clone())
+        .with_options(StoreOptions::default());
     shared.with(|t| {
         t.add_source::<Option<K>, Option<V>>(&source, &[topic], keys, values)?;
         let s = store_name.clone();
@@ -91,7 +95,7 @@ pub(crate) fn source_table<K: Clone + 'static, V: Clone + 'static>(
         t.add_state_store(builder, &[&name])?;
         Ok(())
     });
-    KTable::new(shared.clone(), name, Some(store_name))
+    KTable::new(shared.clone(), name, Some(store_name)).with_serdes_ref(consumed.keys, consumed.values)
 }
 
 /// `to_stream`: the new values (`None` for deletes).
@@ -135,7 +139,18 @@ impl<K: Clone + 'static, V, V2: Clone + 'static, F: Fn(&V) -> V2 + 'static> Proc
 
 impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     pub(crate) fn new(shared: Shared, node: String, store: Option<String>) -> Self {
-        KTable { shared, node, store, _types: std::marker::PhantomData }
+        KTable { shared, node, store, serdes: None, close_after: None, _types: std::marker::PhantomData }
+    }
+
+    /// The same table, declaring the serdes of its keys and values (needed by `suppress` after
+    /// an operation that changed the value type).
+    pub fn with_serdes(self, keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        self.with_serdes_ref(Arc::new(keys), Arc::new(values))
+    }
+
+    pub(crate) fn with_serdes_ref(mut self, keys: SerdeRef<K>, values: SerdeRef<V>) -> Self {
+        self.serdes = Some((keys, values));
+        self
     }
 
     /// The store the table is materialized in (for joins and interactive queries).
@@ -161,7 +176,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             t.add_processor::<K, Change<V>, K, Change<V>, _, _>(&name, move || TableFilter(f.clone()), &[&parent])
                 .map(|_| ())
         });
-        KTable::new(self.shared.clone(), name, None)
+        KTable {
+            serdes: self.serdes.clone(),
+            close_after: self.close_after,
+            ..KTable::new(self.shared.clone(), name, None)
+        }
     }
 
     /// Maps every row's value.
@@ -174,5 +193,14 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 .map(|_| ())
         });
         KTable::new(self.shared.clone(), name, None)
+    }
+}
+
+impl<K: Clone + 'static, V: Clone + 'static> KTable<Windowed<K>, V> {
+    /// A windowed aggregation's table: keys of `keys` in windows that close `close_after` ms
+    /// after their end.
+    pub(crate) fn windowed(self, keys: SerdeRef<K>, values: SerdeRef<V>, close_after: i64) -> Self {
+        let keys: SerdeRef<Windowed<K>> = Arc::new(WindowedSerde(keys));
+        KTable { close_after: Some(close_after), ..self.with_serdes_ref(keys, values) }
     }
 }

@@ -14,6 +14,8 @@ mod ktable;
 mod processors;
 mod serdes;
 mod session;
+mod sliding;
+mod suppress;
 mod windowed;
 
 pub use builder::StreamsBuilder;
@@ -21,8 +23,10 @@ pub use grouped::KGroupedStream;
 pub use join::Joined;
 pub use kstream::{Branched, KStream};
 pub use ktable::{Change, KTable};
-pub use serdes::{Consumed, Grouped, Produced, SerdeRef};
+pub use serdes::{Consumed, Grouped, Produced, SerdeRef, WindowedSerde};
 pub use session::{SessionWindowedKStream, SessionWindows};
+pub use sliding::{SlidingWindowedKStream, SlidingWindows};
+pub use suppress::Suppressed;
 pub use windowed::{TimeWindowedKStream, TimeWindows};
 
 /// The engine and state-store crates, re-exported.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use moldau_engine::processor::{required, SharedSerde};
-use moldau_engine::state::Serde;
+use moldau_engine::state::{Serde, Window, Windowed};
 
 /// A shared serde for `T`.
 pub type SerdeRef<T> = Arc<dyn Serde<T>>;
@@ -73,5 +73,32 @@ impl<K, V> std::fmt::Debug for Produced<K, V> {
 impl<K, V> std::fmt::Debug for Grouped<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grouped").field("name", &self.name).finish()
+    }
+}
+
+/// A windowed key: the key's bytes, then the window's start and end (8 bytes each, big-endian).
+pub struct WindowedSerde<K>(pub SerdeRef<K>);
+
+impl<K> std::fmt::Debug for WindowedSerde<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowedSerde")
+    }
+}
+
+impl<K> Serde<Windowed<K>> for WindowedSerde<K> {
+    fn serialize(&self, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), String> {
+        self.0.serialize(&value.key, out)?;
+        out.extend_from_slice(&value.window.start.to_be_bytes());
+        out.extend_from_slice(&value.window.end.to_be_bytes());
+        Ok(())
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<Windowed<K>, String> {
+        let Some(split) = bytes.len().checked_sub(16) else {
+            return Err(format!("a windowed key needs at least 16 bytes, got {}", bytes.len()));
+        };
+        let time = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let window = Window { start: time(split), end: time(split + 8) };
+        Ok(Windowed { key: self.0.deserialize(&bytes[..split])?, window })
     }
 }

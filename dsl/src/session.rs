@@ -123,7 +123,8 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         // sessions that long (plus grace) so such merges see both. Older sessions are not
         // merged (as in Kafka Streams once its retention has passed).
         let spec = SessionSpec::new(2 * w.gap + w.grace + 1);
-        let builder = StoreBuilder::session::<K, A>(store, spec, self.keys.clone(), values);
+        let values: SerdeRef<A> = Arc::new(values);
+        let builder = StoreBuilder::session::<K, A>(store, spec, self.keys.clone(), values.clone());
         let store_name = store.to_string();
         shared.with(|t| {
             let s = store_name.clone();
@@ -143,7 +144,9 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
             t.add_state_store(builder, &[&name])?;
             Ok(())
         });
-        KTable::new(shared.clone(), name, Some(store_name))
+        // A session ending at `end` can still grow by a record up to `gap` later, accepted for
+        // `grace` more: it is final once stream time passes `end + gap + grace`.
+        KTable::new(shared.clone(), name, Some(store_name)).windowed(self.keys.clone(), values, w.gap + w.grace + 1)
     }
 
     /// Counts records per key and session.

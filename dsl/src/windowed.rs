@@ -185,8 +185,9 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         // Emit-final reads closed windows back: keep one more advance so the newest closed
         // window is still retained when it is emitted.
         let retention = if self.emit_final { w.size + w.grace + w.advance } else { (w.size + w.grace).max(1) };
+        let values: SerdeRef<A> = Arc::new(values);
         let builder =
-            StoreBuilder::window::<K, A>(store, WindowSpec::new(w.size, retention), self.keys.clone(), values);
+            StoreBuilder::window::<K, A>(store, WindowSpec::new(w.size, retention), self.keys.clone(), values.clone());
         let store_name = store.to_string();
         let frontier_name = self.emit_final.then(|| format!("{store}-emitted"));
         shared.with(|t| {
@@ -214,7 +215,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
             }
             Ok(())
         });
-        KTable::new(shared.clone(), name, Some(store_name))
+        KTable::new(shared.clone(), name, Some(store_name)).windowed(self.keys.clone(), values, w.grace)
     }
 
     /// Counts records per key and window.
