@@ -4,4 +4,5 @@
 mod apps;
 mod crash;
 mod handlers;
+mod operators;
 mod word_count;
