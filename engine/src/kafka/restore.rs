@@ -68,6 +68,8 @@ impl Restorer {
             ("enable.partition.eof", "true"),
             ("auto.offset.reset", "earliest"),
             ("isolation.level", "read_committed"),
+            // As for the stream thread's consumer: no 1 s pause once the local queue is full.
+            ("fetch.queue.backoff.ms", "10"),
         ];
         let cc = config.rdkafka_config(
             "consumer",

@@ -4,13 +4,14 @@
 //! topics (a repartition topic gets the partition count of the sub-topology writing it), the
 //! co-partitioning of joins is checked, and missing internal topics are created.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
+use rustc_hash::FxHashMap;
 
 use super::config::StreamsConfig;
 use crate::error::{Error, Result};
@@ -20,13 +21,14 @@ use crate::Topology;
 #[derive(Debug)]
 pub(crate) struct TopicNames {
     app: String,
-    physical: HashMap<String, Arc<str>>,
-    logical: HashMap<Arc<str>, Arc<str>>,
+    physical: FxHashMap<String, Arc<str>>,
+    logical: FxHashMap<Arc<str>, Arc<str>>,
 }
 
 impl TopicNames {
     pub(crate) fn new(app: &str, topology: &Topology) -> Self {
-        let mut names = TopicNames { app: app.to_string(), physical: HashMap::new(), logical: HashMap::new() };
+        let mut names =
+            TopicNames { app: app.to_string(), physical: FxHashMap::default(), logical: FxHashMap::default() };
         for t in topology.all_source_topics() {
             let p: Arc<str> =
                 if topology.is_internal_topic(&t) { format!("{app}-{t}").into() } else { t.as_str().into() };

@@ -91,6 +91,11 @@ impl StreamTask {
         self.state.collector.drain()
     }
 
+    /// Moves the records the sinks produced to the end of `out` (no allocation once warm).
+    pub(crate) fn drain_output_into(&mut self, out: &mut Vec<OutputRecord>) {
+        self.state.collector.drain_into(out)
+    }
+
     /// The task's stores, for the commit cycle.
     pub(crate) fn stores(&self) -> impl Iterator<Item = (&str, Rc<RefCell<dyn StateStore>>)> {
         self.instance.stores.iter().map(|(n, s)| (n.as_str(), s.state.clone()))
