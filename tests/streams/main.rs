@@ -3,6 +3,7 @@
 
 mod apps;
 mod crash;
+mod fencing;
 mod handlers;
 mod operators;
 mod word_count;

@@ -42,6 +42,9 @@ pub struct StreamsMetrics {
     pub restored: u64,
     /// Rebalance events handled.
     pub rebalances: u64,
+    /// Roll-backs to the last commit (a fenced producer, an aborted transaction, a failed
+    /// commit).
+    pub recoveries: u64,
     /// Tasks owned, per thread.
     pub tasks: BTreeMap<usize, Vec<TaskId>>,
 }
@@ -133,6 +136,7 @@ impl KafkaStreams {
             skipped: s.skipped.load(Ordering::Relaxed),
             restored: s.restored.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),
+            recoveries: s.recoveries.load(Ordering::Relaxed),
             tasks: s.tasks.lock().clone(),
         }
     }

@@ -56,6 +56,7 @@ pub(crate) struct Shared {
     pub(crate) skipped: AtomicU64,
     pub(crate) restored: AtomicU64,
     pub(crate) rebalances: AtomicU64,
+    pub(crate) recoveries: AtomicU64,
     pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) errors: Mutex<Vec<String>>,
 }
@@ -610,6 +611,7 @@ impl StreamThread {
     /// committed offsets. No state is wiped.
     fn recover(&mut self, reason: &str, new_producer: bool) -> Result<()> {
         tracing::warn!(thread = self.spec.index, %reason, new_producer, "rolling back to the last commit");
+        self.spec.shared.recoveries.fetch_add(1, Ordering::Relaxed);
         self.abort_all();
         self.close_tasks();
         if new_producer {
