@@ -239,16 +239,13 @@ impl StreamsConfig {
         cc
     }
 
-    /// Properties for one client kind (`consumer` or `producer`): plain ones, then prefixed.
+    /// Properties for one client kind (`consumer`, `producer` or `admin`): plain ones, then
+    /// those with the kind's prefix (stripped). Another kind's prefixed properties are left out.
     fn client_props(&self, kind: &str) -> Vec<(String, String)> {
         let prefix = format!("{kind}.");
-        let other = if kind == "consumer" { "producer." } else { "consumer." };
-        let mut out: Vec<(String, String)> = self
-            .client_properties
-            .iter()
-            .filter(|(k, _)| !k.starts_with(&prefix) && !k.starts_with(other))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let prefixed = |k: &str| ["consumer.", "producer.", "admin."].iter().any(|p| k.starts_with(p));
+        let mut out: Vec<(String, String)> =
+            self.client_properties.iter().filter(|(k, _)| !prefixed(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
         out.extend(
             self.client_properties
                 .iter()
@@ -276,6 +273,11 @@ mod tests {
         assert_eq!(c.deserialization_handler, DeserializationHandler::DeadLetter("bad".into()));
         assert_eq!(c.client_props("consumer"), vec![("session.timeout.ms".to_string(), "6000".to_string())]);
         assert!(c.client_props("producer").is_empty());
+        // One client's prefixed properties never reach another (librdkafka would refuse them).
+        let c = c.with_property("producer.linger.ms", "1").with_property("admin.retries", "3");
+        assert!(c.client_props("consumer").iter().all(|(k, _)| k != "linger.ms" && k != "retries"));
+        assert_eq!(c.client_props("admin"), vec![("retries".to_string(), "3".to_string())]);
+        assert!(c.client_props("producer").contains(&("linger.ms".to_string(), "1".to_string())));
 
         p.insert("processing.guarantee".to_string(), "twice".to_string());
         let e = StreamsConfig::from_properties(&p).unwrap_err().to_string();
