@@ -118,11 +118,18 @@ fn bad(reason: String) -> Error {
     Error::Processing { node: "KTABLE-SUPPRESS".into(), reason }
 }
 
+/// The buffer key: the due time (8 bytes, sign bit flipped so times sort as bytes) and the key.
 fn due_key(due: i64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
     k.extend_from_slice(&((due as u64) ^ (1 << 63)).to_be_bytes());
     k.extend_from_slice(key);
     k
+}
+
+/// The due time of a buffer key (the inverse of [`due_key`]).
+fn due_of(buffer_key: &[u8]) -> Option<i64> {
+    let time: [u8; 8] = buffer_key.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(time) ^ (1 << 63)) as i64)
 }
 
 struct Suppress<K, V> {
@@ -207,8 +214,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
         let mut due = Vec::new();
         let mut held = self.held.unwrap_or(0);
         buffer.get().for_each_from(None, &mut |k, v| {
-            let time = k.get(..8).map(|b| (u64::from_be_bytes(b.try_into().expect("8 bytes")) ^ (1 << 63)) as i64);
-            if time.is_some_and(|t| t <= now) || held > limit {
+            if due_of(&k).is_some_and(|t| t <= now) || held > limit {
                 held = held.saturating_sub(1);
                 due.push((k, v));
                 true

@@ -1,8 +1,12 @@
 //! Topologies shared by the streams tests.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use moldau_dsl::state::{StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder};
 use moldau_engine::Topology;
+use moldau_tests::streams_util::read_topic;
 
 /// Word count: lines of `text` → words → repartition by word → count → `counts`.
 pub fn word_count() -> Topology {
@@ -15,4 +19,14 @@ pub fn word_count() -> Topology {
         .map_values(|n: Option<u64>| n.unwrap_or(0))
         .to("counts", Produced::with(StringSerde, U64Serde));
     b.build().expect("word count builds")
+}
+
+/// The word count's updates per word from topic `counts`, in output order, once `n` arrived.
+pub fn count_updates(bootstrap: &str, n: usize) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in read_topic(bootstrap, "counts", n, Duration::from_secs(60), Duration::from_millis(500)) {
+        let v = u64::from_be_bytes(r.value.as_deref().unwrap_or_default().try_into().expect("8-byte count"));
+        out.entry(r.key_str()).or_default().push(v);
+    }
+    out
 }

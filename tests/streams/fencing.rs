@@ -7,21 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
-use moldau_tests::streams_util::{produce_strings, read_topic, streams_config};
+use moldau_tests::streams_util::{produce_strings, streams_config};
 use moldau_tests::{client_config, init_logging, must_create_topic, must_start_cluster};
 use rdkafka::producer::{BaseProducer, Producer};
 
-use crate::apps::word_count;
-
-/// The count updates per word, in output order.
-fn updates(bootstrap: &str, n: usize) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in read_topic(bootstrap, "counts", n, Duration::from_secs(60), Duration::from_millis(500)) {
-        let v = u64::from_be_bytes(r.value.as_deref().unwrap_or_default().try_into().expect("8-byte count"));
-        out.entry(r.key_str()).or_default().push(v);
-    }
-    out
-}
+use crate::apps::{count_updates, word_count};
 
 #[test]
 fn should_recover_from_a_fenced_producer_without_losing_or_repeating_output() {
@@ -36,7 +26,7 @@ fn should_recover_from_a_fenced_producer_without_losing_or_repeating_output() {
     let config = streams_config("fence", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
     let mut app = KafkaStreams::new(word_count(), config).unwrap();
     app.start().unwrap();
-    assert_eq!(updates(&bootstrap, 6).values().map(Vec::len).sum::<usize>(), 6);
+    assert_eq!(count_updates(&bootstrap, 6).values().map(Vec::len).sum::<usize>(), 6);
 
     // A second producer takes over the stream thread's transactional id: the thread's
     // producer is fenced the next time it produces.
@@ -47,7 +37,7 @@ fn should_recover_from_a_fenced_producer_without_losing_or_repeating_output() {
     drop(zombie);
 
     produce_strings(&bootstrap, "text", &[("c", "the cat ran", 2_000), ("d", "cat", 2_001)]);
-    let got = updates(&bootstrap, 10);
+    let got = count_updates(&bootstrap, 10);
     assert_eq!(app.state(), StreamsState::Running, "{:?}", app.errors());
     let m = app.metrics();
     app.close().unwrap();

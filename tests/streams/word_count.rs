@@ -2,25 +2,14 @@
 //! changelogged store; a restart restores the counts.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
-use moldau_tests::streams_util::{produce_strings, read_topic};
+use moldau_tests::streams_util::produce_strings;
 use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
 use moldau_tests::streams_util::streams_config;
 
-use crate::apps::word_count;
-
-/// The count updates per word, in output order.
-fn updates(bootstrap: &str, n: usize) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in read_topic(bootstrap, "counts", n, Duration::from_secs(60), Duration::from_millis(500)) {
-        let v = u64::from_be_bytes(r.value.as_deref().unwrap_or_default().try_into().expect("8-byte count"));
-        out.entry(r.key_str()).or_default().push(v);
-    }
-    out
-}
+use crate::apps::{count_updates, word_count};
 
 fn run(guarantee: ProcessingGuarantee) {
     init_logging();
@@ -37,7 +26,7 @@ fn run(guarantee: ProcessingGuarantee) {
 
     let mut app = KafkaStreams::new(word_count(), streams_config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
     app.start().unwrap();
-    let got = updates(&bootstrap, 13);
+    let got = count_updates(&bootstrap, 13);
     let m = app.metrics();
     assert_eq!(m.processed, 4 + 13, "{m:?}");
     assert_eq!(m.tasks.values().map(Vec::len).sum::<usize>(), 6, "{m:?}");
@@ -60,7 +49,7 @@ fn run(guarantee: ProcessingGuarantee) {
     produce_strings(&bootstrap, "text", &[("e", "cat", 2_000)]);
     let mut app = KafkaStreams::new(word_count(), streams_config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
     app.start().unwrap();
-    let got = updates(&bootstrap, 14);
+    let got = count_updates(&bootstrap, 14);
     let m = app.metrics();
     assert_eq!(m.processed, 2, "{m:?}");
     assert!(m.restored <= 13, "{m:?}");

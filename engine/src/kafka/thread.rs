@@ -373,31 +373,13 @@ impl StreamThread {
     fn send_output(&mut self, id: TaskId) -> CycleResult {
         let entry = self.tasks.get_mut(&id).expect("task exists");
         entry.task.drain_output_into(&mut self.out);
-        // The topic of the previous record, which is usually the next one's too.
-        let mut last: Option<(Arc<str>, Arc<str>)> = None;
-        let mut result = Ok(());
+        // An error drops the rest of the drained records with the iterator, as the transaction
+        // is rolled back anyway.
         for r in self.out.drain(..) {
-            let topic = match &last {
-                Some((logical, physical)) if Arc::ptr_eq(logical, &r.topic) => physical.clone(),
-                _ => {
-                    let physical = self.spec.names.physical(&r.topic);
-                    last = Some((r.topic.clone(), physical.clone()));
-                    physical
-                }
-            };
-            if result.is_ok() {
-                result = self.producer.send(
-                    &topic,
-                    None,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    r.timestamp,
-                    &r.headers,
-                    OUTPUT,
-                );
-            }
+            let topic = self.spec.names.physical(&r.topic);
+            self.producer.send(&topic, None, r.key.as_deref(), r.value.as_deref(), r.timestamp, &r.headers, OUTPUT)?;
         }
-        Ok(result?)
+        Ok(())
     }
 
     /// The commit cycle (see the module documentation).
