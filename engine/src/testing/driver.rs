@@ -149,7 +149,7 @@ impl TopologyTestDriver {
                 log.extend(store.borrow_mut().drain_changelog());
                 flushed.push((store, log.len() as i64));
             }
-            out.extend(task.drain_output());
+            task.drain_output_into(&mut out);
             for (store, offset) in flushed {
                 store.borrow_mut().commit(offset, &[])?;
             }

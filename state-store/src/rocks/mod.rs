@@ -1,6 +1,13 @@
 //! The RocksDB store: one RocksDB instance per store. The main keyspace is the default column
-//! family, each time segment its own column family (so retention drops a segment with one
-//! `drop_cf`), and the checkpoint sits in `moldau_meta`; one `WriteBatch` writes them all.
+//! family; time segments share the `moldau_segments` column family, each key prefixed by its
+//! segment id (8 bytes, order-preserving), so retention drops a segment with one range delete;
+//! the checkpoint and the list of live segments sit in `moldau_meta`. One `WriteBatch` writes
+//! them all.
+//!
+//! A column family per segment (the first layout) cost a MANIFEST and OPTIONS file write with
+//! fsync for every segment created or dropped: 5-12 ms each, on the commit path of every task
+//! whenever stream time crossed a segment boundary. A store in that layout is rebuilt from its
+//! changelog when opened.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -15,15 +22,19 @@ use crate::error::{Error, Result};
 use crate::raw::{Checkpoint, RawBatch, RawStore, Space, WriteMode};
 
 const META_CF: &str = "moldau_meta";
-const SEGMENT_PREFIX: &str = "segment.";
+const SEGMENTS_CF: &str = "moldau_segments";
+/// The column families of the first layout, one per segment.
+const OLD_SEGMENT_PREFIX: &str = "segment.";
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// Meta key prefix marking a live segment (followed by its 8-byte id).
+const SEGMENT_KEY: &[u8] = b"segment/";
 
 /// A [`RawStore`] on RocksDB.
 pub struct RocksStore {
     name: String,
     path: PathBuf,
     db: DB,
-    cf_options: Options,
+    /// Live segments, ascending.
     segments: Vec<i64>,
     checkpoint: Option<Checkpoint>,
     /// Restore writes skipped the WAL and are not durable until flushed.
@@ -55,8 +66,30 @@ fn options(budget: &MemoryBudget) -> Options {
     o
 }
 
-fn segment_cf(id: i64) -> String {
-    format!("{SEGMENT_PREFIX}{id}")
+/// Segment `id` as an 8-byte prefix whose byte order is numeric order.
+fn segment_prefix(id: i64) -> [u8; 8] {
+    ((id as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `key` stored in segment `id`.
+fn segment_key(id: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&segment_prefix(id));
+    k.extend_from_slice(key);
+    k
+}
+
+/// The meta key marking segment `id` as live.
+fn segment_marker(id: i64) -> Vec<u8> {
+    let mut k = SEGMENT_KEY.to_vec();
+    k.extend_from_slice(&segment_prefix(id));
+    k
+}
+
+/// The first key after segment `id`'s keys, or `None` for the last possible segment.
+fn segment_end(id: i64) -> Option<[u8; 8]> {
+    let next = u64::from_be_bytes(segment_prefix(id)).checked_add(1)?;
+    Some(next.to_be_bytes())
 }
 
 impl RocksStore {
@@ -82,27 +115,23 @@ impl RocksStore {
             })?;
         }
         let cf_options = options(budget);
-        let mut names = vec![rocksdb::DEFAULT_COLUMN_FAMILY_NAME.to_string(), META_CF.to_string()];
+        let names = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, META_CF, SEGMENTS_CF];
         if path.join("CURRENT").exists() {
             let existing = DB::list_cf(&cf_options, path).map_err(|e| {
                 corrupted(format!("RocksDB cannot list the column families of {}: {e}", path.display()))
             })?;
             for cf in existing {
-                if !names.contains(&cf) {
-                    names.push(cf);
+                if cf.starts_with(OLD_SEGMENT_PREFIX) {
+                    return Err(corrupted(format!(
+                        "it has the older layout with a column family per segment ('{cf}')"
+                    )));
+                }
+                if !names.contains(&cf.as_str()) {
+                    return Err(corrupted(format!("unknown column family '{cf}'")));
                 }
             }
         }
-        let mut segments = Vec::new();
-        for cf in &names[2..] {
-            let id = cf.strip_prefix(SEGMENT_PREFIX).and_then(|s| s.parse::<i64>().ok());
-            match id {
-                Some(id) => segments.push(id),
-                None => return Err(corrupted(format!("unknown column family '{cf}'"))),
-            }
-        }
-        segments.sort_unstable();
-        let cfs = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options.clone()));
+        let cfs = names.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options.clone()));
         let db = DB::open_cf_descriptors(&cf_options, path, cfs).map_err(|e| {
             if matches!(e.kind(), rocksdb::ErrorKind::Corruption | rocksdb::ErrorKind::InvalidArgument) {
                 corrupted(format!("RocksDB cannot open {}: {e}", path.display()))
@@ -114,20 +143,22 @@ impl RocksStore {
             name: name.to_string(),
             path: path.to_path_buf(),
             db,
-            cf_options,
-            segments,
+            segments: Vec::new(),
             checkpoint: None,
             unflushed_restore: false,
         };
+        store.segments = store.read_segments()?;
         let raw = store.db.get_cf(store.meta()?, CHECKPOINT_KEY).map_err(|e| store.rocks("read checkpoint", e))?;
         store.checkpoint = match raw {
             Some(bytes) => Some(
                 serde_json::from_slice(&bytes).map_err(|e| corrupted(format!("its checkpoint does not parse: {e}")))?,
             ),
             None => {
-                let mut it = store.db.raw_iterator();
-                it.seek_to_first();
-                if it.valid() || !store.segments.is_empty() {
+                let mut main = store.db.raw_iterator_cf(store.main_cf()?);
+                main.seek_to_first();
+                let mut segments = store.db.raw_iterator_cf(store.segments_cf()?);
+                segments.seek_to_first();
+                if main.valid() || segments.valid() || !store.segments.is_empty() {
                     return Err(corrupted("it holds data but no checkpoint".into()));
                 }
                 None
@@ -173,11 +204,43 @@ impl RocksStore {
         })
     }
 
-    /// The column family of `space`, or `None` for a segment that does not exist.
-    fn cf(&self, space: Space) -> Option<&ColumnFamily> {
+    fn segments_cf(&self) -> Result<&ColumnFamily> {
+        self.db.cf_handle(SEGMENTS_CF).ok_or_else(|| Error::Corrupted {
+            store: self.name.clone(),
+            reason: "it has no segments column family".into(),
+        })
+    }
+
+    fn main_cf(&self) -> Result<&ColumnFamily> {
+        self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| Error::Corrupted {
+            store: self.name.clone(),
+            reason: "it has no default column family".into(),
+        })
+    }
+
+    /// The live segments recorded in the meta column family.
+    fn read_segments(&self) -> Result<Vec<i64>> {
+        let mut it = self.db.raw_iterator_cf(self.meta()?);
+        it.seek(SEGMENT_KEY);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            let Some(id) = k.strip_prefix(SEGMENT_KEY) else { break };
+            let id: [u8; 8] = id.try_into().map_err(|_| Error::Corrupted {
+                store: self.name.clone(),
+                reason: format!("a segment marker of {} bytes", k.len()),
+            })?;
+            out.push((u64::from_be_bytes(id) ^ (1 << 63)) as i64);
+            it.next();
+        }
+        it.status().map_err(|e| self.rocks("read segments", e))?;
+        Ok(out)
+    }
+
+    /// Whether `space` exists (the main keyspace always does).
+    fn has(&self, space: Space) -> bool {
         match space {
-            Space::Main => self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME),
-            Space::Segment(id) => self.db.cf_handle(&segment_cf(id)),
+            Space::Main => true,
+            Space::Segment(id) => self.segments.binary_search(&id).is_ok(),
         }
     }
 }
@@ -188,8 +251,12 @@ impl RawStore for RocksStore {
     }
 
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let Some(cf) = self.cf(space) else { return Ok(None) };
-        self.db.get_cf(cf, key).map_err(|e| self.rocks("get", e))
+        let got = match space {
+            Space::Main => self.db.get_cf(self.main_cf()?, key),
+            Space::Segment(id) if self.has(space) => self.db.get_cf(self.segments_cf()?, segment_key(id, key)),
+            Space::Segment(_) => return Ok(None),
+        };
+        got.map_err(|e| self.rocks("get", e))
     }
 
     fn scan(
@@ -199,21 +266,38 @@ impl RawStore for RocksStore {
         to: Bound<&[u8]>,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        if crate::raw::is_empty_range(from, to) {
+        if crate::raw::is_empty_range(from, to) || !self.has(space) {
             return Ok(());
         }
-        let Some(cf) = self.cf(space) else { return Ok(()) };
+        // Segment keys carry an 8-byte prefix: bounds gain it, visited keys lose it.
+        let (cf, skip) = match space {
+            Space::Main => (self.main_cf()?, 0),
+            Space::Segment(_) => (self.segments_cf()?, 8),
+        };
+        let with_prefix = |k: &[u8]| match space {
+            Space::Main => k.to_vec(),
+            Space::Segment(id) => segment_key(id, k),
+        };
         let mut ro = ReadOptions::default();
-        if let Bound::Excluded(end) = to {
-            ro.set_iterate_upper_bound(end.to_vec());
+        match (to, space) {
+            (Bound::Excluded(end), _) => ro.set_iterate_upper_bound(with_prefix(end)),
+            // The iterator must not run on into the next segment.
+            (_, Space::Segment(id)) => {
+                if let Some(end) = segment_end(id) {
+                    ro.set_iterate_upper_bound(end.to_vec());
+                }
+            }
+            (_, Space::Main) => {}
         }
         let mut it = self.db.raw_iterator_cf_opt(cf, ro);
-        match from {
-            Bound::Included(k) | Bound::Excluded(k) => it.seek(k),
-            Bound::Unbounded => it.seek_to_first(),
+        match (from, space) {
+            (Bound::Included(k) | Bound::Excluded(k), _) => it.seek(with_prefix(k)),
+            (Bound::Unbounded, Space::Main) => it.seek_to_first(),
+            (Bound::Unbounded, Space::Segment(id)) => it.seek(segment_prefix(id)),
         }
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let k = &k[skip..];
             if let Bound::Excluded(start) = from {
                 if k == start {
                     it.next();
@@ -242,24 +326,35 @@ impl RawStore for RocksStore {
             // WAL writes must never overtake restore writes that are not yet durable.
             self.flush()?;
         }
-        for space in writes.keys() {
-            if let Space::Segment(id) = *space {
-                if let Err(at) = self.segments.binary_search(&id) {
-                    self.db.create_cf(segment_cf(id), &self.cf_options).map_err(|e| self.rocks("create segment", e))?;
-                    self.segments.insert(at, id);
-                }
-            }
-        }
         let mut batch = WriteBatch::default();
+        let mut created = Vec::new();
+        let mut key = Vec::new();
         for (space, set) in writes {
-            let cf = self.cf(*space).ok_or_else(|| Error::Corrupted {
-                store: self.name.clone(),
-                reason: format!("column family of {space:?} vanished"),
-            })?;
-            for (k, v) in set {
-                match v {
-                    Some(v) => batch.put_cf(cf, k, v),
-                    None => batch.delete_cf(cf, k),
+            match *space {
+                Space::Main => {
+                    let cf = self.main_cf()?;
+                    for (k, v) in set {
+                        match v {
+                            Some(v) => batch.put_cf(cf, k, v),
+                            None => batch.delete_cf(cf, k),
+                        }
+                    }
+                }
+                Space::Segment(id) => {
+                    if !self.has(*space) {
+                        batch.put_cf(self.meta()?, segment_marker(id), []);
+                        created.push(id);
+                    }
+                    let cf = self.segments_cf()?;
+                    for (k, v) in set {
+                        key.clear();
+                        key.extend_from_slice(&segment_prefix(id));
+                        key.extend_from_slice(k);
+                        match v {
+                            Some(v) => batch.put_cf(cf, &key, v),
+                            None => batch.delete_cf(cf, &key),
+                        }
+                    }
                 }
             }
         }
@@ -274,17 +369,31 @@ impl RawStore for RocksStore {
             self.unflushed_restore = true;
         }
         self.db.write_opt(batch, &wo).map_err(|e| self.rocks("write", e))?;
+        for id in created {
+            if let Err(at) = self.segments.binary_search(&id) {
+                self.segments.insert(at, id);
+            }
+        }
         self.checkpoint = Some(checkpoint.clone());
         Ok(())
     }
 
     fn drop_segments(&mut self, segments: &[i64]) -> Result<()> {
-        for id in segments {
-            if let Ok(at) = self.segments.binary_search(id) {
-                self.db.drop_cf(&segment_cf(*id)).map_err(|e| self.rocks("drop segment", e))?;
-                self.segments.remove(at);
-            }
+        let live: Vec<i64> = segments.iter().copied().filter(|id| self.segments.binary_search(id).is_ok()).collect();
+        if live.is_empty() {
+            return Ok(());
         }
+        let mut batch = WriteBatch::default();
+        let (cf, meta) = (self.segments_cf()?, self.meta()?);
+        for &id in &live {
+            match segment_end(id) {
+                Some(end) => batch.delete_range_cf(cf, segment_prefix(id), end),
+                None => batch.delete_range_cf(cf, &segment_prefix(id)[..], &[0xff; 9][..]),
+            }
+            batch.delete_cf(meta, segment_marker(id));
+        }
+        self.db.write(batch).map_err(|e| self.rocks("drop segments", e))?;
+        self.segments.retain(|id| !live.contains(id));
         Ok(())
     }
 
@@ -294,23 +403,16 @@ impl RawStore for RocksStore {
 
     fn approximate_count(&self) -> Result<u64> {
         let mut total = 0;
-        let spaces = std::iter::once(Space::Main).chain(self.segments.iter().map(|id| Space::Segment(*id)));
-        for space in spaces {
-            if let Some(cf) = self.cf(space) {
-                let n = self
-                    .db
-                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
-                    .map_err(|e| self.rocks("count", e))?;
-                total += n.unwrap_or(0);
-            }
+        for cf in [self.main_cf()?, self.segments_cf()?] {
+            let n =
+                self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys").map_err(|e| self.rocks("count", e))?;
+            total += n.unwrap_or(0);
         }
         Ok(total)
     }
 
     fn flush(&mut self) -> Result<()> {
-        let spaces = std::iter::once(Space::Main).chain(self.segments.iter().map(|id| Space::Segment(*id)));
-        let mut cfs: Vec<&ColumnFamily> = spaces.filter_map(|s| self.cf(s)).collect();
-        cfs.push(self.meta()?);
+        let cfs = [self.main_cf()?, self.segments_cf()?, self.meta()?];
         self.db.flush_cfs_opt(&cfs, &FlushOptions::default()).map_err(|e| self.rocks("flush", e))?;
         self.unflushed_restore = false;
         Ok(())
