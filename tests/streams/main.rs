@@ -6,4 +6,5 @@ mod crash;
 mod fencing;
 mod handlers;
 mod operators;
+mod rebalance;
 mod word_count;

@@ -45,6 +45,9 @@ pub struct StreamsMetrics {
     /// Roll-backs to the last commit (a fenced producer, an aborted transaction, a failed
     /// commit).
     pub recoveries: u64,
+    /// Tasks created (opened with their stores), counting reopenings after a rebalance or a
+    /// roll-back.
+    pub tasks_created: u64,
     /// Tasks owned, per thread.
     pub tasks: BTreeMap<usize, Vec<TaskId>>,
 }
@@ -137,6 +140,7 @@ impl KafkaStreams {
             restored: s.restored.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),
             recoveries: s.recoveries.load(Ordering::Relaxed),
+            tasks_created: s.tasks_created.load(Ordering::Relaxed),
             tasks: s.tasks.lock().clone(),
         }
     }

@@ -12,6 +12,13 @@
 //! Rebalances are handled by the loop, not in the callback: the consumer context records the
 //! event and librdkafka waits for the loop to call `assign`/`unassign`. Before giving up
 //! partitions the thread commits, so the next owner starts exactly where this one stopped.
+//!
+//! The protocol is cooperative (incremental) when every sub-topology reads one topic: a
+//! rebalance then takes away only the partitions that move, and the thread closes only their
+//! tasks while the others keep their stores, queues and position. A sub-topology reading
+//! several co-partitioned topics (a join) needs partition `n` of each on one thread, which only
+//! the `range` assignor guarantees; such topologies rebalance eagerly (every task is closed and
+//! the new assignment opened).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -23,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use moldau_state_store::{MemoryBudget, RawStore, RocksStore, StateStore};
 use parking_lot::Mutex;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -57,6 +64,7 @@ pub(crate) struct Shared {
     pub(crate) restored: AtomicU64,
     pub(crate) rebalances: AtomicU64,
     pub(crate) recoveries: AtomicU64,
+    pub(crate) tasks_created: AtomicU64,
     pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) errors: Mutex<Vec<String>>,
 }
@@ -76,9 +84,26 @@ pub(crate) struct ThreadSpec {
 /// A rebalance event, recorded by the consumer context for the loop to act on.
 #[derive(Debug)]
 enum Rebalance {
+    /// Partitions given (cooperative: added to the assignment; eager: the whole assignment).
     Assign(TopicPartitionList),
-    Revoke,
+    /// Partitions taken away (eager: the whole assignment).
+    Revoke(TopicPartitionList),
     Failed(String),
+}
+
+/// The assignor for `topology`: `cooperative-sticky` when every sub-topology reads one topic,
+/// else `range` (co-partitioned topics must be assigned together; see the module docs).
+pub(crate) fn assignment_strategy(topology: &Topology) -> &'static str {
+    let single = (0..topology.subtopology_count()).all(|s| topology.source_topics(s).len() <= 1);
+    if single {
+        "cooperative-sticky"
+    } else {
+        "range"
+    }
+}
+
+fn is_cooperative(consumer: &BaseConsumer<GroupContext>) -> bool {
+    matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative)
 }
 
 /// Records rebalance events; while closing it hands partitions back at once.
@@ -93,12 +118,17 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         if self.closing.load(Ordering::Relaxed) {
-            let _ = consumer.unassign();
+            // Take what the protocol insists on and give everything back.
+            let _ = match (err, is_cooperative(consumer)) {
+                (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => consumer.incremental_assign(tpl),
+                (_, true) => consumer.incremental_unassign(tpl),
+                (_, false) => consumer.unassign(),
+            };
             return;
         }
         let event = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl.clone()),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl.clone()),
             other => Rebalance::Failed(format!("{other:?}")),
         };
         self.events.lock().push(event);
@@ -193,7 +223,8 @@ struct StreamThread {
     routes: Routes,
     /// Output drained from a task, reused between sends.
     out: Vec<OutputRecord>,
-    assignment: Option<TopicPartitionList>,
+    /// The partitions assigned to this thread (cluster topic, partition).
+    assigned: BTreeSet<(String, i32)>,
     last_commit: Instant,
     buffered: usize,
     eos: bool,
@@ -212,13 +243,15 @@ impl StreamThread {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("isolation.level", "read_committed"),
-            ("partition.assignment.strategy", "range"),
+            ("partition.assignment.strategy", assignment_strategy(&spec.topology)),
             // librdkafka pauses a partition's fetching for this long once its local queue passes
             // `queued.min.messages` or `queued.max.messages.kbytes`; at the 1 s default a fast
             // stream thread drains the queue and then waits (4× less throughput measured).
             ("fetch.queue.backoff.ms", "10"),
         ];
-        let cc = config.rdkafka_config("consumer", &format!("{client_id}-consumer"), &settings, &[]);
+        // The runtime's correctness rests on these: a user's value is ignored.
+        let fixed = ["group.id", "enable.auto.commit", "enable.auto.offset.store", "partition.assignment.strategy"];
+        let cc = config.rdkafka_config("consumer", &format!("{client_id}-consumer"), &settings, &fixed);
         let consumer: BaseConsumer<GroupContext> =
             cc.create_with_context(GroupContext::default()).map_err(|e| Error::kafka("creating the consumer", e))?;
         let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
@@ -239,7 +272,7 @@ impl StreamThread {
             tasks: BTreeMap::new(),
             routes: Routes::default(),
             out: Vec::new(),
-            assignment: None,
+            assigned: BTreeSet::new(),
             last_commit: clock.now(),
             buffered: 0,
             eos,
@@ -479,37 +512,83 @@ impl StreamThread {
         let events = std::mem::take(&mut *self.consumer.context().events.lock());
         for event in events {
             self.spec.shared.rebalances.fetch_add(1, Ordering::Relaxed);
+            let cooperative = is_cooperative(&self.consumer);
             match event {
-                Rebalance::Revoke => {
-                    tracing::info!(thread = self.spec.index, tasks = self.tasks.len(), "partitions revoked");
-                    let committed = self.commit();
-                    if let Err(Failure::Stop(e)) = committed {
-                        return Err(Failure::Stop(e));
-                    }
-                    if let Err(Failure::Recover { reason, .. }) = committed {
-                        tracing::warn!(%reason, "commit before handing partitions over failed; rolled back");
-                        self.abort_all();
-                    }
-                    self.close_tasks();
-                    self.assignment = None;
-                    self.consumer.unassign().map_err(|e| Error::kafka("unassigning", e))?;
-                }
+                Rebalance::Revoke(tpl) => self.revoke(&tpl, cooperative)?,
                 Rebalance::Assign(tpl) => {
                     self.open_tasks(&tpl)?;
-                    self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
-                    self.assignment = Some(tpl);
-                    self.last_commit = self.clock.now();
+                    if cooperative {
+                        self.consumer.incremental_assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
+                    } else {
+                        self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
+                        self.assigned.clear();
+                    }
+                    self.assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+                    if !cooperative {
+                        self.last_commit = self.clock.now();
+                    }
                 }
                 Rebalance::Failed(reason) => {
                     tracing::warn!(%reason, "rebalance failed");
                     self.abort_all();
                     self.close_tasks();
-                    self.assignment = None;
-                    let _ = self.consumer.unassign();
+                    let all = self.assigned_list()?;
+                    self.assigned.clear();
+                    let _ =
+                        if cooperative { self.consumer.incremental_unassign(&all) } else { self.consumer.unassign() };
                 }
             }
         }
         Ok(())
+    }
+
+    /// Gives up `tpl`'s partitions: commits first (unless they were lost, and then nothing of
+    /// theirs can be committed), closes their tasks, and hands them back. Under the cooperative
+    /// protocol the other tasks stay open; if the commit failed they roll back to the last
+    /// commit.
+    fn revoke(&mut self, tpl: &TopicPartitionList, cooperative: bool) -> CycleResult {
+        let lost = self.consumer.assignment_lost();
+        tracing::info!(thread = self.spec.index, partitions = tpl.count(), cooperative, lost, "partitions revoked");
+        let committed = if lost {
+            Err(Failure::Recover { reason: "the assignment was lost".into(), new_producer: false })
+        } else {
+            self.commit()
+        };
+        let rolled_back = match committed {
+            Ok(()) => None,
+            Err(Failure::Stop(e)) => return Err(Failure::Stop(e)),
+            Err(Failure::Recover { reason, new_producer }) => {
+                tracing::warn!(%reason, "commit before handing partitions over failed; rolled back");
+                self.abort_all();
+                Some((reason, new_producer))
+            }
+        };
+        if !cooperative {
+            self.close_tasks();
+            self.assigned.clear();
+            self.consumer.unassign().map_err(|e| Error::kafka("unassigning", e))?;
+            return Ok(());
+        }
+        self.close_tasks_of(tpl);
+        for e in tpl.elements() {
+            self.assigned.remove(&(e.topic().to_string(), e.partition()));
+        }
+        self.consumer.incremental_unassign(tpl).map_err(|e| Error::kafka("unassigning", e))?;
+        if let Some((reason, new_producer)) = rolled_back {
+            // The remaining tasks' consumed records were rolled back: rewind them.
+            self.recover(&reason, new_producer)?;
+        }
+        Ok(())
+    }
+
+    /// The assignment as a list.
+    fn assigned_list(&self) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &self.assigned {
+            tpl.add_partition_offset(topic, *partition, Offset::Invalid)
+                .map_err(|e| Error::kafka("listing the assignment", e))?;
+        }
+        Ok(tpl)
     }
 
     /// Creates the tasks of `tpl`'s partitions and restores their stores.
@@ -524,6 +603,10 @@ impl StreamThread {
         let wall = self.clock.wall_ms();
         let mut work = Vec::new();
         for (id, parts) in by_task {
+            if self.tasks.contains_key(&id) {
+                tracing::warn!(task = %id, "a task was assigned twice; keeping the open one");
+                continue;
+            }
             let dir = self.state_dir.join(id.to_string());
             let budget = self.spec.budget.clone();
             let task = StreamTask::new(
@@ -556,6 +639,7 @@ impl StreamThread {
                 });
             }
             self.tasks.insert(id, TaskEntry { task, queues, idle_since: None });
+            self.spec.shared.tasks_created.fetch_add(1, Ordering::Relaxed);
         }
         let restored = self.restorer.restore(work, &self.spec.shared.shutdown)?;
         self.spec.shared.restored.fetch_add(restored, Ordering::Relaxed);
@@ -576,6 +660,29 @@ impl StreamThread {
                 q.consumed = q.committed;
             }
         }
+    }
+
+    /// Closes the tasks reading any of `tpl`'s partitions.
+    fn close_tasks_of(&mut self, tpl: &TopicPartitionList) {
+        let elements = tpl.elements();
+        let gone: BTreeSet<(&str, i32)> = elements.iter().map(|e| (e.topic(), e.partition())).collect();
+        let ids: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, e)| e.queues.iter().any(|q| gone.contains(&(&*q.physical, q.partition))))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let mut entry = self.tasks.remove(&id).expect("listed");
+            entry.task.close();
+            for q in &entry.queues {
+                self.buffered -= q.records.len();
+                self.routes.remove(&q.physical, q.partition);
+            }
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        tracing::info!(thread = self.spec.index, tasks = ?ids, "tasks kept");
+        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
     }
 
     fn close_tasks(&mut self) {
@@ -599,7 +706,10 @@ impl StreamThread {
         if new_producer {
             self.producer = make_producer(&self.spec, self.eos)?;
         }
-        let Some(tpl) = self.assignment.clone() else { return Ok(()) };
+        if self.assigned.is_empty() {
+            return Ok(());
+        }
+        let tpl = self.assigned_list()?;
         self.open_tasks(&tpl)?;
         let committed = self
             .consumer
@@ -625,7 +735,12 @@ impl StreamThread {
         }
         self.close_tasks();
         self.consumer.context().closing.store(true, Ordering::Relaxed);
-        let _ = self.consumer.unassign();
+        // Cooperative: unsubscribing revokes the assignment through the rebalance callback,
+        // which must find it still there (an incremental unassign of nothing fails and leaves
+        // librdkafka waiting for one that succeeds).
+        if !is_cooperative(&self.consumer) {
+            let _ = self.consumer.unassign();
+        }
         self.consumer.unsubscribe();
         // Serve the leave and any last rebalance event.
         for _ in 0..10 {
@@ -663,6 +778,13 @@ struct Routes {
 impl Routes {
     fn insert(&mut self, topic: &str, partition: i32, to: (TaskId, usize)) {
         self.by_name.entry(topic.into()).or_default().insert(partition, to);
+        self.by_handle.clear();
+    }
+
+    fn remove(&mut self, topic: &str, partition: i32) {
+        if let Some(p) = self.by_name.get_mut(topic) {
+            p.remove(&partition);
+        }
         self.by_handle.clear();
     }
 
@@ -708,4 +830,27 @@ fn route(
         headers,
     });
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use moldau_state_store::StringSerde;
+
+    use super::*;
+    use crate::processor::{nullable, required};
+
+    /// A topology whose one source reads `topics`.
+    fn reading(topics: &[&str]) -> Topology {
+        let mut t = Topology::new();
+        t.add_source::<Option<String>, String>("in", topics, nullable(StringSerde), required(StringSerde)).unwrap();
+        t.add_sink::<Option<String>, String>("out", "out", nullable(StringSerde), required(StringSerde), &["in"])
+            .unwrap();
+        t
+    }
+
+    #[test]
+    fn should_rebalance_cooperatively_only_when_every_subtopology_reads_one_topic() {
+        assert_eq!(assignment_strategy(&reading(&["a"])), "cooperative-sticky");
+        assert_eq!(assignment_strategy(&reading(&["a", "b"])), "range", "co-partitioned topics stay together");
+    }
 }

@@ -1,0 +1,92 @@
+//! Cooperative rebalancing: the word count's sub-topologies read one topic each, so its
+//! instances rebalance incrementally. When a second instance joins, the first hands over only
+//! the tasks that move and keeps the others open (no task of its is closed and reopened); when
+//! the second leaves, the first takes its tasks back and opens only those. Throughout, the
+//! counts stay exactly-once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState, TaskId};
+use moldau_tests::streams_util::{produce_strings, streams_config};
+use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
+
+use crate::apps::{count_updates, word_count};
+
+const PARTITIONS: usize = 4;
+/// Tasks of the word count: two sub-topologies × the partitions.
+const TASKS: usize = 2 * PARTITIONS;
+
+fn tasks(app: &KafkaStreams) -> BTreeSet<TaskId> {
+    app.metrics().tasks.values().flatten().copied().collect()
+}
+
+/// Waits until `done` holds, failing after a minute with `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn should_move_only_the_tasks_that_change_owner_when_instances_join_and_leave() {
+    init_logging();
+    let cluster = must_start_cluster(1);
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(must_create_topic(&bootstrap, "text", PARTITIONS as i32, 1));
+    rt.block_on(must_create_topic(&bootstrap, "counts", PARTITIONS as i32, 1));
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = |dir: &std::path::Path| streams_config("coop", &bootstrap, dir, ProcessingGuarantee::ExactlyOnceV2);
+
+    produce_strings(&bootstrap, "text", &[("a", "the cat sat", 1_000), ("b", "the dog sat", 1_001)]);
+    let mut a = KafkaStreams::new(word_count(), config(dir_a.path())).unwrap();
+    a.start().unwrap();
+    assert_eq!(count_updates(&bootstrap, 6).values().map(Vec::len).sum::<usize>(), 6);
+    let before = tasks(&a);
+    assert_eq!(before.len(), TASKS, "{:?}", a.metrics());
+    assert_eq!(a.metrics().tasks_created, TASKS as u64);
+
+    // B joins: A gives up some tasks and keeps the rest open.
+    let mut b = KafkaStreams::new(word_count(), config(dir_b.path())).unwrap();
+    b.start().unwrap();
+    wait_until("both instances own tasks", || {
+        let (ta, tb) = (tasks(&a), tasks(&b));
+        !ta.is_empty() && !tb.is_empty() && ta.len() + tb.len() == TASKS
+    });
+    let (kept, moved) = (tasks(&a), tasks(&b));
+    assert!(kept.is_subset(&before), "A only lost tasks: {kept:?}");
+    assert!(kept.is_disjoint(&moved), "no task on both: {kept:?} {moved:?}");
+    let m = a.metrics();
+    assert_eq!(m.tasks_created, TASKS as u64, "A closed and reopened none of the tasks it kept: {m:?}");
+
+    produce_strings(&bootstrap, "text", &[("c", "the cat ran", 2_000), ("d", "dog and cat", 2_001)]);
+    assert_eq!(count_updates(&bootstrap, 12).values().map(Vec::len).sum::<usize>(), 12);
+
+    // B leaves: A takes B's tasks back and opens only those.
+    b.close().unwrap();
+    wait_until("A owns every task again", || tasks(&a).len() == TASKS);
+    let m = a.metrics();
+    assert_eq!(m.tasks_created, (TASKS + moved.len()) as u64, "A opened only the returned tasks: {m:?}");
+
+    produce_strings(&bootstrap, "text", &[("e", "the end", 3_000), ("f", "cat", 3_001)]);
+    let got = count_updates(&bootstrap, 15);
+    assert_eq!(a.state(), StreamsState::Running, "{:?}", a.errors());
+    a.close().unwrap();
+    let expected: BTreeMap<String, Vec<u64>> = [
+        ("and", vec![1]),
+        ("cat", vec![1, 2, 3, 4]),
+        ("dog", vec![1, 2]),
+        ("end", vec![1]),
+        ("ran", vec![1]),
+        ("sat", vec![1, 2]),
+        ("the", vec![1, 2, 3, 4]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(got, expected, "exactly-once through both rebalances");
+    cluster.shutdown();
+}
