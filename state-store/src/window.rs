@@ -107,10 +107,16 @@ impl<K, V> WindowStore<K, V> {
         self.core.expired_drops()
     }
 
-    fn stored_key(&mut self, key: &K, start: i64) -> Result<Vec<u8>> {
+    /// `key ‖ start`: the stored key without the duplicate sequence.
+    fn window_key(&self, key: &K, start: i64) -> Result<Vec<u8>> {
         let mut k = Vec::with_capacity(32);
         self.codec.key_into(self.core.name(), key, &mut k)?;
         k.extend_from_slice(&encode_time(start));
+        Ok(k)
+    }
+
+    fn stored_key(&mut self, key: &K, start: i64) -> Result<Vec<u8>> {
+        let mut k = self.window_key(key, start)?;
         if self.spec.retain_duplicates {
             self.seq = self.seq.wrapping_add(1);
             k.extend_from_slice(&self.seq.to_be_bytes());
@@ -146,9 +152,7 @@ impl<K, V> WindowStore<K, V> {
             return Ok(None);
         }
         let name = self.core.name();
-        let mut k = Vec::with_capacity(32);
-        self.codec.key_into(name, key, &mut k)?;
-        k.extend_from_slice(&encode_time(window_start));
+        let k = self.window_key(key, window_start)?;
         let space = Space::Segment(window_start.div_euclid(self.spec.segment_interval));
         self.core.get(space, &k)?.map(|v| self.codec.decode_value(name, &k, &v)).transpose()
     }

@@ -4,9 +4,11 @@
 
 mod clock;
 mod config;
+mod group;
 mod producer;
 mod queue;
 mod restore;
+mod routes;
 mod streams;
 mod thread;
 mod topics;

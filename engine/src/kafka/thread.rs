@@ -21,7 +21,7 @@
 //! the new assignment opened).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,17 +30,17 @@ use std::time::{Duration, Instant};
 
 use moldau_state_store::{MemoryBudget, RawStore, RocksStore, StateStore};
 use parking_lot::Mutex;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use rustc_hash::FxHashMap;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
+use super::group::{assignment_strategy, is_cooperative, GroupContext, Rebalance};
 use super::producer::{OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
 use super::queue::pick;
 use super::restore::{RestoreWork, Restorer};
+use super::routes::Routes;
 use super::topics::TopicNames;
 use crate::error::{Error, Result};
 use crate::processor::{Headers, TaskId};
@@ -79,60 +79,6 @@ pub(crate) struct ThreadSpec {
     pub(crate) budget: MemoryBudget,
     pub(crate) process_id: String,
     pub(crate) shared: Arc<Shared>,
-}
-
-/// A rebalance event, recorded by the consumer context for the loop to act on.
-#[derive(Debug)]
-enum Rebalance {
-    /// Partitions given (cooperative: added to the assignment; eager: the whole assignment).
-    Assign(TopicPartitionList),
-    /// Partitions taken away (eager: the whole assignment).
-    Revoke(TopicPartitionList),
-    Failed(String),
-}
-
-/// The assignor for `topology`: `cooperative-sticky` when every sub-topology reads one topic,
-/// else `range` (co-partitioned topics must be assigned together; see the module docs).
-pub(crate) fn assignment_strategy(topology: &Topology) -> &'static str {
-    let single = (0..topology.subtopology_count()).all(|s| topology.source_topics(s).len() <= 1);
-    if single {
-        "cooperative-sticky"
-    } else {
-        "range"
-    }
-}
-
-fn is_cooperative(consumer: &BaseConsumer<GroupContext>) -> bool {
-    matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative)
-}
-
-/// Records rebalance events; while closing it hands partitions back at once.
-#[derive(Debug, Default)]
-struct GroupContext {
-    events: Mutex<Vec<Rebalance>>,
-    closing: AtomicBool,
-}
-
-impl ClientContext for GroupContext {}
-
-impl ConsumerContext for GroupContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        if self.closing.load(Ordering::Relaxed) {
-            // Take what the protocol insists on and give everything back.
-            let _ = match (err, is_cooperative(consumer)) {
-                (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => consumer.incremental_assign(tpl),
-                (_, true) => consumer.incremental_unassign(tpl),
-                (_, false) => consumer.unassign(),
-            };
-            return;
-        }
-        let event = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl.clone()),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl.clone()),
-            other => Rebalance::Failed(format!("{other:?}")),
-        };
-        self.events.lock().push(event);
-    }
 }
 
 /// One input partition of a task.
@@ -522,11 +468,9 @@ impl StreamThread {
                     } else {
                         self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
                         self.assigned.clear();
-                    }
-                    self.assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
-                    if !cooperative {
                         self.last_commit = self.clock.now();
                     }
+                    self.assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
                 }
                 Rebalance::Failed(reason) => {
                     tracing::warn!(%reason, "rebalance failed");
@@ -764,46 +708,6 @@ fn make_producer(spec: &ThreadSpec, eos: bool) -> Result<OutputProducer> {
 }
 
 /// Queues message `m` in its task; false if no task owns its partition any more.
-/// Where each consumed partition's records go: by topic name, and by librdkafka's topic handle
-/// once seen (a message's topic name costs a UTF-8 check and a string hash; its handle does
-/// not). Cleared whenever the assignment changes.
-#[derive(Default)]
-struct Routes {
-    /// Cluster topic → partition → (task, queue index).
-    by_name: HashMap<Box<str>, HashMap<i32, (TaskId, usize)>>,
-    /// (topic handle address, partition) → (task, queue index), or `None`: not ours.
-    by_handle: FxHashMap<(usize, i32), Option<(TaskId, usize)>>,
-}
-
-impl Routes {
-    fn insert(&mut self, topic: &str, partition: i32, to: (TaskId, usize)) {
-        self.by_name.entry(topic.into()).or_default().insert(partition, to);
-        self.by_handle.clear();
-    }
-
-    fn remove(&mut self, topic: &str, partition: i32) {
-        if let Some(p) = self.by_name.get_mut(topic) {
-            p.remove(&partition);
-        }
-        self.by_handle.clear();
-    }
-
-    fn clear(&mut self) {
-        self.by_name.clear();
-        self.by_handle.clear();
-    }
-
-    fn get(&mut self, m: &BorrowedMessage<'_>) -> Option<(TaskId, usize)> {
-        let key = (m.topic_ptr() as usize, m.partition());
-        if let Some(to) = self.by_handle.get(&key) {
-            return *to;
-        }
-        let to = self.by_name.get(m.topic()).and_then(|p| p.get(&m.partition())).copied();
-        self.by_handle.insert(key, to);
-        to
-    }
-}
-
 fn route(
     tasks: &mut BTreeMap<TaskId, TaskEntry>,
     routes: &mut Routes,
@@ -830,27 +734,4 @@ fn route(
         headers,
     });
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use moldau_state_store::StringSerde;
-
-    use super::*;
-    use crate::processor::{nullable, required};
-
-    /// A topology whose one source reads `topics`.
-    fn reading(topics: &[&str]) -> Topology {
-        let mut t = Topology::new();
-        t.add_source::<Option<String>, String>("in", topics, nullable(StringSerde), required(StringSerde)).unwrap();
-        t.add_sink::<Option<String>, String>("out", "out", nullable(StringSerde), required(StringSerde), &["in"])
-            .unwrap();
-        t
-    }
-
-    #[test]
-    fn should_rebalance_cooperatively_only_when_every_subtopology_reads_one_topic() {
-        assert_eq!(assignment_strategy(&reading(&["a"])), "cooperative-sticky");
-        assert_eq!(assignment_strategy(&reading(&["a", "b"])), "range", "co-partitioned topics stay together");
-    }
 }

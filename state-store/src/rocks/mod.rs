@@ -18,6 +18,7 @@ use rocksdb::{
 };
 
 use crate::budget::MemoryBudget;
+use crate::core::{decode_time, encode_time};
 use crate::error::{Error, Result};
 use crate::raw::{Checkpoint, RawBatch, RawStore, Space, WriteMode};
 
@@ -68,14 +69,20 @@ fn options(budget: &MemoryBudget) -> Options {
 
 /// Segment `id` as an 8-byte prefix whose byte order is numeric order.
 fn segment_prefix(id: i64) -> [u8; 8] {
-    ((id as u64) ^ (1 << 63)).to_be_bytes()
+    encode_time(id)
+}
+
+/// Writes `key` as stored in segment `id` to `out` (cleared first).
+fn segment_key_into(id: i64, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&segment_prefix(id));
+    out.extend_from_slice(key);
 }
 
 /// `key` stored in segment `id`.
 fn segment_key(id: i64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&segment_prefix(id));
-    k.extend_from_slice(key);
+    segment_key_into(id, key, &mut k);
     k
 }
 
@@ -229,7 +236,7 @@ impl RocksStore {
                 store: self.name.clone(),
                 reason: format!("a segment marker of {} bytes", k.len()),
             })?;
-            out.push((u64::from_be_bytes(id) ^ (1 << 63)) as i64);
+            out.push(decode_time(id));
             it.next();
         }
         it.status().map_err(|e| self.rocks("read segments", e))?;
@@ -347,9 +354,7 @@ impl RawStore for RocksStore {
                     }
                     let cf = self.segments_cf()?;
                     for (k, v) in set {
-                        key.clear();
-                        key.extend_from_slice(&segment_prefix(id));
-                        key.extend_from_slice(k);
+                        segment_key_into(id, k, &mut key);
                         match v {
                             Some(v) => batch.put_cf(cf, &key, v),
                             None => batch.delete_cf(cf, &key),
