@@ -7,7 +7,9 @@
 //! changelogs and commits.
 //!
 //! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`. Environment:
-//! `BENCH_THREADS` (stream threads, default 1); `BENCH_ONLY=stateless|windowed` runs one
+//! `BENCH_THREADS` (stream threads, default 1); `BENCH_ROUNDS` (default 3: each cell runs that
+//! many times, the two guarantees alternating, and the median is reported, as one run on a
+//! shared 2-core machine varies by ±15%); `BENCH_ONLY=stateless|windowed` runs one
 //! application; `BENCH_GUARANTEE=alos|eos` one guarantee (for profiling).
 
 #![allow(clippy::disallowed_methods)]
@@ -89,6 +91,21 @@ fn measure(
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
+/// The median of `xs` (NaN when any is NaN, i.e. the cell was not run).
+fn median(xs: &[f64]) -> f64 {
+    if xs.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     ex::init_logging();
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
@@ -107,32 +124,47 @@ fn main() -> anyhow::Result<()> {
     }
     ex::flush(&producer)?;
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "1".into());
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     println!(
-        "{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; {threads} stream thread(s); release build"
+        "{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; {threads} stream thread(s); \
+         median of {rounds} round(s), the guarantees alternating; release build"
     );
-    println!("{:<18} {:>16} {:>16} {:>10}", "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS");
     let only = std::env::var("BENCH_ONLY").ok();
     let guarantee = std::env::var("BENCH_GUARANTEE").ok();
-    let mut i = 0;
-    for (name, build) in
-        [("stateless", stateless as fn(&str, &str) -> anyhow::Result<Topology>), ("windowed count", windowed)]
-    {
-        let mut rates = [f64::NAN; 2];
-        for (rate, (short, g)) in rates
-            .iter_mut()
-            .zip([("alos", ProcessingGuarantee::AtLeastOnce), ("eos", ProcessingGuarantee::ExactlyOnceV2)])
-        {
-            let (app, out) = (format!("bench-{i}"), &outputs[i]);
-            i += 1;
-            if only.as_deref().is_some_and(|o| !name.starts_with(o)) || guarantee.as_deref().is_some_and(|o| o != short)
-            {
-                continue;
+    let apps = [("stateless", stateless as fn(&str, &str) -> anyhow::Result<Topology>), ("windowed count", windowed)];
+    let guarantees = [("alos", ProcessingGuarantee::AtLeastOnce), ("eos", ProcessingGuarantee::ExactlyOnceV2)];
+    let mut lines = Vec::new();
+    for (a, (name, build)) in apps.iter().enumerate() {
+        if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
+            continue;
+        }
+        // (at-least-once, exactly-once) rates per round
+        let mut rates: Vec<[f64; 2]> = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let mut pair = [f64::NAN; 2];
+            for ((short, pg), (rate, out)) in guarantees.iter().zip(pair.iter_mut().zip(&outputs[a * 2..])) {
+                if guarantee.as_deref().is_some_and(|o| o != *short) {
+                    continue;
+                }
+                let app = format!("bench-{a}-{short}-{round}");
+                *rate = measure(&bootstrap, &app, build("bench-input", out)?, *pg, n)?;
             }
-            *rate = measure(&bootstrap, &app, build("bench-input", out)?, g, n)?;
+            println!(
+                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}",
+                round + 1,
+                pair[0],
+                pair[1],
+                pair[1] / pair[0]
+            );
+            rates.push(pair);
         }
-        if rates.iter().any(|r| !r.is_nan()) {
-            println!("{name:<18} {:>16.0} {:>16.0} {:>10.3}", rates[0], rates[1], rates[1] / rates[0]);
-        }
+        let column = |g: usize| rates.iter().map(|r| r[g]).collect::<Vec<f64>>();
+        let (alos, eos) = (median(&column(0)), median(&column(1)));
+        lines.push(format!("{name:<18} {alos:>16.0} {eos:>16.0} {:>10.3}", eos / alos));
+    }
+    println!("{:<18} {:>16} {:>16} {:>10}", "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS");
+    for l in lines {
+        println!("{l}");
     }
     cluster.shutdown();
     Ok(())

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::cache::RecordCache;
 use crate::changelog::ChangelogRecord;
@@ -61,12 +62,23 @@ pub(crate) struct RawChange {
 /// A scan callback: takes key and value bytes, returns whether to go on.
 pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
+/// The most writes of one commit kept for reads after it (see `Core::recent`): beyond this a
+/// commit's writes are dropped once written, so a long at-least-once interval over many keys
+/// does not hold its whole write set twice.
+const RECENT_MAX_ENTRIES: usize = 100_000;
+
 /// The transactional core of a store.
 pub(crate) struct Core {
     raw: Box<dyn RawStore>,
     options: StoreOptions,
     cache: Option<RecordCache>,
     overlay: BTreeMap<Space, WriteSet>,
+    /// The writes of the last commit, kept for reads: they are in the raw store too (or on
+    /// their way there: the RocksDB store applies a commit in the background), but a stream
+    /// that touches the same keys commit after commit (an aggregation at a short commit
+    /// interval) finds them here instead of paying a RocksDB lookup for each key after every
+    /// commit. Replaced at each commit; scans need not merge it.
+    recent: Arc<RawBatch>,
     changelog: Vec<ChangelogRecord>,
     changes: Vec<RawChange>,
     checkpoint: Checkpoint,
@@ -94,6 +106,7 @@ impl Core {
             options,
             cache,
             overlay: BTreeMap::new(),
+            recent: Arc::default(),
             changelog: Vec::new(),
             changes: Vec::new(),
             checkpoint,
@@ -197,8 +210,10 @@ impl Core {
 
     /// The value of `key` below the cache (overlay, then committed state).
     fn get_flushed(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.overlay.get(&space).and_then(|o| o.get(key)) {
-            return Ok(v.clone());
+        for layer in [&self.overlay, &*self.recent] {
+            if let Some(v) = layer.get(&space).and_then(|o| o.get(key)) {
+                return Ok(v.clone());
+            }
         }
         self.raw.get(space, key)
     }
@@ -342,12 +357,25 @@ impl Core {
         let expired = self.expired_segments();
         let mut batch = std::mem::take(&mut self.overlay);
         batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
-        if let Err(e) = self.raw.write(&batch, &cp, WriteMode::Commit) {
-            self.overlay = batch;
+        let kept: usize = batch.values().map(BTreeMap::len).sum();
+        if kept > RECENT_MAX_ENTRIES {
+            // Too large to keep for reads: applied in line and dropped.
+            if let Err(e) = self.raw.write(&batch, &cp, WriteMode::Commit) {
+                self.overlay = batch;
+                return Err(e);
+            }
+            self.recent = Arc::default();
+            self.checkpoint = cp;
+            return self.raw.drop_segments(&expired);
+        }
+        let batch = Arc::new(batch);
+        if let Err(e) = self.raw.write_shared(batch.clone(), &cp, &expired) {
+            self.overlay = Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
             return Err(e);
         }
+        self.recent = batch;
         self.checkpoint = cp;
-        self.raw.drop_segments(&expired)
+        Ok(())
     }
 
     /// Committed segments whose newest time is older than retention keeps.
@@ -390,6 +418,7 @@ impl Core {
                 reason: "restore while the store has uncommitted writes".into(),
             });
         }
+        self.recent = Arc::default();
         let mut batch = RawBatch::new();
         let mut main = WriteSet::new();
         for r in records {

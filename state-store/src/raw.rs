@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::error::Result;
 
@@ -76,6 +77,14 @@ pub trait RawStore: Send {
     fn segments(&self) -> Vec<i64>;
     /// Applies `writes` (creating the segments they name) and `checkpoint` atomically.
     fn write(&mut self, writes: &RawBatch, checkpoint: &Checkpoint, mode: WriteMode) -> Result<()>;
+    /// A commit: applies `writes` and `checkpoint` and drops the `expired` segments, atomically,
+    /// possibly in the background. Reads see the writes at once; a failure may surface at the
+    /// next call instead (as [`Error::Corrupted`](crate::Error::Corrupted): the store is then
+    /// behind its changelog). The default applies it in line.
+    fn write_shared(&mut self, writes: Arc<RawBatch>, checkpoint: &Checkpoint, expired: &[i64]) -> Result<()> {
+        self.write(&writes, checkpoint, WriteMode::Commit)?;
+        self.drop_segments(expired)
+    }
     /// Drops whole segments (retention). Not atomic with [`write`](Self::write): a segment that
     /// survives a crash here is dropped again by the next retention pass.
     fn drop_segments(&mut self, segments: &[i64]) -> Result<()>;

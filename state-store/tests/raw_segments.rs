@@ -1,10 +1,13 @@
 //! Time segments at the raw-store level, on every backend: a segment's keys never show through
 //! another segment's reads (the same key lives in neighbouring segments), dropping a segment
-//! removes it whole, and the live segments survive a reopen.
+//! removes it whole, and the live segments survive a reopen. A commit through `write_shared`
+//! (applied in the background by RocksDB) is readable at once and durable once the store is
+//! closed.
 
 mod common;
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use common::Backend;
 use moldau_state_store::{Checkpoint, RawBatch, RawStore, Space, WriteMode, WriteSet};
@@ -80,6 +83,49 @@ fn should_keep_segments_apart_drop_them_whole_and_remember_them() {
             let mut again = store;
             write(&mut *again, &[(c, b"n", Some(b"new"))]);
             assert_eq!(scan(&*again, c, Bound::Unbounded, Bound::Unbounded), vec![kv(b"n", b"new")], "recreated empty");
+        }
+    }
+}
+
+#[test]
+fn should_read_a_background_commit_at_once_and_find_it_after_a_reopen() {
+    for b in Backend::all() {
+        let mut store = b.open("shared");
+        write(&mut *store, &[(Space::Segment(0), b"old", Some(b"0")), (Space::Segment(1), b"k", Some(b"1"))]);
+        // Large enough that RocksDB is still applying it when the reads below run.
+        let mut batch = RawBatch::new();
+        for i in 0..200_000u32 {
+            batch
+                .entry(Space::Segment(2))
+                .or_default()
+                .insert(i.to_be_bytes().to_vec(), Some(i.to_le_bytes().to_vec()));
+        }
+        batch.entry(Space::Segment(1)).or_default().insert(b"k".to_vec(), None);
+        let cp = Checkpoint { changelog_offset: 42, ..Checkpoint::default() };
+        store.write_shared(Arc::new(batch), &cp, &[0]).unwrap();
+        let last = 199_999u32;
+        assert_eq!(
+            store.get(Space::Segment(2), &last.to_be_bytes()).unwrap(),
+            Some(last.to_le_bytes().to_vec()),
+            "{}: a key of the commit reads at once",
+            b.kind
+        );
+        assert_eq!(store.get(Space::Segment(1), b"k").unwrap(), None, "{}: so does a delete", b.kind);
+        assert_eq!(store.get(Space::Segment(0), b"old").unwrap(), None, "{}: the expired segment is gone", b.kind);
+        assert_eq!(store.segments(), vec![1, 2], "{}", b.kind);
+        assert_eq!(store.checkpoint().map(|c| c.changelog_offset), Some(42), "{}", b.kind);
+        let n = scan(&*store, Space::Segment(2), Bound::Unbounded, Bound::Unbounded).len();
+        assert_eq!(n, 200_000, "{}: a scan sees the whole commit", b.kind);
+
+        if b.kind == "rocksdb" {
+            // Closing waits for the writer: the next open finds the store unlocked and complete.
+            drop(store);
+            let store = b.open("shared");
+            assert_eq!(store.checkpoint().map(|c| c.changelog_offset), Some(42));
+            assert_eq!(store.segments(), vec![1, 2]);
+            assert_eq!(store.get(Space::Segment(2), &last.to_be_bytes()).unwrap(), Some(last.to_le_bytes().to_vec()));
+            assert_eq!(store.get(Space::Segment(1), b"k").unwrap(), None);
+            assert_eq!(store.get(Space::Segment(0), b"old").unwrap(), None);
         }
     }
 }

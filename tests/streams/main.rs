@@ -2,6 +2,7 @@
 //! test with its own cluster.
 
 mod apps;
+mod changelog;
 mod crash;
 mod fencing;
 mod handlers;

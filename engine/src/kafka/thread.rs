@@ -20,15 +20,13 @@
 //! the `range` assignor guarantees; such topologies rebalance eagerly (every task is closed and
 //! the new assignment opened).
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moldau_state_store::{MemoryBudget, RawStore, RocksStore, StateStore};
+use moldau_state_store::{MemoryBudget, RawStore, RocksStore};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -173,6 +171,8 @@ struct StreamThread {
     assigned: BTreeSet<(String, i32)>,
     last_commit: Instant,
     buffered: usize,
+    /// Whether changelog records went out since the last commit.
+    changelog_sent: bool,
     eos: bool,
     state_dir: PathBuf,
     logged: BTreeSet<String>,
@@ -221,6 +221,7 @@ impl StreamThread {
             assigned: BTreeSet::new(),
             last_commit: clock.now(),
             buffered: 0,
+            changelog_sent: false,
             eos,
             logged,
         })
@@ -304,11 +305,13 @@ impl StreamThread {
                     self.on_record_error(e, &record)?;
                 }
                 if n.is_multiple_of(1_000) {
+                    self.send_changelogs(id)?;
                     self.send_output(id)?;
                 }
             }
             let entry = self.tasks.get_mut(&id).expect("task exists");
             entry.task.advance_wall_clock(wall)?;
+            self.send_changelogs(id)?;
             self.send_output(id)?;
             self.spec.shared.processed.fetch_add(n, Ordering::Relaxed);
         }
@@ -348,6 +351,36 @@ impl StreamThread {
         Ok(())
     }
 
+    /// Sends the changelog records task `id`'s stores logged since the last call (to the
+    /// task's partition). Sent as they come rather than at
+    /// commit, so at-least-once does not hold a commit interval's changelog in memory and
+    /// exactly-once does not end each transaction with a burst to wait for.
+    fn send_changelogs(&mut self, id: TaskId) -> CycleResult {
+        let stores: Vec<_> =
+            self.tasks[&id].task.stores().map(|(n, s)| (self.logged.contains(n), n.to_string(), s)).collect();
+        for (logged, name, store) in stores {
+            let records = store.borrow_mut().drain_changelog();
+            if !logged || records.is_empty() {
+                continue;
+            }
+            let topic = self.spec.names.changelog(&name);
+            let h = Headers::new();
+            for r in &records {
+                self.producer.send(
+                    &topic,
+                    Some(id.partition),
+                    Some(&r.key),
+                    r.value.as_deref(),
+                    r.timestamp,
+                    &h,
+                    CHANGELOG,
+                )?;
+            }
+            self.changelog_sent = true;
+        }
+        Ok(())
+    }
+
     /// Sends what task `id`'s sinks produced.
     fn send_output(&mut self, id: TaskId) -> CycleResult {
         let entry = self.tasks.get_mut(&id).expect("task exists");
@@ -365,31 +398,11 @@ impl StreamThread {
     fn commit(&mut self) -> CycleResult {
         self.last_commit = self.clock.now();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        let mut changelogs = false;
         for id in &ids {
-            let stores: Vec<(String, Rc<RefCell<dyn StateStore>>)> =
-                self.tasks[id].task.stores().map(|(n, s)| (n.to_string(), s)).collect();
-            for (name, store) in stores {
+            for (_, store) in self.tasks[id].task.stores() {
                 store.borrow_mut().flush_cache()?;
-                let records = store.borrow_mut().drain_changelog();
-                if !self.logged.contains(&name) {
-                    continue;
-                }
-                let topic = self.spec.names.changelog(&name);
-                for r in &records {
-                    changelogs = true;
-                    let h = Headers::new();
-                    self.producer.send(
-                        &topic,
-                        Some(id.partition),
-                        Some(&r.key),
-                        r.value.as_deref(),
-                        r.timestamp,
-                        &h,
-                        CHANGELOG,
-                    )?;
-                }
             }
+            self.send_changelogs(*id)?;
             self.send_output(*id)?;
         }
         let mut offsets = TopicPartitionList::new();
@@ -402,9 +415,10 @@ impl StreamThread {
                 }
             }
         }
-        if offsets.count() == 0 && !changelogs && !self.producer.in_txn() {
+        if offsets.count() == 0 && !self.changelog_sent && !self.producer.in_txn() {
             return Ok(());
         }
+        self.changelog_sent = false;
         self.producer.drain(DRAIN_TIMEOUT)?;
         let deliveries = self.producer.take_deliveries();
         if let Some(error) = deliveries.error {
@@ -596,6 +610,7 @@ impl StreamThread {
     /// Drops the open transaction and every store's uncommitted writes.
     fn abort_all(&mut self) {
         self.producer.abort_txn();
+        self.changelog_sent = false;
         for entry in self.tasks.values_mut() {
             for (_, store) in entry.task.stores() {
                 store.borrow_mut().abort();

@@ -9,8 +9,11 @@
 //! whenever stream time crossed a segment boundary. A store in that layout is rebuilt from its
 //! changelog when opened.
 
+mod writer;
+
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, FlushOptions, Options, ReadOptions,
@@ -30,11 +33,20 @@ const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// Meta key prefix marking a live segment (followed by its 8-byte id).
 const SEGMENT_KEY: &[u8] = b"segment/";
 
+/// A commit handed to the background writer.
+struct Inflight {
+    writes: Arc<RawBatch>,
+    ticket: Arc<writer::Ticket>,
+}
+
 /// A [`RawStore`] on RocksDB.
 pub struct RocksStore {
     name: String,
     path: PathBuf,
-    db: DB,
+    db: Arc<DB>,
+    /// The last commit, while the background writer may still be applying it (see
+    /// [`RawStore::write_shared`]): its writes are served from here, scans wait for it.
+    inflight: Option<Inflight>,
     /// Live segments, ascending.
     segments: Vec<i64>,
     checkpoint: Option<Checkpoint>,
@@ -45,6 +57,64 @@ pub struct RocksStore {
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksStore").field("name", &self.name).field("path", &self.path).finish()
+    }
+}
+
+/// One `WriteBatch`: `writes` with markers for the `created` segments, the encoded checkpoint
+/// `cp` (none when empty) and range deletes of the `drops` segments.
+fn build(
+    db: &DB,
+    writes: &RawBatch,
+    created: &[i64],
+    cp: &[u8],
+    drops: &[i64],
+) -> std::result::Result<WriteBatch, String> {
+    let cf = |name: &str| db.cf_handle(name).ok_or_else(|| format!("it has no '{name}' column family"));
+    let (main, meta, segments) = (cf(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)?, cf(META_CF)?, cf(SEGMENTS_CF)?);
+    let mut batch = WriteBatch::default();
+    let mut key = Vec::new();
+    for (space, set) in writes {
+        match *space {
+            Space::Main => {
+                for (k, v) in set {
+                    match v {
+                        Some(v) => batch.put_cf(main, k, v),
+                        None => batch.delete_cf(main, k),
+                    }
+                }
+            }
+            Space::Segment(id) => {
+                for (k, v) in set {
+                    segment_key_into(id, k, &mut key);
+                    match v {
+                        Some(v) => batch.put_cf(segments, &key, v),
+                        None => batch.delete_cf(segments, &key),
+                    }
+                }
+            }
+        }
+    }
+    for &id in created {
+        batch.put_cf(meta, segment_marker(id), []);
+    }
+    if !cp.is_empty() {
+        batch.put_cf(meta, CHECKPOINT_KEY, cp);
+    }
+    for &id in drops {
+        match segment_end(id) {
+            Some(end) => batch.delete_range_cf(segments, segment_prefix(id), end),
+            None => batch.delete_range_cf(segments, &segment_prefix(id)[..], &[0xff; 9][..]),
+        }
+        batch.delete_cf(meta, segment_marker(id));
+    }
+    Ok(batch)
+}
+
+impl Drop for RocksStore {
+    fn drop(&mut self) {
+        // The writer holds the DB open until the last commit is applied; whoever opens the
+        // store next must find it closed and complete.
+        let _ = self.settle();
     }
 }
 
@@ -149,7 +219,8 @@ impl RocksStore {
         let mut store = RocksStore {
             name: name.to_string(),
             path: path.to_path_buf(),
-            db,
+            db: Arc::new(db),
+            inflight: None,
             segments: Vec::new(),
             checkpoint: None,
             unflushed_restore: false,
@@ -198,6 +269,65 @@ impl RocksStore {
             op: "removing the store directory",
             source: e,
         })
+    }
+
+    /// Waits for the commit the background writer may still be applying; its failure (the
+    /// store on disk is then behind what this handle served) means a rebuild from the changelog.
+    fn settle(&self) -> Result<()> {
+        match &self.inflight {
+            Some(i) => i.ticket.wait().map_err(|reason| Error::Corrupted {
+                store: self.name.clone(),
+                reason: format!("a commit's background write failed: {reason}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// [`settle`](Self::settle), then forgets the commit.
+    fn settle_mut(&mut self) -> Result<()> {
+        let r = self.settle();
+        self.inflight = None;
+        r
+    }
+
+    /// The segments `writes` creates.
+    fn created(&self, writes: &RawBatch) -> Vec<i64> {
+        writes
+            .keys()
+            .filter_map(|s| match *s {
+                Space::Segment(id) if !self.has(*s) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The checkpoint as stored.
+    fn encode_checkpoint(&self, checkpoint: &Checkpoint) -> Result<Vec<u8>> {
+        serde_json::to_vec(checkpoint).map_err(|e| Error::Corrupted {
+            store: self.name.clone(),
+            reason: format!("its checkpoint does not serialize: {e}"),
+        })
+    }
+
+    /// The live ones among `segments`, forgotten (their range deletes are the caller's).
+    fn take_live(&mut self, segments: &[i64]) -> Vec<i64> {
+        let live: Vec<i64> = segments.iter().copied().filter(|id| self.segments.binary_search(id).is_ok()).collect();
+        self.segments.retain(|id| !live.contains(id));
+        live
+    }
+
+    /// Records what a write made true.
+    fn written(&mut self, created: Vec<i64>, checkpoint: &Checkpoint) {
+        for id in created {
+            if let Err(at) = self.segments.binary_search(&id) {
+                self.segments.insert(at, id);
+            }
+        }
+        self.checkpoint = Some(checkpoint.clone());
+    }
+
+    fn corrupted(&self, reason: String) -> Error {
+        Error::Corrupted { store: self.name.clone(), reason }
     }
 
     fn rocks(&self, op: &'static str, source: rocksdb::Error) -> Error {
@@ -258,6 +388,12 @@ impl RawStore for RocksStore {
     }
 
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if !self.has(space) {
+            return Ok(None);
+        }
+        if let Some(v) = self.inflight.as_ref().and_then(|i| i.writes.get(&space)).and_then(|w| w.get(key)) {
+            return Ok(v.clone());
+        }
         let got = match space {
             Space::Main => self.db.get_cf(self.main_cf()?, key),
             Space::Segment(id) if self.has(space) => self.db.get_cf(self.segments_cf()?, segment_key(id, key)),
@@ -276,6 +412,7 @@ impl RawStore for RocksStore {
         if crate::raw::is_empty_range(from, to) || !self.has(space) {
             return Ok(());
         }
+        self.settle()?;
         // Segment keys carry an 8-byte prefix: bounds gain it, visited keys lose it.
         let (cf, skip) = match space {
             Space::Main => (self.main_cf()?, 0),
@@ -329,77 +466,56 @@ impl RawStore for RocksStore {
     }
 
     fn write(&mut self, writes: &RawBatch, checkpoint: &Checkpoint, mode: WriteMode) -> Result<()> {
+        self.settle_mut()?;
         if mode == WriteMode::Commit && self.unflushed_restore {
             // WAL writes must never overtake restore writes that are not yet durable.
             self.flush()?;
         }
-        let mut batch = WriteBatch::default();
-        let mut created = Vec::new();
-        let mut key = Vec::new();
-        for (space, set) in writes {
-            match *space {
-                Space::Main => {
-                    let cf = self.main_cf()?;
-                    for (k, v) in set {
-                        match v {
-                            Some(v) => batch.put_cf(cf, k, v),
-                            None => batch.delete_cf(cf, k),
-                        }
-                    }
-                }
-                Space::Segment(id) => {
-                    if !self.has(*space) {
-                        batch.put_cf(self.meta()?, segment_marker(id), []);
-                        created.push(id);
-                    }
-                    let cf = self.segments_cf()?;
-                    for (k, v) in set {
-                        segment_key_into(id, k, &mut key);
-                        match v {
-                            Some(v) => batch.put_cf(cf, &key, v),
-                            None => batch.delete_cf(cf, &key),
-                        }
-                    }
-                }
-            }
-        }
-        let cp = serde_json::to_vec(checkpoint).map_err(|e| Error::Corrupted {
-            store: self.name.clone(),
-            reason: format!("its checkpoint does not serialize: {e}"),
-        })?;
-        batch.put_cf(self.meta()?, CHECKPOINT_KEY, cp);
+        let created = self.created(writes);
+        let cp = self.encode_checkpoint(checkpoint)?;
+        let batch = build(&self.db, writes, &created, &cp, &[]).map_err(|reason| self.corrupted(reason))?;
         let mut wo = WriteOptions::default();
         if mode == WriteMode::Restore {
             wo.disable_wal(true);
             self.unflushed_restore = true;
         }
         self.db.write_opt(batch, &wo).map_err(|e| self.rocks("write", e))?;
-        for id in created {
-            if let Err(at) = self.segments.binary_search(&id) {
-                self.segments.insert(at, id);
-            }
+        self.written(created, checkpoint);
+        Ok(())
+    }
+
+    fn write_shared(&mut self, writes: Arc<RawBatch>, checkpoint: &Checkpoint, expired: &[i64]) -> Result<()> {
+        self.settle_mut()?;
+        if self.unflushed_restore {
+            self.flush()?;
         }
-        self.checkpoint = Some(checkpoint.clone());
+        let previous = self.inflight.take();
+        let created = self.created(&writes);
+        let cp = self.encode_checkpoint(checkpoint)?;
+        self.written(created.clone(), checkpoint);
+        let drops = self.take_live(expired);
+        let (db, shared) = (self.db.clone(), writes.clone());
+        let ticket = writer::submit(Box::new(move || {
+            let batch = build(&db, &shared, &created, &cp, &drops)?;
+            // WAL on, no fsync: a commit a crash loses leaves the store behind Kafka, never
+            // ahead of it, and the changelog restore brings it forward.
+            db.write(batch).map_err(|e| e.into_string())?;
+            // The commit before this one is freed here too, off the caller's thread.
+            drop((shared, previous.map(|p| p.writes)));
+            Ok(())
+        }));
+        self.inflight = Some(Inflight { writes, ticket });
         Ok(())
     }
 
     fn drop_segments(&mut self, segments: &[i64]) -> Result<()> {
-        let live: Vec<i64> = segments.iter().copied().filter(|id| self.segments.binary_search(id).is_ok()).collect();
+        self.settle_mut()?;
+        let live = self.take_live(segments);
         if live.is_empty() {
             return Ok(());
         }
-        let mut batch = WriteBatch::default();
-        let (cf, meta) = (self.segments_cf()?, self.meta()?);
-        for &id in &live {
-            match segment_end(id) {
-                Some(end) => batch.delete_range_cf(cf, segment_prefix(id), end),
-                None => batch.delete_range_cf(cf, &segment_prefix(id)[..], &[0xff; 9][..]),
-            }
-            batch.delete_cf(meta, segment_marker(id));
-        }
-        self.db.write(batch).map_err(|e| self.rocks("drop segments", e))?;
-        self.segments.retain(|id| !live.contains(id));
-        Ok(())
+        let batch = build(&self.db, &RawBatch::new(), &[], &[], &live).map_err(|reason| self.corrupted(reason))?;
+        self.db.write(batch).map_err(|e| self.rocks("drop segments", e))
     }
 
     fn checkpoint(&self) -> Option<Checkpoint> {
@@ -417,6 +533,7 @@ impl RawStore for RocksStore {
     }
 
     fn flush(&mut self) -> Result<()> {
+        self.settle_mut()?;
         let cfs = [self.main_cf()?, self.segments_cf()?, self.meta()?];
         self.db.flush_cfs_opt(&cfs, &FlushOptions::default()).map_err(|e| self.rocks("flush", e))?;
         self.unflushed_restore = false;
