@@ -27,8 +27,8 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// What delivery reports said since they were last taken.
 #[derive(Debug, Default)]
 pub(crate) struct Deliveries {
-    /// Last offset written per changelog partition.
-    pub(crate) changelog: HashMap<(String, i32), i64>,
+    /// Last offset written per changelog topic and partition.
+    pub(crate) changelog: HashMap<String, HashMap<i32, i64>>,
     /// The first failure, if any.
     pub(crate) error: Option<String>,
     /// Failed records.
@@ -50,7 +50,12 @@ impl ProducerContext for DeliveryContext {
         let mut s = self.state.lock();
         match result {
             Ok(m) if opaque == CHANGELOG => {
-                let e = s.changelog.entry((m.topic().to_string(), m.partition())).or_insert(-1);
+                // Looked up by `&str` first: no allocation per delivered record.
+                let partitions = match s.changelog.get_mut(m.topic()) {
+                    Some(p) => p,
+                    None => s.changelog.entry(m.topic().to_string()).or_default(),
+                };
+                let e = partitions.entry(m.partition()).or_insert(-1);
                 *e = (*e).max(m.offset());
             }
             Ok(_) => {}

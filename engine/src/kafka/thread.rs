@@ -455,7 +455,8 @@ impl StreamThread {
                 let mut store = store.borrow_mut();
                 let next = deliveries
                     .changelog
-                    .get(&(self.spec.names.changelog(name), partition))
+                    .get(&self.spec.names.changelog(name))
+                    .and_then(|p| p.get(&partition))
                     .map(|o| o + 1)
                     .unwrap_or(store.checkpoint().changelog_offset);
                 store.commit(next, &inputs)?;
