@@ -49,14 +49,15 @@ fn windowed(input: &str, output: &str) -> anyhow::Result<Topology> {
     Ok(b.build()?)
 }
 
-/// Runs `topology` over the `n` records of `input`; returns records/s.
+/// Runs `topology` over the `n` records of `input`; returns records/s and the roll-backs to
+/// the last commit on the way (`StreamsMetrics::recoveries`).
 fn measure(
     bootstrap: &str,
     app: &str,
     topology: Topology,
     guarantee: ProcessingGuarantee,
     n: u64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u64)> {
     let state = tempfile::tempdir()?;
     let threads: usize = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let config =
@@ -86,9 +87,10 @@ fn measure(
         std::thread::sleep(Duration::from_millis(1));
     }
     // Count the final commit (output acknowledged, offsets committed) in the time.
+    let recoveries = streams.metrics().recoveries;
     streams.close().context("closing")?;
     let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
-    Ok(n as f64 / elapsed.as_secs_f64())
+    Ok((n as f64 / elapsed.as_secs_f64(), recoveries))
 }
 
 /// The median of `xs` (NaN when any is NaN, i.e. the cell was not run).
@@ -142,15 +144,18 @@ fn main() -> anyhow::Result<()> {
         let mut rates: Vec<[f64; 2]> = Vec::with_capacity(rounds);
         for round in 0..rounds {
             let mut pair = [f64::NAN; 2];
+            let mut recoveries = 0;
             for ((short, pg), (rate, out)) in guarantees.iter().zip(pair.iter_mut().zip(&outputs[a * 2..])) {
                 if guarantee.as_deref().is_some_and(|o| o != *short) {
                     continue;
                 }
                 let app = format!("bench-{a}-{short}-{round}");
-                *rate = measure(&bootstrap, &app, build("bench-input", out)?, *pg, n)?;
+                let (r, rolled_back) = measure(&bootstrap, &app, build("bench-input", out)?, *pg, n)?;
+                *rate = r;
+                recoveries += rolled_back;
             }
             println!(
-                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}",
+                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}, roll-backs {recoveries}",
                 round + 1,
                 pair[0],
                 pair[1],
