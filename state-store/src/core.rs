@@ -340,8 +340,9 @@ impl Core {
         None
     }
 
-    /// Applies the overlay with `changelog_offset` and the input offsets in one atomic write,
-    /// then drops expired segments.
+    /// Applies the overlay with `changelog_offset` and the input offsets in one atomic write
+    /// that also drops the expired segments (see [`RawStore::write_shared`]); a commit of more
+    /// than `RECENT_MAX_ENTRIES` keys is written in line and its drops follow it.
     pub(crate) fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
         if let Some(reason) = self.unflushed() {
             return Err(Error::InvalidUse {

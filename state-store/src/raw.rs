@@ -77,10 +77,11 @@ pub trait RawStore: Send {
     fn segments(&self) -> Vec<i64>;
     /// Applies `writes` (creating the segments they name) and `checkpoint` atomically.
     fn write(&mut self, writes: &RawBatch, checkpoint: &Checkpoint, mode: WriteMode) -> Result<()>;
-    /// A commit: applies `writes` and `checkpoint` and drops the `expired` segments, atomically,
-    /// possibly in the background. Reads see the writes at once; a failure may surface at the
-    /// next call instead (as [`Error::Corrupted`](crate::Error::Corrupted): the store is then
-    /// behind its changelog). The default applies it in line.
+    /// A commit: applies `writes` and `checkpoint` and drops the `expired` segments, possibly
+    /// in the background. Reads see the writes at once. A failure may surface later, at the
+    /// next write, scan or flush, as [`Error::Corrupted`](crate::Error::Corrupted) (the store
+    /// is then behind its changelog). The default applies it in line, the drops after the
+    /// write; the RocksDB store applies both in one atomic batch.
     fn write_shared(&mut self, writes: Arc<RawBatch>, checkpoint: &Checkpoint, expired: &[i64]) -> Result<()> {
         self.write(&writes, checkpoint, WriteMode::Commit)?;
         self.drop_segments(expired)

@@ -1,8 +1,9 @@
 //! A stream thread: one group consumer, one producer, the tasks of the partitions assigned to
 //! it. The loop polls records into per-partition queues, processes each task in timestamp
-//! order, sends output as it is produced, and commits every commit interval:
+//! order, sends output and the stores' changelog records (to the task's partition) as they
+//! are produced, and commits every commit interval:
 //!
-//! 1. flush store caches and send their changelog records (to the task's partition);
+//! 1. flush store caches and send what is still pending;
 //! 2. wait until the producer has every record acknowledged;
 //! 3. exactly-once: add the consumed offsets to the transaction (with the consumer's group
 //!    metadata) and commit it; at-least-once: commit the offsets;
@@ -198,7 +199,7 @@ impl StreamThread {
             // cooperative rebalancing the partitions a member gives up stay unowned until every
             // member has rejoined for the second round; at librdkafka's 3 s default a thread
             // joining its process's group left half the partitions idle for ~3.7 s (the
-            // two-thread windowed benchmark: 115-130k rec/s, 180k+ at 1 s).
+            // two-thread windowed benchmark: 115-130k rec/s, ~210k at 1 s).
             ("heartbeat.interval.ms", "1000"),
         ];
         // The runtime's correctness rests on these: a user's value is ignored.

@@ -114,7 +114,11 @@ impl Drop for RocksStore {
     fn drop(&mut self) {
         // The writer holds the DB open until the last commit is applied; whoever opens the
         // store next must find it closed and complete.
-        let _ = self.settle();
+        if let Err(e) = self.settle() {
+            // The store on disk stays at its previous checkpoint: the next open restores the
+            // rest from the changelog.
+            tracing::warn!(error = %e, "closing a store whose last commit failed to write");
+        }
     }
 }
 
@@ -275,12 +279,14 @@ impl RocksStore {
     /// store on disk is then behind what this handle served) means a rebuild from the changelog.
     fn settle(&self) -> Result<()> {
         match &self.inflight {
-            Some(i) => i.ticket.wait().map_err(|reason| Error::Corrupted {
-                store: self.name.clone(),
-                reason: format!("a commit's background write failed: {reason}"),
-            }),
+            Some(i) => self.outcome(&i.ticket),
             None => Ok(()),
         }
+    }
+
+    /// Waits for `ticket`'s write; its failure as the store's error.
+    fn outcome(&self, ticket: &writer::Ticket) -> Result<()> {
+        ticket.wait().map_err(|reason| self.corrupted(format!("a commit's background write failed: {reason}")))
     }
 
     /// [`settle`](Self::settle), then forgets the commit.
@@ -303,10 +309,7 @@ impl RocksStore {
 
     /// The checkpoint as stored.
     fn encode_checkpoint(&self, checkpoint: &Checkpoint) -> Result<Vec<u8>> {
-        serde_json::to_vec(checkpoint).map_err(|e| Error::Corrupted {
-            store: self.name.clone(),
-            reason: format!("its checkpoint does not serialize: {e}"),
-        })
+        serde_json::to_vec(checkpoint).map_err(|e| self.corrupted(format!("its checkpoint does not serialize: {e}")))
     }
 
     /// The live ones among `segments`, forgotten (their range deletes are the caller's).
@@ -396,8 +399,7 @@ impl RawStore for RocksStore {
         }
         let got = match space {
             Space::Main => self.db.get_cf(self.main_cf()?, key),
-            Space::Segment(id) if self.has(space) => self.db.get_cf(self.segments_cf()?, segment_key(id, key)),
-            Space::Segment(_) => return Ok(None),
+            Space::Segment(id) => self.db.get_cf(self.segments_cf()?, segment_key(id, key)),
         };
         got.map_err(|e| self.rocks("get", e))
     }
@@ -485,11 +487,15 @@ impl RawStore for RocksStore {
     }
 
     fn write_shared(&mut self, writes: Arc<RawBatch>, checkpoint: &Checkpoint, expired: &[i64]) -> Result<()> {
-        self.settle_mut()?;
+        // The last commit must have landed (normally long since: a commit interval ago) and not
+        // failed; its batch goes with this job, to be freed on the writer's thread.
+        let previous = self.inflight.take();
+        if let Some(p) = &previous {
+            self.outcome(&p.ticket)?;
+        }
         if self.unflushed_restore {
             self.flush()?;
         }
-        let previous = self.inflight.take();
         let created = self.created(&writes);
         let cp = self.encode_checkpoint(checkpoint)?;
         self.written(created.clone(), checkpoint);
@@ -500,8 +506,7 @@ impl RawStore for RocksStore {
             // WAL on, no fsync: a commit a crash loses leaves the store behind Kafka, never
             // ahead of it, and the changelog restore brings it forward.
             db.write(batch).map_err(|e| e.into_string())?;
-            // The commit before this one is freed here too, off the caller's thread.
-            drop((shared, previous.map(|p| p.writes)));
+            drop((shared, previous));
             Ok(())
         }));
         self.inflight = Some(Inflight { writes, ticket });
@@ -540,3 +545,6 @@ impl RawStore for RocksStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

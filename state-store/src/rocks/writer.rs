@@ -35,15 +35,24 @@ impl Ticket {
 pub(crate) type Work = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 struct Job {
-    work: Work,
+    work: Option<Work>,
     ticket: Arc<Ticket>,
 }
 
-fn run(job: Job) {
-    let Job { work, ticket } = job;
+impl Drop for Job {
+    fn drop(&mut self) {
+        // A job dropped unrun (the writer gone) must not leave its waiters waiting forever.
+        if self.work.is_some() {
+            self.ticket.complete(Err("the store writer stopped before this write".into()));
+        }
+    }
+}
+
+fn run(mut job: Job) {
+    let Some(work) = job.work.take() else { return };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
         .unwrap_or_else(|_| Err("the RocksDB write panicked".into()));
-    ticket.complete(r);
+    job.ticket.complete(r);
 }
 
 fn queue() -> Option<&'static Mutex<Sender<Job>>> {
@@ -67,7 +76,7 @@ fn queue() -> Option<&'static Mutex<Sender<Job>>> {
 /// Runs `work` in the background (in line when the writer thread cannot run).
 pub(crate) fn submit(work: Work) -> Arc<Ticket> {
     let ticket = Arc::new(Ticket::default());
-    let job = Job { work, ticket: ticket.clone() };
+    let job = Job { work: Some(work), ticket: ticket.clone() };
     let refused = match queue() {
         Some(q) => q.lock().unwrap_or_else(PoisonError::into_inner).send(job).err().map(|e| e.0),
         None => Some(job),
@@ -76,4 +85,36 @@ pub(crate) fn submit(work: Work) -> Arc<Ticket> {
         run(job);
     }
     ticket
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+
+    #[test]
+    fn should_apply_jobs_in_order_and_report_each_outcome() {
+        let (release, gate) = sync_channel::<()>(0);
+        let (tx, rx) = channel::<u32>();
+        let blocker = submit(Box::new(move || gate.recv().map_err(|e| e.to_string())));
+        let tx2 = tx.clone();
+        let first = submit(Box::new(move || tx.send(1).map_err(|e| e.to_string())));
+        let failed = submit(Box::new(|| Err("refused".into())));
+        let last = submit(Box::new(move || tx2.send(2).map_err(|e| e.to_string())));
+        assert!(rx.try_recv().is_err(), "nothing runs while the writer is busy");
+        release.send(()).unwrap();
+        assert_eq!(blocker.wait(), Ok(()));
+        assert_eq!(first.wait(), Ok(()));
+        assert_eq!(failed.wait(), Err("refused".into()));
+        assert_eq!(last.wait(), Ok(()));
+        assert_eq!(rx.iter().collect::<Vec<_>>(), vec![1, 2], "in submission order");
+    }
+
+    #[test]
+    fn should_complete_a_job_dropped_unrun_with_an_error() {
+        let ticket = Arc::new(Ticket::default());
+        drop(Job { work: Some(Box::new(|| Ok(()))), ticket: ticket.clone() });
+        assert!(ticket.wait().is_err());
+    }
 }

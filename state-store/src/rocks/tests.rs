@@ -1,0 +1,50 @@
+//! The background commit with the writer held busy, so the commit is certainly in flight.
+
+use std::ops::Bound;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use super::{writer, RocksStore};
+use crate::budget::MemoryBudget;
+use crate::raw::{Checkpoint, RawBatch, RawStore, Space};
+
+#[test]
+fn should_serve_a_commit_from_its_batch_until_the_writer_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = MemoryBudget::new(16 << 20, 0.25);
+    let path = dir.path().join("s");
+    let mut store = RocksStore::open(&path, "s", &budget).unwrap();
+    let (release, gate) = sync_channel::<()>(0);
+    let blocker = writer::submit(Box::new(move || gate.recv().map_err(|e| e.to_string())));
+
+    let mut batch = RawBatch::new();
+    batch.entry(Space::Main).or_default().insert(b"k".to_vec(), Some(b"v".to_vec()));
+    batch.entry(Space::Segment(3)).or_default().insert(b"s".to_vec(), Some(b"w".to_vec()));
+    let cp = Checkpoint { changelog_offset: 9, ..Checkpoint::default() };
+    store.write_shared(Arc::new(batch), &cp, &[]).unwrap();
+
+    // The writer is busy: RocksDB does not have the commit yet, and the store serves it.
+    assert_eq!(store.db.get_cf(store.main_cf().unwrap(), b"k").unwrap(), None);
+    assert_eq!(store.get(Space::Main, b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(store.get(Space::Segment(3), b"s").unwrap(), Some(b"w".to_vec()));
+    assert_eq!(store.get(Space::Main, b"other").unwrap(), None);
+    assert_eq!(store.segments(), vec![3]);
+    assert_eq!(store.checkpoint().map(|c| c.changelog_offset), Some(9));
+
+    release.send(()).unwrap();
+    blocker.wait().unwrap();
+    let mut seen = Vec::new();
+    store
+        .scan(Space::Main, Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    assert_eq!(seen, vec![(b"k".to_vec(), b"v".to_vec())], "a scan waits for the commit and reads it");
+
+    drop(store);
+    let store = RocksStore::open(&path, "s", &budget).unwrap();
+    assert_eq!(store.get(Space::Main, b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(store.get(Space::Segment(3), b"s").unwrap(), Some(b"w".to_vec()));
+    assert_eq!(store.checkpoint().map(|c| c.changelog_offset), Some(9));
+}
