@@ -7,6 +7,20 @@ use moldau_dsl::state::{StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder};
 use moldau_engine::Topology;
 use moldau_tests::streams_util::read_topic;
+use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
+
+/// A cluster of `brokers` brokers with the word count's `text` and `counts` topics of
+/// `partitions` partitions, replicated on every broker; with its bootstrap servers.
+pub fn start_word_count_cluster(brokers: usize, partitions: i32) -> (moldau_broker_sim::Cluster, String) {
+    init_logging();
+    let cluster = must_start_cluster(brokers);
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    for topic in ["text", "counts"] {
+        rt.block_on(must_create_topic(&bootstrap, topic, partitions, brokers as i32));
+    }
+    (cluster, bootstrap)
+}
 
 /// Word count: lines of `text` → words → repartition by word → count → `counts`.
 pub fn word_count() -> Topology {

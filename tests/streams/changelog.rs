@@ -7,18 +7,12 @@ use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee};
 use moldau_tests::streams_util::{produce_strings, read_topic, streams_config};
-use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
-use crate::apps::{count_updates, word_count};
+use crate::apps::{count_updates, start_word_count_cluster, word_count};
 
 #[test]
 fn should_send_changelog_records_before_the_commit() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(must_create_topic(&bootstrap, "text", 2, 1));
-    rt.block_on(must_create_topic(&bootstrap, "counts", 2, 1));
+    let (cluster, bootstrap) = start_word_count_cluster(1, 2);
     let dir = tempfile::tempdir().unwrap();
     let config = streams_config("eager-log", &bootstrap, dir.path(), ProcessingGuarantee::AtLeastOnce)
         .with_commit_interval(Duration::from_secs(600));

@@ -7,20 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
+use moldau_tests::client_config;
 use moldau_tests::streams_util::{produce_strings, streams_config};
-use moldau_tests::{client_config, init_logging, must_create_topic, must_start_cluster};
 use rdkafka::producer::{BaseProducer, Producer};
 
-use crate::apps::{count_updates, word_count};
+use crate::apps::{count_updates, start_word_count_cluster, word_count};
 
 #[test]
 fn should_recover_from_a_fenced_producer_without_losing_or_repeating_output() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(must_create_topic(&bootstrap, "text", 2, 1));
-    rt.block_on(must_create_topic(&bootstrap, "counts", 2, 1));
+    let (cluster, bootstrap) = start_word_count_cluster(1, 2);
     let dir = tempfile::tempdir().unwrap();
     produce_strings(&bootstrap, "text", &[("a", "the cat sat", 1_000), ("b", "the dog sat", 1_001)]);
     let config = streams_config("fence", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);

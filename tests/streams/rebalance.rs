@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState, TaskId};
 use moldau_tests::streams_util::{produce_strings, streams_config};
-use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
-use crate::apps::{count_updates, word_count};
+use crate::apps::{count_updates, start_word_count_cluster, word_count};
 
 const PARTITIONS: usize = 4;
 /// Tasks of the word count: two sub-topologies × the partitions.
@@ -32,12 +31,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn should_move_only_the_tasks_that_change_owner_when_instances_join_and_leave() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(must_create_topic(&bootstrap, "text", PARTITIONS as i32, 1));
-    rt.block_on(must_create_topic(&bootstrap, "counts", PARTITIONS as i32, 1));
+    let (cluster, bootstrap) = start_word_count_cluster(1, PARTITIONS as i32);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = |dir: &std::path::Path| streams_config("coop", &bootstrap, dir, ProcessingGuarantee::ExactlyOnceV2);
 

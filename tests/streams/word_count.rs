@@ -4,20 +4,12 @@
 use std::collections::BTreeMap;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
-use moldau_tests::streams_util::produce_strings;
-use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
+use moldau_tests::streams_util::{produce_strings, streams_config};
 
-use moldau_tests::streams_util::streams_config;
-
-use crate::apps::{count_updates, word_count};
+use crate::apps::{count_updates, start_word_count_cluster, word_count};
 
 fn run(guarantee: ProcessingGuarantee) {
-    init_logging();
-    let cluster = must_start_cluster(3);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(must_create_topic(&bootstrap, "text", 3, 3));
-    rt.block_on(must_create_topic(&bootstrap, "counts", 3, 3));
+    let (cluster, bootstrap) = start_word_count_cluster(3, 3);
     let dir = tempfile::tempdir().unwrap();
     let lines = ["the cat sat", "the dog sat", "The end", "cat and dog and cat"];
     let records: Vec<(&str, &str, i64)> =

@@ -60,6 +60,11 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// Column family `name` of `db`, or why it is missing.
+fn cf_handle<'a>(db: &'a DB, name: &str) -> std::result::Result<&'a ColumnFamily, String> {
+    db.cf_handle(name).ok_or_else(|| format!("it has no '{name}' column family"))
+}
+
 /// One `WriteBatch`: `writes` with markers for the `created` segments, the encoded checkpoint
 /// `cp` (none when empty) and range deletes of the `drops` segments.
 fn build(
@@ -69,7 +74,7 @@ fn build(
     cp: &[u8],
     drops: &[i64],
 ) -> std::result::Result<WriteBatch, String> {
-    let cf = |name: &str| db.cf_handle(name).ok_or_else(|| format!("it has no '{name}' column family"));
+    let cf = |name| cf_handle(db, name);
     let (main, meta, segments) = (cf(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)?, cf(META_CF)?, cf(SEGMENTS_CF)?);
     let mut batch = WriteBatch::default();
     let mut key = Vec::new();
@@ -338,24 +343,15 @@ impl RocksStore {
     }
 
     fn meta(&self) -> Result<&ColumnFamily> {
-        self.db.cf_handle(META_CF).ok_or_else(|| Error::Corrupted {
-            store: self.name.clone(),
-            reason: "it has no metadata column family".into(),
-        })
+        cf_handle(&self.db, META_CF).map_err(|reason| self.corrupted(reason))
     }
 
     fn segments_cf(&self) -> Result<&ColumnFamily> {
-        self.db.cf_handle(SEGMENTS_CF).ok_or_else(|| Error::Corrupted {
-            store: self.name.clone(),
-            reason: "it has no segments column family".into(),
-        })
+        cf_handle(&self.db, SEGMENTS_CF).map_err(|reason| self.corrupted(reason))
     }
 
     fn main_cf(&self) -> Result<&ColumnFamily> {
-        self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| Error::Corrupted {
-            store: self.name.clone(),
-            reason: "it has no default column family".into(),
-        })
+        cf_handle(&self.db, rocksdb::DEFAULT_COLUMN_FAMILY_NAME).map_err(|reason| self.corrupted(reason))
     }
 
     /// The live segments recorded in the meta column family.
@@ -365,10 +361,8 @@ impl RocksStore {
         let mut out = Vec::new();
         while let Some(k) = it.key() {
             let Some(id) = k.strip_prefix(SEGMENT_KEY) else { break };
-            let id: [u8; 8] = id.try_into().map_err(|_| Error::Corrupted {
-                store: self.name.clone(),
-                reason: format!("a segment marker of {} bytes", k.len()),
-            })?;
+            let id: [u8; 8] =
+                id.try_into().map_err(|_| self.corrupted(format!("a segment marker of {} bytes", k.len())))?;
             out.push(decode_time(id));
             it.next();
         }
