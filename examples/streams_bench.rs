@@ -6,11 +6,17 @@
 //! last one (so group join and start-up are not counted) and includes producing the output,
 //! changelogs and commits.
 //!
-//! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`. Environment:
-//! `BENCH_THREADS` (stream threads, default 1); `BENCH_ROUNDS` (default 3: each cell runs that
-//! many times, the two guarantees alternating, and the median is reported, as one run on a
-//! shared 2-core machine varies by ±15%); `BENCH_ONLY=stateless|windowed` runs one
-//! application; `BENCH_GUARANTEE=alos|eos` one guarantee (for profiling).
+//! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`.
+//!
+//! Environment:
+//! - `BENCH_ROUNDS` (default 5): each cell runs that many times and the median is reported,
+//!   as single runs on a shared 2-core machine vary by ±20%. The guarantees alternate and take
+//!   turns to go first.
+//! - `BENCH_THREADS`: stream threads (default 1).
+//! - `BENCH_ONLY=stateless|windowed`: one application; `BENCH_GUARANTEE=alos|eos`: one
+//!   guarantee (for profiling).
+//! - `BENCH_PROPS=key=value,...`: streams properties, such as `producer.linger.ms=1`.
+//! - `BENCH_CPU=1`: prints each run's CPU time per record by kind of thread (Linux).
 
 #![allow(clippy::disallowed_methods)]
 
@@ -49,31 +55,72 @@ fn windowed(input: &str, output: &str) -> anyhow::Result<Topology> {
     Ok(b.build()?)
 }
 
-/// Runs `topology` over the `n` records of `input`; returns records/s and the roll-backs to
-/// the last commit on the way (`StreamsMetrics::recoveries`).
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`; `None` where
+/// that file does not exist or does not parse.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: state is the 3rd
+    // field overall, utime the 14th and stime the 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture Moldau builds for.
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds per thread group (thread name without trailing digits, so that
+/// numbered threads of one kind add up), from `/proc/self/task`; empty where that does not exist.
+fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some((head, rest))) = (stat.find('('), stat.rsplit_once(')')) else { continue };
+        let name = head[open + 1..].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
+/// One measured run: records/s, the roll-backs to the last commit on the way
+/// (`StreamsMetrics::recoveries`) and the cores the whole process (broker included) kept busy.
+struct Run {
+    rate: f64,
+    recoveries: u64,
+    cores: f64,
+}
+
+/// Runs `topology` over the `n` records of `input`.
 fn measure(
     bootstrap: &str,
     app: &str,
     topology: Topology,
     guarantee: ProcessingGuarantee,
     n: u64,
-) -> anyhow::Result<(f64, u64)> {
+) -> anyhow::Result<Run> {
     let state = tempfile::tempdir()?;
     let threads: usize = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let config =
         StreamsConfig::new(app, bootstrap).with_guarantee(guarantee).with_state_dir(state.path()).with_threads(threads);
+    let mut config = config;
+    for (k, v) in std::env::var("BENCH_PROPS").unwrap_or_default().split(',').filter_map(|kv| kv.split_once('=')) {
+        config = config.with_property(k, v);
+    }
     let config = match guarantee {
         ProcessingGuarantee::ExactlyOnceV2 => config.with_commit_interval(Duration::from_millis(100)),
         ProcessingGuarantee::AtLeastOnce => config,
     };
+    let before = thread_cpu();
     let mut streams = KafkaStreams::new(topology, config)?;
     streams.start()?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut first: Option<Instant> = None;
+    let mut first: Option<(Instant, Option<f64>)> = None;
     loop {
         let m = streams.metrics();
         if first.is_none() && m.processed > 0 {
-            first = Some(Instant::now());
+            first = Some((Instant::now(), cpu_seconds()));
         }
         if m.processed >= n {
             break;
@@ -86,11 +133,26 @@ fn measure(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    if std::env::var("BENCH_CPU").is_ok() {
+        // Threads that ended (the stream threads at close) are no longer listed: sample first.
+        let after = thread_cpu();
+        let per: Vec<String> = after
+            .iter()
+            .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, d)| *d >= 0.01)
+            .map(|(k, d)| format!("{k}={:.0}ns", d * 1e9 / n as f64))
+            .collect();
+        println!("    cpu per record: {}", per.join(" "));
+    }
     // Count the final commit (output acknowledged, offsets committed) in the time.
     let recoveries = streams.metrics().recoveries;
     streams.close().context("closing")?;
-    let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
-    Ok((n as f64 / elapsed.as_secs_f64(), recoveries))
+    let elapsed = first.map_or(Duration::ZERO, |f| f.0.elapsed());
+    let cpu = match (first.and_then(|f| f.1), cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    Ok(Run { rate: n as f64 / elapsed.as_secs_f64(), recoveries, cores: cpu / elapsed.as_secs_f64() })
 }
 
 /// The median of `xs` (NaN when any is NaN, i.e. the cell was not run).
@@ -126,10 +188,10 @@ fn main() -> anyhow::Result<()> {
     }
     ex::flush(&producer)?;
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "1".into());
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
     println!(
         "{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; {threads} stream thread(s); \
-         median of {rounds} round(s), the guarantees alternating; release build"
+         median of {rounds} round(s), the guarantees alternating and taking turns to go first; release build"
     );
     let only = std::env::var("BENCH_ONLY").ok();
     let guarantee = std::env::var("BENCH_GUARANTEE").ok();
@@ -144,22 +206,30 @@ fn main() -> anyhow::Result<()> {
         let mut rates: Vec<[f64; 2]> = Vec::with_capacity(rounds);
         for round in 0..rounds {
             let mut pair = [f64::NAN; 2];
+            let mut cores = [f64::NAN; 2];
             let mut recoveries = 0;
-            for ((short, pg), (rate, out)) in guarantees.iter().zip(pair.iter_mut().zip(&outputs[a * 2..])) {
+            // The order alternates too (ABBA), so neither guarantee always runs first: the
+            // first run after the input was produced is often the slowest.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for g in order {
+                let ((short, pg), out) = (&guarantees[g], &outputs[a * 2 + g]);
                 if guarantee.as_deref().is_some_and(|o| o != *short) {
                     continue;
                 }
                 let app = format!("bench-{a}-{short}-{round}");
-                let (r, rolled_back) = measure(&bootstrap, &app, build("bench-input", out)?, *pg, n)?;
-                *rate = r;
-                recoveries += rolled_back;
+                let run = measure(&bootstrap, &app, build("bench-input", out)?, *pg, n)?;
+                pair[g] = run.rate;
+                cores[g] = run.cores;
+                recoveries += run.recoveries;
             }
             println!(
-                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}, roll-backs {recoveries}",
+                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}, cores busy {:.2} / {:.2}, roll-backs {recoveries}",
                 round + 1,
                 pair[0],
                 pair[1],
-                pair[1] / pair[0]
+                pair[1] / pair[0],
+                cores[0],
+                cores[1]
             );
             rates.push(pair);
         }

@@ -23,6 +23,8 @@ pub(crate) const CHANGELOG: usize = 1;
 pub(crate) const OUTPUT: usize = 0;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the producer sleeps between looks at its delivery reports while it waits.
+const WAIT_STEP: Duration = Duration::from_micros(200);
 
 /// What delivery reports said since they were last taken.
 #[derive(Debug, Default)]
@@ -181,7 +183,12 @@ impl OutputProducer {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    self.producer.poll(Duration::from_millis(1));
+                    // Delivery reports free the queue; sleep (not `poll` with a timeout, which
+                    // spins: see `drain`) when none is ready.
+                    self.poll();
+                    if self.producer.in_flight_count() > 0 {
+                        std::thread::sleep(WAIT_STEP);
+                    }
                     record = r;
                 }
                 Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
@@ -189,26 +196,47 @@ impl OutputProducer {
         }
     }
 
-    /// Serves delivery reports without waiting.
+    /// Serves every delivery report that is ready, without waiting.
+    ///
+    /// rdkafka's `poll` serves one event (one produce request's reports) per call. Called
+    /// once per stream-thread loop it fell behind the broker: the unserved reports kept up to
+    /// `queue.buffering.max.messages` records alive, so sends stalled on a full queue and
+    /// each commit waited for reports that had long arrived.
     pub(crate) fn poll(&self) {
-        self.producer.poll(Duration::ZERO);
+        // Each served report frees its records; stop once a call serves none.
+        let mut before = self.producer.in_flight_count();
+        loop {
+            self.producer.poll(Duration::ZERO);
+            let after = self.producer.in_flight_count();
+            if after >= before {
+                break;
+            }
+            before = after;
+        }
     }
 
-    /// Waits until every record sent is acknowledged or failed.
+    /// Waits until every record sent is acknowledged or failed, serving delivery reports
+    /// as they come, for `timeout` at least.
+    ///
+    /// Waits by sleeping in short steps: rdkafka's `poll` with a timeout spins through its
+    /// last millisecond (it hands librdkafka whole milliseconds, so 0 once less than one is
+    /// left) and never returns before its deadline, and its `flush` waits in steps of up to
+    /// 100 ms. Either burned the core the broker needed to acknowledge the records, or added
+    /// most of 100 ms to each commit.
     pub(crate) fn drain(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
         let mut waited = Duration::ZERO;
-        while self.producer.in_flight_count() > 0 {
-            if waited >= timeout {
-                return Err(TxnFailure::Abortable(format!(
-                    "{} records still unacknowledged after {timeout:?}",
-                    self.producer.in_flight_count()
-                )));
+        loop {
+            self.poll();
+            let left = self.producer.in_flight_count();
+            if left == 0 {
+                return Ok(());
             }
-            self.producer.poll(Duration::from_millis(1));
-            waited += Duration::from_millis(1);
+            if waited >= timeout {
+                return Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}")));
+            }
+            std::thread::sleep(WAIT_STEP);
+            waited += WAIT_STEP;
         }
-        self.producer.poll(Duration::ZERO);
-        Ok(())
     }
 
     /// Takes the delivery reports gathered since the last call.

@@ -52,6 +52,9 @@ pub struct RocksStore {
     checkpoint: Option<Checkpoint>,
     /// Restore writes skipped the WAL and are not durable until flushed.
     unflushed_restore: bool,
+    /// The options of every point lookup: made once, as the default ones cost an allocation
+    /// per `get`.
+    reads: ReadOptions,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -233,6 +236,7 @@ impl RocksStore {
             segments: Vec::new(),
             checkpoint: None,
             unflushed_restore: false,
+            reads: ReadOptions::default(),
         };
         store.segments = store.read_segments()?;
         let raw = store.db.get_cf(store.meta()?, CHECKPOINT_KEY).map_err(|e| store.rocks("read checkpoint", e))?;
@@ -392,10 +396,23 @@ impl RawStore for RocksStore {
             return Ok(v.clone());
         }
         let got = match space {
-            Space::Main => self.db.get_cf(self.main_cf()?, key),
-            Space::Segment(id) => self.db.get_cf(self.segments_cf()?, segment_key(id, key)),
+            Space::Main => self.db.get_pinned_cf_opt(self.main_cf()?, key, &self.reads),
+            Space::Segment(id) => {
+                // Most keys fit a stack buffer: no allocation for the prefixed key.
+                let mut buf = [0u8; 128];
+                let mut long = Vec::new();
+                let k: &[u8] = if key.len() + 8 <= buf.len() {
+                    buf[..8].copy_from_slice(&segment_prefix(id));
+                    buf[8..8 + key.len()].copy_from_slice(key);
+                    &buf[..8 + key.len()]
+                } else {
+                    segment_key_into(id, key, &mut long);
+                    &long
+                };
+                self.db.get_pinned_cf_opt(self.segments_cf()?, k, &self.reads)
+            }
         };
-        got.map_err(|e| self.rocks("get", e))
+        got.map(|v| v.map(|v| v.to_vec())).map_err(|e| self.rocks("get", e))
     }
 
     fn scan(
