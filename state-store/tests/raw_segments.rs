@@ -129,3 +129,27 @@ fn should_read_a_background_commit_at_once_and_find_it_after_a_reopen() {
         }
     }
 }
+
+#[test]
+fn should_read_segment_keys_of_every_length_and_not_their_neighbours() {
+    // Lengths around the 120 bytes a segment lookup builds on the stack, and far beyond.
+    let lengths = [0usize, 1, 119, 120, 121, 1_000];
+    for b in Backend::all() {
+        let mut store = b.open("lengths");
+        let keys: Vec<Vec<u8>> = lengths.iter().map(|n| vec![b'k'; *n]).collect();
+        let entries: Vec<Entry<'_>> =
+            keys.iter().map(|k| (Space::Segment(3), k.as_slice(), Some(&k[..k.len().min(4)]))).collect();
+        write(&mut *store, &entries);
+        for k in &keys {
+            let want = k[..k.len().min(4)].to_vec();
+            assert_eq!(store.get(Space::Segment(3), k).unwrap(), Some(want), "{}: {} bytes", b.kind, k.len());
+            assert_eq!(store.get(Space::Segment(4), k).unwrap(), None, "{}: another segment", b.kind);
+        }
+        let mut longer = keys[5].clone();
+        longer.push(b'k');
+        assert_eq!(store.get(Space::Segment(3), &longer).unwrap(), None, "{}: a longer key", b.kind);
+        let mut shorter = keys[4].clone();
+        shorter.pop();
+        assert_eq!(store.get(Space::Segment(3), &shorter).unwrap(), Some(vec![b'k'; 4]), "{}: 120 bytes", b.kind);
+    }
+}

@@ -199,7 +199,7 @@ impl OutputProducer {
     /// Serves every delivery report that is ready, without waiting.
     ///
     /// rdkafka's `poll` serves one event (one produce request's reports) per call. Called
-    /// once per stream-thread loop it fell behind the broker: the unserved reports kept up to
+    /// once per stream-thread loop, it fell behind the broker: the unserved reports kept up to
     /// `queue.buffering.max.messages` records alive, so sends stalled on a full queue and
     /// each commit waited for reports that had long arrived.
     pub(crate) fn poll(&self) {
