@@ -58,14 +58,19 @@ fn windowed(input: &str, output: &str) -> anyhow::Result<Topology> {
 /// CPU seconds this process has used (user + system), from `/proc/self/stat`; `None` where
 /// that file does not exist or does not parse.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses: state is the 3rd
-    // field overall, utime the 14th and stime the 15th.
-    let rest = stat.rsplit_once(')')?.1;
+    parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?).map(|(_, cpu)| cpu)
+}
+
+/// The command name and the CPU seconds (user + system) of a `/proc/.../stat` line.
+fn parse_stat(stat: &str) -> Option<(&str, f64)> {
+    // The command name sits in parentheses and may hold spaces; of the fields after it, utime
+    // and stime are the 12th and 13th (the 14th and 15th overall).
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = &head[head.find('(')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // USER_HZ is 100 on every Linux architecture Moldau builds for.
-    Some(ticks / 100.0)
+    Some((name, ticks / 100.0))
 }
 
 /// CPU seconds per thread group (thread name without trailing digits, so that
@@ -75,11 +80,9 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let (Some(open), Some((head, rest))) = (stat.find('('), stat.rsplit_once(')')) else { continue };
-        let name = head[open + 1..].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        let Some((name, cpu)) = parse_stat(&stat) else { continue };
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        *out.entry(name).or_insert(0.0) += cpu;
     }
     out
 }

@@ -132,7 +132,7 @@ fn should_read_a_background_commit_at_once_and_find_it_after_a_reopen() {
 
 #[test]
 fn should_read_segment_keys_of_every_length_and_not_their_neighbours() {
-    // Lengths around the 120 bytes a segment lookup builds on the stack, and far beyond.
+    // Short, middling and long keys: a lookup reuses one buffer for the prefixed key.
     let lengths = [0usize, 1, 119, 120, 121, 1_000];
     for b in Backend::all() {
         let mut store = b.open("lengths");

@@ -185,8 +185,7 @@ impl OutputProducer {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // Delivery reports free the queue; sleep (not `poll` with a timeout, which
                     // spins: see `drain`) when none is ready.
-                    self.poll();
-                    if self.producer.in_flight_count() > 0 {
+                    if self.poll() > 0 {
                         std::thread::sleep(WAIT_STEP);
                     }
                     record = r;
@@ -202,14 +201,15 @@ impl OutputProducer {
     /// once per stream-thread loop, it fell behind the broker: the unserved reports kept up to
     /// `queue.buffering.max.messages` records alive, so sends stalled on a full queue and
     /// each commit waited for reports that had long arrived.
-    pub(crate) fn poll(&self) {
+    /// Returns the records still in flight.
+    pub(crate) fn poll(&self) -> i32 {
         // Each served report frees its records; stop once a call serves none.
         let mut before = self.producer.in_flight_count();
         loop {
             self.producer.poll(Duration::ZERO);
             let after = self.producer.in_flight_count();
             if after >= before {
-                break;
+                return after;
             }
             before = after;
         }
@@ -226,8 +226,7 @@ impl OutputProducer {
     pub(crate) fn drain(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
         let mut waited = Duration::ZERO;
         loop {
-            self.poll();
-            let left = self.producer.in_flight_count();
+            let left = self.poll();
             if left == 0 {
                 return Ok(());
             }

@@ -11,6 +11,7 @@
 
 mod writer;
 
+use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct RocksStore {
     /// The options of every point lookup: made once, as the default ones cost an allocation
     /// per `get`.
     reads: ReadOptions,
+    /// The segment-prefixed key of a point lookup, reused so that `get` does not allocate.
+    lookup_key: RefCell<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -237,6 +240,7 @@ impl RocksStore {
             checkpoint: None,
             unflushed_restore: false,
             reads: ReadOptions::default(),
+            lookup_key: RefCell::new(Vec::new()),
         };
         store.segments = store.read_segments()?;
         let raw = store.db.get_cf(store.meta()?, CHECKPOINT_KEY).map_err(|e| store.rocks("read checkpoint", e))?;
@@ -398,18 +402,9 @@ impl RawStore for RocksStore {
         let got = match space {
             Space::Main => self.db.get_pinned_cf_opt(self.main_cf()?, key, &self.reads),
             Space::Segment(id) => {
-                // Most keys fit a stack buffer: no allocation for the prefixed key.
-                let mut buf = [0u8; 128];
-                let mut long = Vec::new();
-                let k: &[u8] = if key.len() + 8 <= buf.len() {
-                    buf[..8].copy_from_slice(&segment_prefix(id));
-                    buf[8..8 + key.len()].copy_from_slice(key);
-                    &buf[..8 + key.len()]
-                } else {
-                    segment_key_into(id, key, &mut long);
-                    &long
-                };
-                self.db.get_pinned_cf_opt(self.segments_cf()?, k, &self.reads)
+                let mut k = self.lookup_key.borrow_mut();
+                segment_key_into(id, key, &mut k);
+                self.db.get_pinned_cf_opt(self.segments_cf()?, &*k, &self.reads)
             }
         };
         got.map(|v| v.map(|v| v.to_vec())).map_err(|e| self.rocks("get", e))
