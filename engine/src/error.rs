@@ -64,6 +64,10 @@ pub enum Error {
         /// What the client or broker said.
         reason: String,
     },
+    /// The application was closed while this work ran (a restore, say): it stopped part way,
+    /// with nothing lost or committed half done.
+    #[error("the application is shutting down")]
+    ShuttingDown,
     /// A state store failed.
     #[error(transparent)]
     Store(#[from] moldau_state_store::Error),

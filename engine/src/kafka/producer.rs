@@ -218,12 +218,65 @@ impl OutputProducer {
     /// Waits until every record sent is acknowledged or failed, serving delivery reports
     /// as they come, for `timeout` at least.
     ///
-    /// Waits by sleeping in short steps: rdkafka's `poll` with a timeout spins through its
-    /// last millisecond (it hands librdkafka whole milliseconds, so 0 once less than one is
-    /// left) and never returns before its deadline, and its `flush` waits in steps of up to
-    /// 100 ms. Either burned the core the broker needed to acknowledge the records, or added
-    /// most of 100 ms to each commit.
+    /// Records still queued in librdkafka would first wait out `linger.ms` (5 ms): most of
+    /// the wait at a 100 ms commit interval. librdkafka sends them at once while a
+    /// `rd_kafka_flush` call runs, so the wait is one, on a helper thread (see
+    /// [`Self::serving_reports`]).
+    ///
+    /// This thread sleeps in short steps between looks at the reports: rdkafka's `poll` with a
+    /// timeout spins through its last millisecond (it hands librdkafka whole milliseconds, so 0
+    /// once less than one is left) and never returns before its deadline, and its `flush`
+    /// waits in steps of up to 100 ms. Either burned the core the broker needed to acknowledge
+    /// the records, or added most of 100 ms to each commit.
     pub(crate) fn drain(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
+        if self.poll() == 0 {
+            return Ok(());
+        }
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: the producer outlives the helper thread (see `serving_reports`), so its
+        // handle stays valid during the call; librdkafka's calls are thread-safe, and under the
+        // event API this one only wakes the brokers and waits for the records to be freed.
+        let flushed =
+            self.serving_reports(move |p| unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), ms) });
+        if flushed.is_none() {
+            return self.wait_delivered(timeout);
+        }
+        match self.poll() {
+            0 => Ok(()),
+            left => Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}"))),
+        }
+    }
+
+    /// Runs `call` on a helper thread while this thread serves delivery reports, and returns
+    /// what it returned; `None` when no thread could be started (`call` did not run).
+    ///
+    /// Under rdkafka's event API only the thread that polls serves delivery reports, and a
+    /// record is freed once its report is served. librdkafka's flush, and the abort of a
+    /// transaction (which flushes), wait for every record to be freed: called on this thread,
+    /// they would wait out their timeout.
+    fn serving_reports<T: Send>(&self, call: impl FnOnce(&BaseProducer<DeliveryContext>) -> T + Send) -> Option<T> {
+        std::thread::scope(|scope| {
+            let producer = &self.producer;
+            let helper =
+                std::thread::Builder::new().name("moldau-txn-wait".into()).spawn_scoped(scope, move || call(producer));
+            let helper = match helper {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start a thread to wait on the producer");
+                    return None;
+                }
+            };
+            while !helper.is_finished() {
+                self.poll();
+                std::thread::sleep(WAIT_STEP);
+            }
+            Some(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        })
+    }
+
+    /// Serves delivery reports, sleeping between looks, until none is outstanding or
+    /// `timeout` has been spent waiting.
+    fn wait_delivered(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
         let mut waited = Duration::ZERO;
         loop {
             let left = self.poll();
@@ -264,7 +317,14 @@ impl OutputProducer {
     /// unusable, which the caller learns on its next use).
     pub(crate) fn abort_txn(&mut self) {
         if self.in_txn {
-            if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
+            // The abort purges queued records and waits for all to be freed, which needs their
+            // reports served (see `serving_reports`).
+            let aborted = self.serving_reports(|p| p.abort_transaction(TXN_TIMEOUT)).unwrap_or_else(|| {
+                // No helper: let every record be acknowledged first, then abort.
+                let _ = self.wait_delivered(TXN_TIMEOUT);
+                self.producer.abort_transaction(TXN_TIMEOUT)
+            });
+            if let Err(e) = aborted {
                 tracing::warn!(error = %e, "abort_transaction failed");
             }
             self.in_txn = false;

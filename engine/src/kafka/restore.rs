@@ -83,7 +83,8 @@ impl Restorer {
     }
 
     /// Restores every store in `work` up to the end of its changelog partition; returns the
-    /// number of records applied. Stops early (with an error) when `shutdown` is set.
+    /// number of records applied. Stops early with [`Error::ShuttingDown`] when `shutdown` is set; the stores'
+    /// checkpoints say how far each got.
     pub(crate) fn restore(&self, work: Vec<RestoreWork>, shutdown: &AtomicBool) -> Result<u64> {
         let mut by_topic: BTreeMap<String, Vec<RestoreWork>> = BTreeMap::new();
         for w in work {
@@ -111,7 +112,7 @@ impl Restorer {
         let result = (|| {
             while !pending.is_empty() {
                 if shutdown.load(Ordering::Relaxed) {
-                    return Err(Error::kafka(format!("restoring {topic}"), "the application is shutting down"));
+                    return Err(Error::ShuttingDown);
                 }
                 match self.consumer.poll(Duration::from_millis(100)) {
                     None => {}

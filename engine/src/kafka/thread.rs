@@ -139,7 +139,9 @@ pub(crate) fn run(spec: ThreadSpec) {
         StreamThread::new(spec).and_then(|mut t| {
             let r = t.run_loop();
             t.close(r.is_ok());
-            r
+            // Closed mid-way (a restore interrupted): the open transaction was rolled back, and
+            // that is a clean stop, not an error.
+            r.or_else(|e| if matches!(e, Error::ShuttingDown) { Ok(()) } else { Err(e) })
         })
     }))
     .unwrap_or_else(|panic| {
