@@ -9,6 +9,7 @@
 //!   and non-decreasing offsets.
 
 pub(crate) mod batch;
+mod chunked;
 pub(crate) mod internal;
 pub(crate) mod producers;
 pub(crate) mod records;

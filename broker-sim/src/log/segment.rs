@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader};
+use super::chunked::ChunkedBytes;
 use crate::error::{Error, Result};
 
 /// Bytes of batches between two index entries (Kafka's `index.interval.bytes`).
@@ -27,8 +28,8 @@ pub(crate) const INDEX_INTERVAL_BYTES: u64 = 4096;
 enum Storage {
     /// On disk; index files are appended as entries are created.
     File { log: Arc<File>, index: File, time_index: File, dir: PathBuf },
-    /// In memory (fast tests).
-    Memory(Vec<u8>),
+    /// In memory (fast tests, demos and benchmarks).
+    Memory(ChunkedBytes),
 }
 
 /// A slice of a segment to read: either already in memory or a range of a file.
@@ -86,7 +87,7 @@ impl Segment {
     /// Creates an empty segment, on disk under `dir` or in memory when `dir` is `None`.
     pub(crate) fn create(dir: Option<&Path>, base_offset: i64, now_ms: i64) -> Result<Self> {
         let storage = match dir {
-            None => Storage::Memory(Vec::new()),
+            None => Storage::Memory(ChunkedBytes::default()),
             Some(dir) => {
                 let open = |ext: &str| {
                     OpenOptions::new()
@@ -293,7 +294,7 @@ impl Segment {
     pub(crate) fn plan_read(&self, pos: u64, len: usize) -> ReadPlan {
         let len = len.min(self.size.saturating_sub(pos) as usize);
         match &self.storage {
-            Storage::Memory(v) => ReadPlan::Ready(Bytes::copy_from_slice(&v[pos as usize..pos as usize + len])),
+            Storage::Memory(v) => ReadPlan::Ready(v.copy_range(pos as usize, len)),
             Storage::File { log, .. } => ReadPlan::File { file: Arc::clone(log), pos, len },
         }
     }
