@@ -24,6 +24,7 @@ fn should_send_changelog_records_before_the_commit() {
     let log = read_topic(&bootstrap, "eager-log-counts-changelog", 5, Duration::from_secs(30), Duration::ZERO);
     let m = app.metrics();
     assert_eq!(m.commits, 0, "no commit yet at a 10-minute interval: {m:?}");
+    assert_eq!(m.sent, 15, "5 words repartitioned, 5 counts and 5 changelog records sent: {m:?}");
     let mut latest: BTreeMap<String, u64> = BTreeMap::new();
     for r in &log {
         let n = u64::from_be_bytes(r.value.as_deref().unwrap_or_default().try_into().expect("8-byte count"));

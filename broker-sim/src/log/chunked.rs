@@ -1,15 +1,19 @@
 //! The bytes of an in-memory segment, held in chunks of at most [`CHUNK`] bytes (one batch
-//! larger than that gets a chunk of its own).
+//! larger than that gets a chunk of its own size).
 //!
 //! One growing `Vec` would double its buffer as the segment grows toward `segment.bytes`
 //! (1 GiB by default): each doubling copies everything appended so far while the partition is
 //! locked, stalling produce and fetch on it for tens of milliseconds once a segment reaches
-//! hundreds of megabytes. A chunk never moves once full, so an append copies only its own bytes.
+//! hundreds of megabytes. A chunk is allocated once with its final capacity and never moves,
+//! so an append copies only its own bytes, and the memory a segment takes from the system is
+//! about the bytes it holds (fresh memory is slow: a page fault and zeroing per page).
 
 use bytes::{Bytes, BytesMut};
 
-/// The most bytes a chunk grows to before the next one starts.
+/// The capacity of the largest chunks.
 pub(crate) const CHUNK: usize = 1 << 20;
+/// The capacity of a segment's first chunk.
+const FIRST_CHUNK: usize = 16 << 10;
 
 /// Append-only bytes in chunks.
 #[derive(Debug, Default)]
@@ -26,9 +30,15 @@ impl ChunkedBytes {
             return;
         }
         match self.chunks.last_mut() {
-            Some(last) if last.len() + bytes.len() <= CHUNK => last.extend_from_slice(bytes),
-            _ => {
-                self.chunks.push(bytes.to_vec());
+            // Within the capacity it was given: never reallocated, so never copied again.
+            Some(last) if last.len() + bytes.len() <= last.capacity() => last.extend_from_slice(bytes),
+            last => {
+                // Each chunk gets twice the capacity of the one before, from FIRST_CHUNK up to
+                // CHUNK: a small partition stays small, a busy one appends into 1 MiB chunks.
+                let next = last.map_or(FIRST_CHUNK, |l| (l.capacity() * 2).min(CHUNK));
+                let mut chunk = Vec::with_capacity(next.max(bytes.len()));
+                chunk.extend_from_slice(bytes);
+                self.chunks.push(chunk);
             }
         }
         self.len += bytes.len();
@@ -113,5 +123,23 @@ mod tests {
         }
         assert_eq!(c.chunks[0].as_ptr(), first, "appends after the first chunk filled left it in place");
         assert_eq!(c.copy_range(CHUNK - 2, 3)[..], [1, 2, 2]);
+    }
+
+    #[test]
+    fn should_fill_each_chunk_in_place_with_capacities_doubling_to_a_chunk() {
+        let mut c = ChunkedBytes::default();
+        let mut last = (0usize, std::ptr::null::<u8>());
+        for i in 0..20_000u32 {
+            c.extend_from_slice(&[i as u8; 300]);
+            let now = (c.chunks.len(), c.chunks.last().expect("a chunk").as_ptr());
+            if now.0 == last.0 {
+                assert_eq!(now.1, last.1, "append {i} moved the chunk it appended to");
+            }
+            last = now;
+        }
+        let caps: Vec<usize> = c.chunks.iter().map(Vec::capacity).collect();
+        assert_eq!(caps[..7], [16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, CHUNK]);
+        assert!(caps[7..].iter().all(|&cap| cap == CHUNK), "{caps:?}");
+        assert_eq!(c.len(), 20_000 * 300);
     }
 }

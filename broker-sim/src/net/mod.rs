@@ -4,14 +4,30 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::ClusterCore;
 use crate::protocol::{handle_frame, ConnInfo, FrameOutcome};
+
+/// The largest frame buffer a connection keeps for its next request.
+const KEEP_FRAME_BUFFER: usize = 4 << 20;
+
+/// Reads a frame of `size` bytes into the empty `buf`, growing it as bytes arrive rather than
+/// trusting the size up front.
+async fn read_frame(rd: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut, size: usize) -> std::io::Result<()> {
+    while buf.len() < size {
+        let want = size - buf.len();
+        buf.reserve(want.min(64 * 1024));
+        if rd.take(want as u64).read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
 
 /// Accepts connections for broker `node_id` until `shutdown` turns true.
 pub(crate) async fn serve(
@@ -49,6 +65,9 @@ async fn connection(stream: TcpStream, core: Arc<ClusterCore>, info: ConnInfo) {
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
     let mut wr = BufWriter::with_capacity(256 * 1024, wr);
+    // Each frame is read into this buffer and split off it; once the request built from the
+    // frame is dropped, the next frame reuses the same memory instead of fresh pages.
+    let mut buf = BytesMut::new();
     // Ends when the peer closes (the size read fails).
     while let Ok(size) = rd.read_i32().await {
         if size < 0 || size as usize > max {
@@ -56,16 +75,17 @@ async fn connection(stream: TcpStream, core: Arc<ClusterCore>, info: ConnInfo) {
             break;
         }
         let size = size as usize;
-        // Grow as bytes arrive instead of trusting the size up front.
-        let mut frame = Vec::with_capacity(size.min(64 * 1024));
-        match (&mut rd).take(size as u64).read_to_end(&mut frame).await {
-            Ok(n) if n == size => {}
-            _ => {
-                tracing::warn!(node_id = info.node_id, %peer, size, "closing connection: truncated request frame");
-                break;
-            }
+        if read_frame(&mut rd, &mut buf, size).await.is_err() {
+            tracing::warn!(node_id = info.node_id, %peer, size, "closing connection: truncated request frame");
+            break;
         }
-        match handle_frame(&core, &info, Bytes::from(frame)).await {
+        let frame = buf.split().freeze();
+        let outcome = handle_frame(&core, &info, frame).await;
+        if size > KEEP_FRAME_BUFFER {
+            // Do not hold on to the memory of one huge request.
+            buf = BytesMut::new();
+        }
+        match outcome {
             FrameOutcome::Respond(resp) => {
                 if wr.write_all(&resp).await.is_err() {
                     break;

@@ -103,6 +103,8 @@ pub(crate) struct OutputProducer {
     producer: BaseProducer<DeliveryContext>,
     transactional: bool,
     in_txn: bool,
+    /// Records accepted by `send` since `take_sent` last took them.
+    sent: u64,
 }
 
 impl std::fmt::Debug for OutputProducer {
@@ -128,7 +130,7 @@ impl OutputProducer {
         if transactional_id.is_some() {
             producer.init_transactions(TXN_TIMEOUT).map_err(|e| Error::kafka("initializing transactions", e))?;
         }
-        Ok(OutputProducer { producer, transactional: transactional_id.is_some(), in_txn: false })
+        Ok(OutputProducer { producer, transactional: transactional_id.is_some(), in_txn: false, sent: 0 })
     }
 
     /// Whether a transaction is open.
@@ -181,7 +183,10 @@ impl OutputProducer {
         }
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.sent += 1;
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // Delivery reports free the queue; sleep (not `poll` with a timeout, which
                     // spins: see `drain`) when none is ready.
@@ -193,6 +198,11 @@ impl OutputProducer {
                 Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
             }
         }
+    }
+
+    /// The records accepted since the last call.
+    pub(crate) fn take_sent(&mut self) -> u64 {
+        std::mem::take(&mut self.sent)
     }
 
     /// Serves every delivery report that is ready, without waiting.

@@ -36,6 +36,9 @@ pub struct StreamsMetrics {
     pub processed: u64,
     /// Commits completed.
     pub commits: u64,
+    /// Records handed to the producer: output, repartition, dead-letter and changelog
+    /// records (a roll-back's aborted records included).
+    pub sent: u64,
     /// Records skipped or sent to the dead-letter topic by an error handler.
     pub skipped: u64,
     /// Changelog records restored into stores.
@@ -136,6 +139,7 @@ impl KafkaStreams {
         StreamsMetrics {
             processed: s.processed.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
+            sent: s.sent.load(Ordering::Relaxed),
             skipped: s.skipped.load(Ordering::Relaxed),
             restored: s.restored.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),

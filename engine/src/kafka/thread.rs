@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) processed: AtomicU64,
     pub(crate) commits: AtomicU64,
+    pub(crate) sent: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) restored: AtomicU64,
     pub(crate) rebalances: AtomicU64,
@@ -323,6 +324,7 @@ impl StreamThread {
             self.send_changelogs(id)?;
             self.send_output(id)?;
             self.spec.shared.processed.fetch_add(n, Ordering::Relaxed);
+            self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
         }
         Ok(())
     }
@@ -475,6 +477,7 @@ impl StreamThread {
             }
         }
         self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
         Ok(())
     }
 
