@@ -2,8 +2,9 @@
 //! transaction overlay, the changelog buffer, retention of time segments, atomic commit of
 //! state plus offsets, and restore.
 //!
-//! Reads see, newest first: the cache, the overlay (this transaction's flushed writes), then
-//! the committed store.
+//! Reads see, newest first: the cache, the overlay (this transaction's flushed writes), the
+//! committed writes not yet written to the raw store (see [`Core::persist`]), then the raw
+//! store.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -73,6 +74,15 @@ pub(crate) struct Core {
     options: StoreOptions,
     cache: Option<RecordCache>,
     overlay: BTreeMap<Space, WriteSet>,
+    /// Committed writes not yet handed to the raw store, the newest per key, when commits do
+    /// not persist (see [`Core::set_persist_on_commit`]), with the checkpoint of the last
+    /// commit they hold.
+    unwritten: RawBatch,
+    unwritten_cp: Option<Checkpoint>,
+    /// Entries in `unwritten`.
+    unwritten_len: usize,
+    /// Whether each commit writes to the raw store (the default).
+    persist_on_commit: bool,
     /// The writes of the last commit, kept for reads: they are in the raw store too (or on
     /// their way there: the RocksDB store applies a commit in the background), but a stream
     /// that touches the same keys commit after commit (an aggregation at a short commit
@@ -106,6 +116,10 @@ impl Core {
             options,
             cache,
             overlay: BTreeMap::new(),
+            unwritten: RawBatch::new(),
+            unwritten_cp: None,
+            unwritten_len: 0,
+            persist_on_commit: true,
             recent: Arc::default(),
             changelog: Vec::new(),
             changes: Vec::new(),
@@ -210,7 +224,7 @@ impl Core {
 
     /// The value of `key` below the cache (overlay, then committed state).
     fn get_flushed(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        for layer in [&self.overlay, &*self.recent] {
+        for layer in [&self.overlay, &self.unwritten, &*self.recent] {
             if let Some(v) = layer.get(&space).and_then(|o| o.get(key)) {
                 return Ok(v.clone());
             }
@@ -230,6 +244,7 @@ impl Core {
     pub(crate) fn spaces(&self) -> Vec<Space> {
         let mut out: Vec<Space> = self.raw.segments().into_iter().map(Space::Segment).collect();
         out.extend(self.overlay.keys().copied());
+        out.extend(self.unwritten.keys().copied());
         if let Some(c) = &self.cache {
             out.extend(c.spaces());
         }
@@ -278,42 +293,36 @@ impl Core {
         state.map(|_| ())
     }
 
-    /// The cache's and the overlay's entries of `space` in range, merged (the cache wins), in
-    /// key order.
+    /// The cache's, the overlay's and the unwritten commits' entries of `space` in range,
+    /// merged (the newer layer wins), in key order.
     fn pending<'a>(&'a self, space: Space, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
-        let mut overlay = self.overlay.get(&space).into_iter().flat_map(|o| o.range::<[u8], _>((from, to))).peekable();
-        let mut cached = self
+        let range = |layer: &'a RawBatch| {
+            layer
+                .get(&space)
+                .into_iter()
+                .flat_map(move |o| o.range::<[u8], _>((from, to)))
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+        };
+        let below_cache = merge_newer(range(&self.unwritten), range(&self.overlay));
+        let cached = self
             .cache
             .as_ref()
             .and_then(|c| c.space(space))
             .into_iter()
             .flat_map(|c| c.range::<[u8], _>((from, to)))
-            .peekable();
-        let mut out = Vec::new();
-        loop {
-            let next = match (overlay.peek(), cached.peek()) {
-                (None, None) => break,
-                (Some(_), None) => overlay.next().map(|(k, v)| (k.as_slice(), v.as_deref())),
-                (None, Some(_)) => cached.next().map(|(k, e)| (k.as_slice(), e.value.as_deref())),
-                (Some((ok, _)), Some((ck, _))) => {
-                    if ok < ck {
-                        overlay.next().map(|(k, v)| (k.as_slice(), v.as_deref()))
-                    } else {
-                        if ok == ck {
-                            overlay.next();
-                        }
-                        cached.next().map(|(k, e)| (k.as_slice(), e.value.as_deref()))
-                    }
-                }
-            };
-            out.extend(next);
-        }
-        out
+            .map(|(k, e)| (k.as_slice(), e.value.as_deref()));
+        merge_newer(below_cache.into_iter(), cached)
     }
 
     /// An estimate of the number of keys (committed estimate plus pending inserts).
     pub(crate) fn approximate_count(&self) -> Result<u64> {
-        let pending = self.overlay.values().flat_map(|o| o.values()).filter(|v| v.is_some()).count()
+        let pending = self
+            .overlay
+            .values()
+            .chain(self.unwritten.values())
+            .flat_map(|o| o.values())
+            .filter(|v| v.is_some())
+            .count()
             + self.cache.as_ref().map_or(0, RecordCache::len);
         Ok(self.raw.approximate_count()? + pending as u64)
     }
@@ -340,9 +349,20 @@ impl Core {
         None
     }
 
-    /// Applies the overlay with `changelog_offset` and the input offsets in one atomic write
-    /// that also drops the expired segments (see [`RawStore::write_shared`]); a commit of more
-    /// than `RECENT_MAX_ENTRIES` keys is written in line and its drops follow it.
+    /// Whether each commit writes to the raw store (the default) or commits stay in memory,
+    /// readable, until [`persist`](Self::persist), until more than `RECENT_MAX_ENTRIES`
+    /// keys wait, or until the store is dropped (expired segments are dropped then too). Only a store with a
+    /// changelog defers: a crash then loses the unwritten commits from the raw store, and the
+    /// restore from the changelog (which starts at the raw store's checkpoint) brings them
+    /// back. At a short commit interval an aggregation updates the same keys commit after
+    /// commit, and deferring writes each key once per persist instead of once per commit.
+    pub(crate) fn set_persist_on_commit(&mut self, on: bool) {
+        self.persist_on_commit = on || !self.options.logging;
+    }
+
+    /// Commits the overlay with `changelog_offset` and the input offsets: written to the raw
+    /// store in one atomic write with them (see [`Self::persist`]) now, or later when commits
+    /// are deferred.
     pub(crate) fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
         if let Some(reason) = self.unflushed() {
             return Err(Error::InvalidUse {
@@ -355,28 +375,60 @@ impl Core {
         for (topic, partition, offset) in input_offsets {
             cp.input_offsets.entry(topic.clone()).or_default().insert(*partition, *offset);
         }
+        let overlay = std::mem::take(&mut self.overlay);
+        if self.unwritten.is_empty() {
+            self.unwritten_len = overlay.values().map(BTreeMap::len).sum();
+            self.unwritten = overlay;
+        } else {
+            for (space, writes) in overlay {
+                let into = self.unwritten.entry(space).or_default();
+                for (k, v) in writes {
+                    if into.insert(k, v).is_none() {
+                        self.unwritten_len += 1;
+                    }
+                }
+            }
+        }
+        self.checkpoint = cp.clone();
+        self.unwritten_cp = Some(cp);
+        if self.persist_on_commit || self.unwritten_len > RECENT_MAX_ENTRIES {
+            return self.persist();
+        }
+        Ok(())
+    }
+
+    /// Writes the commits not yet written to the raw store with the last one's checkpoint, in
+    /// one atomic write that also drops the expired segments (see [`RawStore::write_shared`]);
+    /// more than `RECENT_MAX_ENTRIES` keys are written in line and their drops follow.
+    pub(crate) fn persist(&mut self) -> Result<()> {
+        let Some(cp) = self.unwritten_cp.take() else { return Ok(()) };
         let expired = self.expired_segments();
-        let mut batch = std::mem::take(&mut self.overlay);
+        let mut batch = std::mem::take(&mut self.unwritten);
+        let kept = std::mem::take(&mut self.unwritten_len);
         batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
-        let kept: usize = batch.values().map(BTreeMap::len).sum();
         if kept > RECENT_MAX_ENTRIES {
             // Too large to keep for reads: applied in line and dropped.
             if let Err(e) = self.raw.write(&batch, &cp, WriteMode::Commit) {
-                self.overlay = batch;
+                self.restore_unwritten(batch, kept, cp);
                 return Err(e);
             }
             self.recent = Arc::default();
-            self.checkpoint = cp;
             return self.raw.drop_segments(&expired);
         }
         let batch = Arc::new(batch);
         if let Err(e) = self.raw.write_shared(batch.clone(), &cp, &expired) {
-            self.overlay = Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
+            self.restore_unwritten(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()), kept, cp);
             return Err(e);
         }
         self.recent = batch;
-        self.checkpoint = cp;
         Ok(())
+    }
+
+    /// Puts back the writes a failed persist took.
+    fn restore_unwritten(&mut self, batch: RawBatch, len: usize, cp: Checkpoint) {
+        self.unwritten = batch;
+        self.unwritten_len = len;
+        self.unwritten_cp = Some(cp);
     }
 
     /// Committed segments whose newest time is older than retention keeps.
@@ -384,7 +436,7 @@ impl Core {
         let Some(seg) = self.segmenting else { return Vec::new() };
         let from = self.retained_from();
         let mut ids: Vec<i64> = self.raw.segments();
-        ids.extend(self.overlay.keys().filter_map(|s| match s {
+        ids.extend(self.overlay.keys().chain(self.unwritten.keys()).filter_map(|s| match s {
             Space::Segment(id) => Some(*id),
             Space::Main => None,
         }));
@@ -403,7 +455,10 @@ impl Core {
         }
         self.changelog.clear();
         self.changes.clear();
-        self.checkpoint.stream_time = self.raw.checkpoint().map_or(-1, |c| c.stream_time);
+        self.checkpoint.stream_time = match &self.unwritten_cp {
+            Some(cp) => cp.stream_time,
+            None => self.raw.checkpoint().map_or(-1, |c| c.stream_time),
+        };
     }
 
     /// Applies changelog records read back from the changelog topic, the last at offset
@@ -413,7 +468,8 @@ impl Core {
         records: impl IntoIterator<Item = ChangelogRecord>,
         last_offset: i64,
     ) -> Result<()> {
-        if !self.overlay.is_empty() || self.cache.as_ref().is_some_and(|c| !c.is_empty()) {
+        if !self.overlay.is_empty() || self.cache.as_ref().is_some_and(|c| !c.is_empty()) || self.unwritten_cp.is_some()
+        {
             return Err(Error::InvalidUse {
                 store: self.name().to_string(),
                 reason: "restore while the store has uncommitted writes".into(),
@@ -447,6 +503,47 @@ impl Core {
     pub(crate) fn finish_restore(&mut self) -> Result<()> {
         self.raw.flush()
     }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // A closed store keeps every commit: the unwritten ones are written now.
+        if let Err(e) = self.persist() {
+            tracing::warn!(
+                store = self.name(),
+                error = %e,
+                "writing the last commits at close failed; the changelog restore brings them back"
+            );
+        }
+    }
+}
+
+/// Merges two key-ordered runs of entries; on equal keys `newer`'s entry wins.
+fn merge_newer<'a>(
+    older: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    newer: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+    let (mut older, mut newer) = (older.peekable(), newer.peekable());
+    let mut out = Vec::new();
+    loop {
+        let next = match (older.peek(), newer.peek()) {
+            (None, None) => break,
+            (Some(_), None) => older.next(),
+            (None, Some(_)) => newer.next(),
+            (Some((ok, _)), Some((nk, _))) => {
+                if ok < nk {
+                    older.next()
+                } else {
+                    if ok == nk {
+                        older.next();
+                    }
+                    newer.next()
+                }
+            }
+        };
+        out.extend(next);
+    }
+    out
 }
 
 /// Hands a live entry (`v` is `None` for a pending delete, skipped) to `f`; returns whether to

@@ -39,6 +39,13 @@ pub trait StateStore: Send {
     fn restore(&mut self, records: Vec<ChangelogRecord>, last_offset: i64) -> Result<()>;
     /// Ends a restore: makes the restored state durable.
     fn finish_restore(&mut self) -> Result<()>;
+    /// Whether each [`commit`](Self::commit) writes to the local store (the default), or
+    /// commits stay in memory, readable, until [`persist`](Self::persist), a size limit or
+    /// close. Only a store with a changelog defers: after a crash, the
+    /// restore from the changelog brings back the commits that were not written.
+    fn set_persist_on_commit(&mut self, on: bool);
+    /// Writes the commits not yet written to the local store (in the background).
+    fn persist(&mut self) -> Result<()>;
 }
 
 /// Implements [`StateStore`] for a typed store with a `core` field.
@@ -76,6 +83,12 @@ macro_rules! impl_state_store {
             }
             fn finish_restore(&mut self) -> $crate::error::Result<()> {
                 self.core.finish_restore()
+            }
+            fn set_persist_on_commit(&mut self, on: bool) {
+                self.core.set_persist_on_commit(on)
+            }
+            fn persist(&mut self) -> $crate::error::Result<()> {
+                self.core.persist()
             }
         }
     };

@@ -11,8 +11,12 @@ fn each(check: impl Fn(&mut Kv)) {
         for (i, options) in
             [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate()
         {
-            let mut st = kv(b.open(&format!("kv{i}")), options);
-            check(&mut st);
+            for persist in [true, false] {
+                // Deferred: commits stay in memory until persisted, and reads merge them.
+                let mut st = kv(b.open(&format!("kv{i}{}", if persist { "" } else { "-deferred" })), options);
+                st.set_persist_on_commit(persist);
+                check(&mut st);
+            }
         }
     }
 }
@@ -172,4 +176,30 @@ fn should_share_one_memory_budget_between_stores() {
     let after = budget.usage_bytes();
     assert!(after > before, "memtables of every store are charged to the one budget ({before} -> {after})");
     assert!(after <= budget.total_bytes() + (1 << 20), "and stay within it: {after}");
+}
+
+#[test]
+fn should_keep_deferred_commits_readable_and_write_them_at_close() {
+    let b = Backend::rocks();
+    let mut log = Vec::new();
+    {
+        let mut st = kv(b.open("deferred"), StoreOptions::default());
+        st.set_persist_on_commit(false);
+        st.put(&s("a"), &1, 0).unwrap();
+        commit_all(&mut st, &mut log);
+        st.put(&s("a"), &2, 0).unwrap();
+        st.put(&s("b"), &3, 0).unwrap();
+        commit_all(&mut st, &mut log);
+        st.delete(&s("b"), 0).unwrap();
+        st.abort();
+        assert_eq!(st.get(&s("a")).unwrap(), Some(2), "the newest commit wins");
+        assert_eq!(st.get(&s("b")).unwrap(), Some(3), "an abort keeps the commits not yet written");
+        assert_eq!(st.range(&s("a"), &s("z")).unwrap(), vec![(s("a"), 2), (s("b"), 3)]);
+        assert_eq!(st.checkpoint().changelog_offset, 3);
+    }
+    // Closed: the deferred commits were written with their checkpoint.
+    let st = kv(b.open("deferred"), StoreOptions::default());
+    assert_eq!(st.checkpoint().changelog_offset, 3);
+    assert_eq!(st.get(&s("a")).unwrap(), Some(2));
+    assert_eq!(st.get(&s("b")).unwrap(), Some(3));
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::{commit_all, restore_all, s, Backend};
 use moldau_state_store::{
-    BincodeSerde, Error, RawStore, SessionSpec, SessionStore, StoreOptions, StringSerde, Window, Windowed,
+    BincodeSerde, Error, RawStore, SessionSpec, SessionStore, StateStore, StoreOptions, StringSerde, Window, Windowed,
 };
 
 type Ss = SessionStore<String, u64>;
@@ -19,8 +19,12 @@ fn each(check: impl Fn(&mut Ss)) {
         for (i, options) in
             [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate()
         {
-            let mut st = ss(b.open(&format!("s{i}")), options);
-            check(&mut st);
+            for persist in [true, false] {
+                // Deferred: commits stay in memory until persisted, and reads merge them.
+                let mut st = ss(b.open(&format!("s{i}{}", if persist { "" } else { "-deferred" })), options);
+                st.set_persist_on_commit(persist);
+                check(&mut st);
+            }
         }
     }
 }

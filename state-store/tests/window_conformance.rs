@@ -4,7 +4,7 @@ mod common;
 
 use common::{commit_all, restore_all, s, Backend};
 use moldau_state_store::{
-    BincodeSerde, RawStore, StoreOptions, StringSerde, Window, WindowSpec, WindowStore, Windowed,
+    BincodeSerde, RawStore, StateStore, StoreOptions, StringSerde, Window, WindowSpec, WindowStore, Windowed,
 };
 
 type Ws = WindowStore<String, u64>;
@@ -23,8 +23,12 @@ fn each(check: impl Fn(&mut Ws)) {
         for (i, options) in
             [StoreOptions::default(), StoreOptions::default().with_cache(1 << 20)].into_iter().enumerate()
         {
-            let mut st = ws(b.open(&format!("w{i}")), spec(), options);
-            check(&mut st);
+            for persist in [true, false] {
+                // Deferred: commits stay in memory until persisted, and reads merge them.
+                let mut st = ws(b.open(&format!("w{i}{}", if persist { "" } else { "-deferred" })), spec(), options);
+                st.set_persist_on_commit(persist);
+                check(&mut st);
+            }
         }
     }
 }

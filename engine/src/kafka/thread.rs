@@ -52,6 +52,10 @@ use crate::Topology;
 const POLL_BATCH: usize = 2_000;
 /// How long to wait for acknowledgements at commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often stores write their commits to RocksDB when commits come more often: a crash
+/// restores at most about this much from the changelogs, and an aggregation's keys updated
+/// commit after commit are written once per interval instead of once per commit.
+const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// State shared by the threads of one application and its handle.
 #[derive(Debug, Default)]
@@ -174,6 +178,8 @@ struct StreamThread {
     /// The partitions assigned to this thread (cluster topic, partition).
     assigned: BTreeSet<(String, i32)>,
     last_commit: Instant,
+    /// When the stores last wrote their commits to RocksDB.
+    last_persist: Instant,
     buffered: usize,
     /// Whether changelog records went out since the last commit.
     changelog_sent: bool,
@@ -230,6 +236,7 @@ impl StreamThread {
             out: Vec::new(),
             assigned: BTreeSet::new(),
             last_commit: clock.now(),
+            last_persist: clock.now(),
             buffered: 0,
             changelog_sent: false,
             eos,
@@ -476,6 +483,14 @@ impl StreamThread {
                 q.committed = q.consumed;
             }
         }
+        if self.clock.now().duration_since(self.last_persist) >= PERSIST_INTERVAL {
+            self.last_persist = self.clock.now();
+            for entry in self.tasks.values() {
+                for (_, store) in entry.task.stores() {
+                    store.borrow_mut().persist()?;
+                }
+            }
+        }
         self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
         Ok(())
@@ -614,6 +629,14 @@ impl StreamThread {
         }
         let restored = self.restorer.restore(work, &self.spec.shared.shutdown)?;
         self.spec.shared.restored.fetch_add(restored, Ordering::Relaxed);
+        // Commits more often than stores persist: each commit's writes stay in memory and go
+        // to RocksDB once per PERSIST_INTERVAL, each key once (see `commit`).
+        let every_commit = self.spec.config.effective_commit_interval() >= PERSIST_INTERVAL;
+        for entry in self.tasks.values() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().set_persist_on_commit(every_commit);
+            }
+        }
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         tracing::info!(thread = self.spec.index, tasks = ?ids, restored, "tasks assigned");
         self.spec.shared.tasks.lock().insert(self.spec.index, ids);
