@@ -148,11 +148,6 @@ fn options(budget: &MemoryBudget) -> Options {
     o.set_write_buffer_manager(&budget.write_buffers);
     o.set_write_buffer_size(16 << 20);
     o.set_max_write_buffer_number(3);
-    // A bloom filter over each memtable's whole keys (2% of its size: about 8 bits a key for
-    // small entries): an aggregation's first look at a new key (each key of each new window)
-    // misses, and the filter answers that without walking the memtable's skip list.
-    o.set_memtable_prefix_bloom_ratio(0.02);
-    o.set_memtable_whole_key_filtering(true);
     o.set_compression_type(DBCompressionType::Lz4);
     o
 }
