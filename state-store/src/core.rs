@@ -79,8 +79,6 @@ pub(crate) struct Core {
     /// commit they hold.
     unwritten: RawBatch,
     unwritten_cp: Option<Checkpoint>,
-    /// Entries in `unwritten`.
-    unwritten_len: usize,
     /// Whether each commit writes to the raw store (the default).
     persist_on_commit: bool,
     /// The writes of the last commit, kept for reads: they are in the raw store too (or on
@@ -118,7 +116,6 @@ impl Core {
             overlay: BTreeMap::new(),
             unwritten: RawBatch::new(),
             unwritten_cp: None,
-            unwritten_len: 0,
             persist_on_commit: true,
             recent: Arc::default(),
             changelog: Vec::new(),
@@ -303,7 +300,7 @@ impl Core {
                 .flat_map(move |o| o.range::<[u8], _>((from, to)))
                 .map(|(k, v)| (k.as_slice(), v.as_deref()))
         };
-        let below_cache = merge_newer(range(&self.unwritten), range(&self.overlay));
+        let below_cache = MergeNewer::new(range(&self.unwritten), range(&self.overlay));
         let cached = self
             .cache
             .as_ref()
@@ -311,7 +308,7 @@ impl Core {
             .into_iter()
             .flat_map(|c| c.range::<[u8], _>((from, to)))
             .map(|(k, e)| (k.as_slice(), e.value.as_deref()));
-        merge_newer(below_cache.into_iter(), cached)
+        MergeNewer::new(below_cache, cached).collect()
     }
 
     /// An estimate of the number of keys (committed estimate plus pending inserts).
@@ -350,11 +347,11 @@ impl Core {
     }
 
     /// Whether each commit writes to the raw store (the default) or commits stay in memory,
-    /// readable, until [`persist`](Self::persist), until more than `RECENT_MAX_ENTRIES`
-    /// keys wait, or until the store is dropped (expired segments are dropped then too). Only a store with a
-    /// changelog defers: a crash then loses the unwritten commits from the raw store, and the
-    /// restore from the changelog (which starts at the raw store's checkpoint) brings them
-    /// back. At a short commit interval an aggregation updates the same keys commit after
+    /// readable, until [`persist`](Self::persist), until more than `RECENT_MAX_ENTRIES` keys
+    /// wait, or until the store is dropped (expired segments are dropped then too). Only a
+    /// store with a changelog defers: a crash then loses the unwritten commits from the raw
+    /// store, and the restore from the changelog (which starts at the raw store's checkpoint)
+    /// brings them back. At a short commit interval an aggregation updates the same keys commit after
     /// commit, and deferring writes each key once per persist instead of once per commit.
     pub(crate) fn set_persist_on_commit(&mut self, on: bool) {
         self.persist_on_commit = on || !self.options.logging;
@@ -377,21 +374,15 @@ impl Core {
         }
         let overlay = std::mem::take(&mut self.overlay);
         if self.unwritten.is_empty() {
-            self.unwritten_len = overlay.values().map(BTreeMap::len).sum();
             self.unwritten = overlay;
         } else {
             for (space, writes) in overlay {
-                let into = self.unwritten.entry(space).or_default();
-                for (k, v) in writes {
-                    if into.insert(k, v).is_none() {
-                        self.unwritten_len += 1;
-                    }
-                }
+                self.unwritten.entry(space).or_default().extend(writes);
             }
         }
         self.checkpoint = cp.clone();
         self.unwritten_cp = Some(cp);
-        if self.persist_on_commit || self.unwritten_len > RECENT_MAX_ENTRIES {
+        if self.persist_on_commit || batch_len(&self.unwritten) > RECENT_MAX_ENTRIES {
             return self.persist();
         }
         Ok(())
@@ -404,12 +395,11 @@ impl Core {
         let Some(cp) = self.unwritten_cp.take() else { return Ok(()) };
         let expired = self.expired_segments();
         let mut batch = std::mem::take(&mut self.unwritten);
-        let kept = std::mem::take(&mut self.unwritten_len);
         batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
-        if kept > RECENT_MAX_ENTRIES {
+        if batch_len(&batch) > RECENT_MAX_ENTRIES {
             // Too large to keep for reads: applied in line and dropped.
             if let Err(e) = self.raw.write(&batch, &cp, WriteMode::Commit) {
-                self.restore_unwritten(batch, kept, cp);
+                self.restore_unwritten(batch, cp);
                 return Err(e);
             }
             self.recent = Arc::default();
@@ -417,7 +407,7 @@ impl Core {
         }
         let batch = Arc::new(batch);
         if let Err(e) = self.raw.write_shared(batch.clone(), &cp, &expired) {
-            self.restore_unwritten(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()), kept, cp);
+            self.restore_unwritten(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()), cp);
             return Err(e);
         }
         self.recent = batch;
@@ -425,9 +415,8 @@ impl Core {
     }
 
     /// Puts back the writes a failed persist took.
-    fn restore_unwritten(&mut self, batch: RawBatch, len: usize, cp: Checkpoint) {
+    fn restore_unwritten(&mut self, batch: RawBatch, cp: Checkpoint) {
         self.unwritten = batch;
-        self.unwritten_len = len;
         self.unwritten_cp = Some(cp);
     }
 
@@ -472,7 +461,7 @@ impl Core {
         {
             return Err(Error::InvalidUse {
                 store: self.name().to_string(),
-                reason: "restore while the store has uncommitted writes".into(),
+                reason: "restore while the store has uncommitted writes or commits not yet persisted".into(),
             });
         }
         self.recent = Arc::default();
@@ -518,32 +507,45 @@ impl Drop for Core {
     }
 }
 
-/// Merges two key-ordered runs of entries; on equal keys `newer`'s entry wins.
-fn merge_newer<'a>(
-    older: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-    newer: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
-    let (mut older, mut newer) = (older.peekable(), newer.peekable());
-    let mut out = Vec::new();
-    loop {
-        let next = match (older.peek(), newer.peek()) {
-            (None, None) => break,
-            (Some(_), None) => older.next(),
-            (None, Some(_)) => newer.next(),
+/// Entries in a batch, over all its keyspaces.
+fn batch_len(batch: &RawBatch) -> usize {
+    batch.values().map(BTreeMap::len).sum()
+}
+
+/// Two key-ordered runs of entries merged in key order; on equal keys `newer`'s entry wins.
+struct MergeNewer<'a, O: Iterator, N: Iterator> {
+    older: std::iter::Peekable<O>,
+    newer: std::iter::Peekable<N>,
+    _entries: std::marker::PhantomData<&'a [u8]>,
+}
+
+type Entry<'a> = (&'a [u8], Option<&'a [u8]>);
+
+impl<'a, O: Iterator<Item = Entry<'a>>, N: Iterator<Item = Entry<'a>>> MergeNewer<'a, O, N> {
+    fn new(older: O, newer: N) -> Self {
+        MergeNewer { older: older.peekable(), newer: newer.peekable(), _entries: std::marker::PhantomData }
+    }
+}
+
+impl<'a, O: Iterator<Item = Entry<'a>>, N: Iterator<Item = Entry<'a>>> Iterator for MergeNewer<'a, O, N> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        match (self.older.peek(), self.newer.peek()) {
+            (None, _) => self.newer.next(),
+            (Some(_), None) => self.older.next(),
             (Some((ok, _)), Some((nk, _))) => {
                 if ok < nk {
-                    older.next()
+                    self.older.next()
                 } else {
                     if ok == nk {
-                        older.next();
+                        self.older.next();
                     }
-                    newer.next()
+                    self.newer.next()
                 }
             }
-        };
-        out.extend(next);
+        }
     }
-    out
 }
 
 /// Hands a live entry (`v` is `None` for a pending delete, skipped) to `f`; returns whether to

@@ -83,8 +83,8 @@ impl Restorer {
     }
 
     /// Restores every store in `work` up to the end of its changelog partition; returns the
-    /// number of records applied. Stops early with [`Error::ShuttingDown`] when `shutdown` is set; the stores'
-    /// checkpoints say how far each got.
+    /// number of records applied. Stops early with [`Error::ShuttingDown`] when `shutdown` is
+    /// set; the stores' checkpoints say how far each got.
     pub(crate) fn restore(&self, work: Vec<RestoreWork>, shutdown: &AtomicBool) -> Result<u64> {
         let mut by_topic: BTreeMap<String, Vec<RestoreWork>> = BTreeMap::new();
         for w in work {

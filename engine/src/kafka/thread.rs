@@ -699,6 +699,8 @@ impl StreamThread {
         self.abort_all();
         self.close_tasks();
         if new_producer {
+            // The old producer's count goes with it otherwise.
+            self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
             self.producer = make_producer(&self.spec, self.eos)?;
         }
         if self.assigned.is_empty() {
