@@ -74,6 +74,11 @@ pub(crate) struct Core {
     options: StoreOptions,
     cache: Option<RecordCache>,
     overlay: BTreeMap<Space, WriteSet>,
+    /// The writes of a transaction whose Kafka commit is under way (see [`Core::seal`]); the
+    /// overlay then holds the next transaction's.
+    sealed: RawBatch,
+    /// Stream time when the sealed transaction ended; `Some` while one is sealed.
+    sealed_time: Option<i64>,
     /// Committed writes not yet handed to the raw store, the newest per key, when commits do
     /// not persist (see [`Core::set_persist_on_commit`]), with the checkpoint of the last
     /// commit they hold.
@@ -114,6 +119,8 @@ impl Core {
             options,
             cache,
             overlay: BTreeMap::new(),
+            sealed: RawBatch::new(),
+            sealed_time: None,
             unwritten: RawBatch::new(),
             unwritten_cp: None,
             persist_on_commit: true,
@@ -221,7 +228,7 @@ impl Core {
 
     /// The value of `key` below the cache (overlay, then committed state).
     fn get_flushed(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        for layer in [&self.overlay, &self.unwritten, &*self.recent] {
+        for layer in [&self.overlay, &self.sealed, &self.unwritten, &*self.recent] {
             if let Some(v) = layer.get(&space).and_then(|o| o.get(key)) {
                 return Ok(v.clone());
             }
@@ -240,8 +247,7 @@ impl Core {
     /// The keyspaces that may hold data: committed segments and those with pending writes.
     pub(crate) fn spaces(&self) -> Vec<Space> {
         let mut out: Vec<Space> = self.raw.segments().into_iter().map(Space::Segment).collect();
-        out.extend(self.overlay.keys().copied());
-        out.extend(self.unwritten.keys().copied());
+        out.extend(self.overlay.keys().chain(self.sealed.keys()).chain(self.unwritten.keys()).copied());
         if let Some(c) = &self.cache {
             out.extend(c.spaces());
         }
@@ -290,8 +296,8 @@ impl Core {
         state.map(|_| ())
     }
 
-    /// The cache's, the overlay's and the unwritten commits' entries of `space` in range,
-    /// merged (the newer layer wins), in key order.
+    /// The cache's, the overlay's, the sealed transaction's and the unwritten commits' entries
+    /// of `space` in range, merged (the newer layer wins), in key order.
     fn pending<'a>(&'a self, space: Space, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
         let range = |layer: &'a RawBatch| {
             layer
@@ -300,7 +306,8 @@ impl Core {
                 .flat_map(move |o| o.range::<[u8], _>((from, to)))
                 .map(|(k, v)| (k.as_slice(), v.as_deref()))
         };
-        let below_cache = MergeNewer::new(range(&self.unwritten), range(&self.overlay));
+        let committing = MergeNewer::new(range(&self.unwritten), range(&self.sealed));
+        let below_cache = MergeNewer::new(committing, range(&self.overlay));
         let cached = self
             .cache
             .as_ref()
@@ -316,6 +323,7 @@ impl Core {
         let pending = self
             .overlay
             .values()
+            .chain(self.sealed.values())
             .chain(self.unwritten.values())
             .flat_map(|o| o.values())
             .filter(|v| v.is_some())
@@ -357,30 +365,43 @@ impl Core {
         self.persist_on_commit = on || !self.options.logging;
     }
 
-    /// Commits the overlay with `changelog_offset` and the input offsets: written to the raw
-    /// store in one atomic write with them (see [`Self::persist`]) now, or later when commits
-    /// are deferred.
-    pub(crate) fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
+    /// Ends the current transaction here: the writes so far become the one to commit, and
+    /// later writes belong to the next (readable on top of it, dropped with it by an abort).
+    /// The engine seals, then processes on while Kafka commits. Sealing again before the
+    /// commit adds the writes since to the sealed transaction. The cache must have been
+    /// flushed and the changelog drained.
+    pub(crate) fn seal(&mut self) -> Result<()> {
         if let Some(reason) = self.unflushed() {
             return Err(Error::InvalidUse {
                 store: self.name().to_string(),
                 reason: format!("commit before the transaction's changelog was sent: {reason}"),
             });
         }
+        merge_into(&mut self.sealed, std::mem::take(&mut self.overlay));
+        self.sealed_time = Some(self.checkpoint.stream_time);
+        Ok(())
+    }
+
+    /// Commits the sealed transaction (sealing first when none is) with `changelog_offset`
+    /// and the input offsets: written to the raw store in one atomic write with them (see
+    /// [`Self::persist`]) now, or later when commits are deferred.
+    pub(crate) fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
+        let stream_time = match self.sealed_time.take() {
+            Some(t) => t,
+            None => {
+                self.seal()?;
+                self.sealed_time.take().unwrap_or(self.checkpoint.stream_time)
+            }
+        };
         let mut cp = self.checkpoint.clone();
         cp.changelog_offset = changelog_offset;
+        cp.stream_time = stream_time;
         for (topic, partition, offset) in input_offsets {
             cp.input_offsets.entry(topic.clone()).or_default().insert(*partition, *offset);
         }
-        let overlay = std::mem::take(&mut self.overlay);
-        if self.unwritten.is_empty() {
-            self.unwritten = overlay;
-        } else {
-            for (space, writes) in overlay {
-                self.unwritten.entry(space).or_default().extend(writes);
-            }
-        }
-        self.checkpoint = cp.clone();
+        merge_into(&mut self.unwritten, std::mem::take(&mut self.sealed));
+        // Stream time runs on with the writes after the seal.
+        self.checkpoint = Checkpoint { stream_time: self.checkpoint.stream_time, ..cp.clone() };
         self.unwritten_cp = Some(cp);
         if self.persist_on_commit || batch_len(&self.unwritten) > RECENT_MAX_ENTRIES {
             return self.persist();
@@ -425,20 +446,24 @@ impl Core {
         let Some(seg) = self.segmenting else { return Vec::new() };
         let from = self.retained_from();
         let mut ids: Vec<i64> = self.raw.segments();
-        ids.extend(self.overlay.keys().chain(self.unwritten.keys()).filter_map(|s| match s {
-            Space::Segment(id) => Some(*id),
-            Space::Main => None,
-        }));
+        ids.extend(self.overlay.keys().chain(self.sealed.keys()).chain(self.unwritten.keys()).filter_map(
+            |s| match s {
+                Space::Segment(id) => Some(*id),
+                Space::Main => None,
+            },
+        ));
         ids.retain(|id| id.saturating_add(1).saturating_mul(seg.interval).saturating_sub(1) < from);
         ids.sort_unstable();
         ids.dedup();
         ids
     }
 
-    /// Drops this transaction's writes, changelog records and changes; stream time goes back to
-    /// the last commit.
+    /// Drops this transaction's writes (and a sealed one's), changelog records and changes;
+    /// stream time goes back to the last commit.
     pub(crate) fn abort(&mut self) {
         self.overlay.clear();
+        self.sealed.clear();
+        self.sealed_time = None;
         if let Some(c) = &mut self.cache {
             c.clear();
         }
@@ -457,7 +482,10 @@ impl Core {
         records: impl IntoIterator<Item = ChangelogRecord>,
         last_offset: i64,
     ) -> Result<()> {
-        if !self.overlay.is_empty() || self.cache.as_ref().is_some_and(|c| !c.is_empty()) || self.unwritten_cp.is_some()
+        if !self.overlay.is_empty()
+            || self.sealed_time.is_some()
+            || self.cache.as_ref().is_some_and(|c| !c.is_empty())
+            || self.unwritten_cp.is_some()
         {
             return Err(Error::InvalidUse {
                 store: self.name().to_string(),
@@ -505,6 +533,53 @@ impl Drop for Core {
             );
         }
     }
+}
+
+/// Adds `newer`'s writes to `into`, replacing older writes of the same keys.
+fn merge_into(into: &mut RawBatch, newer: RawBatch) {
+    if into.is_empty() {
+        *into = newer;
+        return;
+    }
+    for (space, writes) in newer {
+        match into.entry(space) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(writes);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let older = std::mem::take(e.get_mut());
+                *e.get_mut() = merge_sets(older, writes);
+            }
+        }
+    }
+}
+
+/// `older` and `newer` merged, `newer` winning on equal keys. A commit's writes into the
+/// commits not yet persisted, at each commit: inserting each key walked the tree and compared
+/// keys ~log n times, while one pass over both sorted sets builds the merged tree in order.
+fn merge_sets(older: WriteSet, newer: WriteSet) -> WriteSet {
+    if newer.len().saturating_mul(8) < older.len() {
+        // A few writes: inserting them beats rebuilding the whole set.
+        let mut older = older;
+        older.extend(newer);
+        return older;
+    }
+    let mut a = older.into_iter().peekable();
+    let mut b = newer.into_iter().peekable();
+    // Sorted and without duplicate keys: the map is built in one pass.
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => {
+                a.next();
+                b.next()
+            }
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+    .collect()
 }
 
 /// Entries in a batch, over all its keyspaces.
@@ -561,6 +636,32 @@ fn visit(f: &mut Visitor<'_>, state: &mut Result<bool>, k: &[u8], v: Option<&[u8
         Err(e) => {
             *state = Err(e);
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(entries: &[(&str, Option<&str>)]) -> WriteSet {
+        entries.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()))).collect()
+    }
+
+    #[test]
+    fn should_merge_sets_with_the_newer_write_winning_whichever_way_it_merges() {
+        let older: Vec<(String, Option<String>)> =
+            (0..20).map(|i| (format!("k{i:02}"), Some(format!("old{i}")))).collect();
+        let older: Vec<(&str, Option<&str>)> = older.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        // One newer write (inserted) and many (rebuilt in one pass) must give the same result.
+        for newer in
+            [set(&[("k05", None)]), set(&[("a", Some("new")), ("k05", None), ("k07", Some("new")), ("z", None)])]
+        {
+            let merged = merge_sets(set(&older), newer.clone());
+            let mut expected = set(&older);
+            expected.extend(newer);
+            assert_eq!(merged, expected);
+            assert_eq!(merged.get(b"k05".as_slice()), Some(&None), "a newer delete wins");
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::raw::Checkpoint;
 /// 2. before committing the Kafka transaction: [`flush_cache`](Self::flush_cache), then send
 ///    [`drain_changelog`](Self::drain_changelog)'s records to the changelog topic in the
 ///    transaction;
-/// 3. after the Kafka commit: [`commit`](Self::commit) with the offset after the last changelog
+/// 3. optionally [`seal`](Self::seal) the transaction and go on processing (the next
+///    transaction) while Kafka commits;
+/// 4. after the Kafka commit: [`commit`](Self::commit) with the offset after the last changelog
 ///    record and the input offsets; after an abort: [`abort`](Self::abort).
 ///
 /// On start-up, read the changelog from [`checkpoint`](Self::checkpoint)'s `changelog_offset`
@@ -27,12 +29,18 @@ pub trait StateStore: Send {
     fn flush_cache(&mut self) -> Result<()>;
     /// Takes the changelog records written since the last call.
     fn drain_changelog(&mut self) -> Vec<ChangelogRecord>;
-    /// Applies this transaction's writes with `changelog_offset` (the next offset after its
-    /// changelog records) and the input offsets `(topic, partition, next offset)` in one atomic
-    /// write. The cache must have been flushed and the changelog drained, or this fails with
+    /// Ends the transaction here: the writes so far are the ones the next
+    /// [`commit`](Self::commit) applies; later writes belong to the next transaction, readable
+    /// on top of the sealed one. The cache must have been flushed and the changelog drained, or
+    /// this fails with [`Error::InvalidUse`](crate::Error::InvalidUse).
+    fn seal(&mut self) -> Result<()>;
+    /// Applies the sealed transaction's writes (all writes, sealing first, when none was
+    /// sealed) with `changelog_offset` (the next offset after its changelog records) and the
+    /// input offsets `(topic, partition, next offset)` in one atomic write. Without a seal, the
+    /// cache must have been flushed and the changelog drained, or this fails with
     /// [`Error::InvalidUse`](crate::Error::InvalidUse).
     fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()>;
-    /// Drops this transaction's writes, changelog records and changes.
+    /// Drops this transaction's writes (and a sealed one's), changelog records and changes.
     fn abort(&mut self);
     /// Applies changelog records read back from the changelog topic, the last at offset
     /// `last_offset`, in bulk without the write-ahead log.
@@ -63,6 +71,9 @@ macro_rules! impl_state_store {
             }
             fn drain_changelog(&mut self) -> Vec<$crate::changelog::ChangelogRecord> {
                 self.core.drain_changelog()
+            }
+            fn seal(&mut self) -> $crate::error::Result<()> {
+                self.core.seal()
             }
             fn commit(
                 &mut self,

@@ -203,3 +203,49 @@ fn should_keep_deferred_commits_readable_and_write_them_at_close() {
     assert_eq!(st.get(&s("a")).unwrap(), Some(2));
     assert_eq!(st.get(&s("b")).unwrap(), Some(3));
 }
+
+#[test]
+fn should_commit_only_the_sealed_transaction_and_keep_later_writes_pending() {
+    each(|st| {
+        let mut log = Vec::new();
+        st.put(&s("a"), &1, 0).unwrap();
+        st.put(&s("b"), &2, 0).unwrap();
+        st.flush_cache().unwrap();
+        log.extend(st.drain_changelog());
+        st.seal().unwrap();
+        // The next transaction, written while the sealed one commits.
+        st.put(&s("a"), &10, 0).unwrap();
+        st.delete(&s("b"), 0).unwrap();
+        st.put(&s("c"), &3, 0).unwrap();
+        assert_eq!(st.get(&s("a")).unwrap(), Some(10), "later writes read over the sealed ones");
+        assert_eq!(st.get(&s("b")).unwrap(), None);
+        assert_eq!(st.range(&s("a"), &s("z")).unwrap(), vec![(s("a"), 10), (s("c"), 3)]);
+        st.commit(2, &[("in".into(), 0, 7)]).unwrap();
+        assert_eq!(st.checkpoint().changelog_offset, 2);
+        assert_eq!(st.checkpoint().input_offsets["in"][&0], 7);
+        assert_eq!(st.get(&s("a")).unwrap(), Some(10), "the commit leaves the next transaction's writes");
+        st.abort();
+        assert_eq!(st.get(&s("a")).unwrap(), Some(1), "an abort after the commit keeps only the sealed writes");
+        assert_eq!(st.get(&s("b")).unwrap(), Some(2));
+        assert_eq!(st.get(&s("c")).unwrap(), None);
+        // An abort before the commit drops the sealed transaction too.
+        st.put(&s("a"), &20, 0).unwrap();
+        st.flush_cache().unwrap();
+        log.extend(st.drain_changelog());
+        st.seal().unwrap();
+        st.abort();
+        assert_eq!(st.get(&s("a")).unwrap(), Some(1));
+        st.put(&s("d"), &4, 0).unwrap();
+        commit_all(st, &mut log);
+        assert_eq!(st.range(&s("a"), &s("z")).unwrap(), vec![(s("a"), 1), (s("b"), 2), (s("d"), 4)]);
+    });
+}
+
+#[test]
+fn should_refuse_to_seal_writes_whose_changelog_was_not_taken() {
+    each(|st| {
+        st.put(&s("a"), &1, 0).unwrap();
+        st.flush_cache().unwrap();
+        assert!(matches!(st.seal(), Err(Error::InvalidUse { .. })));
+    });
+}

@@ -159,3 +159,26 @@ fn should_reopen_rocksdb_with_its_segments_and_stream_time() {
     assert_eq!(st.fetch_range(&s("k"), 0, 200).unwrap(), vec![(60, 60), (120, 120)], "start 0 < 120 - 100 + 1");
     assert!(!st.put(&s("k"), &1, 10, 10).unwrap(), "start 10 < 120 - 100 + 1 after the reopen too");
 }
+
+#[test]
+fn should_commit_the_stream_time_of_the_sealed_transaction() {
+    let b = Backend::rocks();
+    {
+        let mut st = ws(b.open("sealed"), spec(), StoreOptions::default());
+        let mut log = Vec::new();
+        st.put(&s("k"), &1, 60, 60).unwrap();
+        st.flush_cache().unwrap();
+        log.extend(st.drain_changelog());
+        st.seal().unwrap();
+        // The next transaction moves stream time on before the sealed one commits.
+        st.put(&s("k"), &2, 120, 120).unwrap();
+        st.commit(log.len() as i64, &[]).unwrap();
+        assert_eq!(st.stream_time(), 120, "stream time runs on with the later writes");
+        st.abort();
+        assert_eq!(st.stream_time(), 60, "an abort goes back to the committed stream time");
+        assert_eq!(st.fetch_range(&s("k"), 0, 200).unwrap(), vec![(60, 1)]);
+    }
+    let st = ws(b.open("sealed"), spec(), StoreOptions::default());
+    assert_eq!(st.stream_time(), 60, "the later writes' time was not committed");
+    assert_eq!(st.fetch_range(&s("k"), 0, 200).unwrap(), vec![(60, 1)]);
+}

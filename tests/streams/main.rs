@@ -7,5 +7,6 @@ mod crash;
 mod fencing;
 mod handlers;
 mod operators;
+mod pipelined_commit;
 mod rebalance;
 mod word_count;

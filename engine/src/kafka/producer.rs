@@ -3,6 +3,8 @@
 //! offset written to each changelog partition (the stores' checkpoints) and the first failure.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -98,9 +100,34 @@ impl TxnFailure {
     }
 }
 
+/// A transaction commit under way on a helper thread (see [`OutputProducer::start_commit`]).
+pub(crate) enum Committing {
+    /// The helper runs it.
+    Running(JoinHandle<std::result::Result<(), TxnFailure>>),
+    /// No helper could be started; it ran on the stream thread.
+    Done(std::result::Result<(), TxnFailure>),
+}
+
+impl Committing {
+    /// Whether the commit has ended, committed or failed.
+    pub(crate) fn is_finished(&self) -> bool {
+        match self {
+            Committing::Running(h) => h.is_finished(),
+            Committing::Done(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Committing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_finished() { "Committing(finished)" } else { "Committing(running)" })
+    }
+}
+
 /// The producer of one stream thread.
 pub(crate) struct OutputProducer {
-    producer: BaseProducer<DeliveryContext>,
+    /// Shared with the helper thread of a commit under way.
+    producer: Arc<BaseProducer<DeliveryContext>>,
     transactional: bool,
     in_txn: bool,
     /// Records accepted by `send` since `take_sent` last took them.
@@ -130,7 +157,12 @@ impl OutputProducer {
         if transactional_id.is_some() {
             producer.init_transactions(TXN_TIMEOUT).map_err(|e| Error::kafka("initializing transactions", e))?;
         }
-        Ok(OutputProducer { producer, transactional: transactional_id.is_some(), in_txn: false, sent: 0 })
+        Ok(OutputProducer {
+            producer: Arc::new(producer),
+            transactional: transactional_id.is_some(),
+            in_txn: false,
+            sent: 0,
+        })
     }
 
     /// Whether a transaction is open.
@@ -306,19 +338,53 @@ impl OutputProducer {
         std::mem::take(&mut *self.producer.context().state.lock())
     }
 
-    /// Adds the consumed offsets to the transaction and commits it.
-    pub(crate) fn commit_txn(
+    /// Starts committing the open transaction (beginning one if none is open) on a helper
+    /// thread: it waits until every record sent is acknowledged, adds `offsets` (with the
+    /// consumer's `group` metadata) and commits. The caller must serve delivery reports
+    /// ([`poll`](Self::poll)) and send nothing until [`finish_commit`](Self::finish_commit):
+    /// it processes the next transaction's records meanwhile and holds their output.
+    pub(crate) fn start_commit(
         &mut self,
-        offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
-    ) -> std::result::Result<(), TxnFailure> {
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> std::result::Result<Committing, TxnFailure> {
         self.ensure_txn()?;
-        if offsets.count() > 0 {
-            self.producer
-                .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
-                .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
+        let (producer, what) = (self.producer.clone(), Arc::new((offsets, group)));
+        let for_helper = what.clone();
+        let spawned = std::thread::Builder::new()
+            .name("moldau-txn-commit".into())
+            .spawn(move || commit_on(&producer, &for_helper.0, &for_helper.1, timeout, true));
+        match spawned {
+            Ok(h) => Ok(Committing::Running(h)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a thread to commit on; committing in line");
+                // This thread serves the reports itself, so no flush is needed.
+                let done = self
+                    .wait_delivered(timeout)
+                    .and_then(|()| commit_on(&self.producer, &what.0, &what.1, timeout, false));
+                Ok(Committing::Done(done))
+            }
         }
-        self.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))?;
+    }
+
+    /// Waits for a commit started by [`start_commit`](Self::start_commit) to end, serving
+    /// delivery reports meanwhile. After a failure the transaction is still open, for
+    /// [`abort_txn`](Self::abort_txn).
+    pub(crate) fn finish_commit(&mut self, committing: Committing) -> std::result::Result<(), TxnFailure> {
+        let result = match committing {
+            Committing::Running(h) => {
+                while !h.is_finished() {
+                    self.poll();
+                    std::thread::sleep(WAIT_STEP);
+                }
+                h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            Committing::Done(r) => r,
+        };
+        // Reports that arrived after the helper's last look.
+        self.poll();
+        result?;
         self.in_txn = false;
         Ok(())
     }
@@ -341,4 +407,36 @@ impl OutputProducer {
         }
         let _ = self.take_deliveries();
     }
+}
+
+/// Commits `producer`'s open transaction with `offsets`: first (when `flush`) every record
+/// sent is acknowledged, which needs another thread serving delivery reports (see
+/// [`OutputProducer::serving_reports`]); a failed record fails the commit.
+fn commit_on(
+    producer: &BaseProducer<DeliveryContext>,
+    offsets: &TopicPartitionList,
+    group: &ConsumerGroupMetadata,
+    timeout: Duration,
+    flush: bool,
+) -> std::result::Result<(), TxnFailure> {
+    if flush {
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `producer` is alive for the call (borrowed); librdkafka's calls are
+        // thread-safe, and under the event API this one only wakes the brokers and waits for
+        // the records to be freed.
+        unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+        let left = producer.in_flight_count();
+        if left > 0 {
+            return Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}")));
+        }
+    }
+    if let Some(error) = producer.context().state.lock().error.clone() {
+        return Err(TxnFailure::Abortable(error));
+    }
+    if offsets.count() > 0 {
+        producer
+            .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
+            .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
+    }
+    producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))
 }

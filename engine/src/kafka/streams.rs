@@ -34,6 +34,9 @@ pub enum StreamsState {
 pub struct StreamsMetrics {
     /// Input records processed.
     pub processed: u64,
+    /// Of those, the records processed while an exactly-once commit was under way (their
+    /// output waited for it to end).
+    pub processed_while_committing: u64,
     /// Commits completed.
     pub commits: u64,
     /// Records handed to the producer: output, repartition, dead-letter and changelog
@@ -144,6 +147,7 @@ impl KafkaStreams {
             restored: s.restored.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),
             recoveries: s.recoveries.load(Ordering::Relaxed),
+            processed_while_committing: s.processed_while_committing.load(Ordering::Relaxed),
             tasks_created: s.tasks_created.load(Ordering::Relaxed),
             tasks: s.tasks.lock().clone(),
         }

@@ -10,6 +10,13 @@
 //! 4. only then commit each store locally, with the next changelog offset and the input
 //!    offsets (DESIGN.md decision 5), so a store is never ahead of Kafka.
 //!
+//! Under exactly-once, steps 2 and 3 run on a helper thread while this one processes the
+//! next transaction's records: the stores are sealed at step 1 (their later writes belong to
+//! the next transaction), and the output, changelog and dead-letter records wait in the tasks
+//! until the commit has ended, as the producer has one transaction at a time. At a 100 ms
+//! interval the wait for the broker was most of the cost of exactly-once. A failed commit
+//! rolls both transactions back.
+//!
 //! Rebalances are handled by the loop, not in the callback: the consumer context records the
 //! event and librdkafka waits for the loop to call `assign`/`unassign`. Before giving up
 //! partitions the thread commits, so the next owner starts exactly where this one stopped.
@@ -36,7 +43,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
 use super::group::{assignment_strategy, is_cooperative, GroupContext, Rebalance};
-use super::producer::{OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
+use super::producer::{Committing, Deliveries, OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
 use super::queue::pick;
 use super::restore::{RestoreWork, Restorer};
 use super::routes::Routes;
@@ -56,12 +63,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// restores at most about this much from the changelogs, and an aggregation's keys updated
 /// commit after commit are written once per interval instead of once per commit.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the loop sleeps, with nothing to process, while a commit is under way.
+const COMMIT_WAIT_STEP: Duration = Duration::from_micros(200);
 
 /// State shared by the threads of one application and its handle.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) processed: AtomicU64,
+    pub(crate) processed_while_committing: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) skipped: AtomicU64,
@@ -93,6 +103,8 @@ struct PartitionQueue {
     records: VecDeque<InputRecord>,
     /// Next offset to commit (after the last record processed).
     consumed: Option<i64>,
+    /// `consumed` when the transaction being committed was sealed.
+    sealed: Option<i64>,
     committed: Option<i64>,
 }
 
@@ -183,6 +195,8 @@ struct StreamThread {
     buffered: usize,
     /// Whether changelog records went out since the last commit.
     changelog_sent: bool,
+    /// The exactly-once commit under way, if any: nothing is sent until it has ended.
+    committing: Option<Committing>,
     eos: bool,
     state_dir: PathBuf,
     logged: BTreeSet<String>,
@@ -239,6 +253,7 @@ impl StreamThread {
             last_persist: clock.now(),
             buffered: 0,
             changelog_sent: false,
+            committing: None,
             eos,
             logged,
         })
@@ -253,9 +268,16 @@ impl StreamThread {
         while !self.shutting_down() {
             let step = self.poll().and_then(|()| self.handle_rebalances()).and_then(|()| self.process());
             let step = step.and_then(|()| {
+                if self.committing.as_ref().is_some_and(Committing::is_finished) {
+                    self.finish_commit()?;
+                }
                 if self.clock.now().duration_since(self.last_commit) >= interval {
-                    self.commit()
+                    self.start_commit()
                 } else {
+                    if self.committing.is_some() && self.buffered == 0 {
+                        // Nothing to process while the helper commits: give it the core.
+                        std::thread::sleep(COMMIT_WAIT_STEP);
+                    }
                     Ok(())
                 }
             });
@@ -279,7 +301,8 @@ impl StreamThread {
     /// Takes up to `POLL_BATCH` records from the consumer into the task queues.
     fn poll(&mut self) -> CycleResult {
         self.producer.poll();
-        let mut timeout = if self.buffered > 0 { Duration::ZERO } else { Duration::from_millis(20) };
+        let busy = self.buffered > 0 || self.committing.is_some();
+        let mut timeout = if busy { Duration::ZERO } else { Duration::from_millis(20) };
         for _ in 0..POLL_BATCH {
             match self.consumer.poll(timeout) {
                 None => break,
@@ -301,7 +324,8 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Processes every ready record of every task, sending output as it comes.
+    /// Processes every ready record of every task, sending output as it comes (or holding it
+    /// while a commit is under way).
     fn process(&mut self) -> CycleResult {
         let now = self.clock.now();
         let wall = self.clock.wall_ms();
@@ -309,6 +333,8 @@ impl StreamThread {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             let mut n = 0u64;
+            // Output is held while a commit is under way (a dead-letter record ends it).
+            let during_commit = self.committing.is_some();
             loop {
                 let entry = self.tasks.get_mut(&id).expect("task exists");
                 let heads = entry.queues.iter().map(|q| q.records.front().map(|r| r.timestamp));
@@ -321,16 +347,21 @@ impl StreamThread {
                 if let Err(e) = result {
                     self.on_record_error(e, &record)?;
                 }
-                if n.is_multiple_of(1_000) {
+                if n.is_multiple_of(1_000) && self.committing.is_none() {
                     self.send_changelogs(id)?;
                     self.send_output(id)?;
                 }
             }
             let entry = self.tasks.get_mut(&id).expect("task exists");
             entry.task.advance_wall_clock(wall)?;
-            self.send_changelogs(id)?;
-            self.send_output(id)?;
+            if self.committing.is_none() {
+                self.send_changelogs(id)?;
+                self.send_output(id)?;
+            }
             self.spec.shared.processed.fetch_add(n, Ordering::Relaxed);
+            if during_commit {
+                self.spec.shared.processed_while_committing.fetch_add(n, Ordering::Relaxed);
+            }
             self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
         }
         Ok(())
@@ -349,6 +380,8 @@ impl StreamThread {
                 headers.add("__moldau.origin.topic", Some(record.topic.as_bytes().to_vec()));
                 headers.add("__moldau.origin.partition", Some(record.partition.to_string().into_bytes()));
                 headers.add("__moldau.origin.offset", Some(record.offset.to_string().into_bytes()));
+                // Rare: rather than hold it, wait for the commit under way to end.
+                self.finish_commit()?;
                 self.producer.send(
                     topic,
                     None,
@@ -412,8 +445,17 @@ impl StreamThread {
         Ok(())
     }
 
-    /// The commit cycle (see the module documentation).
+    /// The commit cycle (see the module documentation), to its end.
     fn commit(&mut self) -> CycleResult {
+        self.start_commit()?;
+        self.finish_commit()
+    }
+
+    /// Starts the commit cycle (after ending one under way): under exactly-once the Kafka
+    /// commit goes on on a helper thread, and [`Self::finish_commit`] ends it; at-least-once
+    /// commits in line.
+    fn start_commit(&mut self) -> CycleResult {
+        self.finish_commit()?;
         self.last_commit = self.clock.now();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in &ids {
@@ -437,17 +479,12 @@ impl StreamThread {
             return Ok(());
         }
         self.changelog_sent = false;
-        self.producer.drain(DRAIN_TIMEOUT)?;
-        let deliveries = self.producer.take_deliveries();
-        if let Some(error) = deliveries.error {
-            if self.eos {
-                return Err(Failure::Recover { reason: error, new_producer: false });
+        for entry in self.tasks.values_mut() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().seal()?;
             }
-            match self.spec.config.production_handler {
-                ErrorHandler::Fail => return Err(Failure::Stop(Error::kafka("producing", error))),
-                ErrorHandler::LogAndContinue => {
-                    tracing::warn!(%error, failed = deliveries.failed, "records were not delivered; going on");
-                }
+            for q in &mut entry.queues {
+                q.sealed = q.consumed;
             }
         }
         if self.eos {
@@ -455,20 +492,50 @@ impl StreamThread {
                 reason: "the consumer has no group metadata".into(),
                 new_producer: false,
             })?;
-            self.producer.commit_txn(&offsets, &group)?;
-        } else if offsets.count() > 0 {
+            self.committing = Some(self.producer.start_commit(offsets, group, DRAIN_TIMEOUT)?);
+            return Ok(());
+        }
+        self.producer.drain(DRAIN_TIMEOUT)?;
+        let deliveries = self.producer.take_deliveries();
+        if let Some(error) = &deliveries.error {
+            match self.spec.config.production_handler {
+                ErrorHandler::Fail => return Err(Failure::Stop(Error::kafka("producing", error))),
+                ErrorHandler::LogAndContinue => {
+                    tracing::warn!(%error, failed = deliveries.failed, "records were not delivered; going on");
+                }
+            }
+        }
+        if offsets.count() > 0 {
             if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
                 return Err(Failure::Recover { reason: format!("committing offsets: {e}"), new_producer: false });
             }
         }
-        // Kafka has it: now the stores.
+        self.commit_stores(&deliveries)
+    }
+
+    /// Ends the exactly-once commit under way, if any: waits for Kafka's, commits the stores,
+    /// then sends what the tasks held meanwhile (the next transaction).
+    fn finish_commit(&mut self) -> CycleResult {
+        let Some(committing) = self.committing.take() else { return Ok(()) };
+        self.producer.finish_commit(committing)?;
+        let deliveries = self.producer.take_deliveries();
+        self.commit_stores(&deliveries)?;
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.send_changelogs(id)?;
+            self.send_output(id)?;
+        }
+        Ok(())
+    }
+
+    /// Kafka has the sealed transaction: commits each store with its next changelog offset
+    /// and the sealed input offsets, and writes the stores' commits to RocksDB once per
+    /// `PERSIST_INTERVAL`.
+    fn commit_stores(&mut self, deliveries: &Deliveries) -> CycleResult {
         for entry in self.tasks.values_mut() {
             let partition = entry.task.id().partition;
-            let inputs: Vec<(String, i32, i64)> = entry
-                .queues
-                .iter()
-                .filter_map(|q| q.consumed.map(|o| (q.logical.to_string(), q.partition, o)))
-                .collect();
+            let inputs: Vec<(String, i32, i64)> =
+                entry.queues.iter().filter_map(|q| q.sealed.map(|o| (q.logical.to_string(), q.partition, o))).collect();
             for (name, store) in entry.task.stores() {
                 let mut store = store.borrow_mut();
                 let next = deliveries
@@ -480,7 +547,7 @@ impl StreamThread {
                 store.commit(next, &inputs)?;
             }
             for q in &mut entry.queues {
-                q.committed = q.consumed;
+                q.committed = q.sealed;
             }
         }
         if self.clock.now().duration_since(self.last_persist) >= PERSIST_INTERVAL {
@@ -497,6 +564,10 @@ impl StreamThread {
     }
 
     fn handle_rebalances(&mut self) -> CycleResult {
+        if self.committing.is_some() {
+            // After the commit under way: a revocation commits again, in line.
+            return Ok(());
+        }
         let events = std::mem::take(&mut *self.consumer.context().events.lock());
         for event in events {
             self.spec.shared.rebalances.fetch_add(1, Ordering::Relaxed);
@@ -621,6 +692,7 @@ impl StreamThread {
                     partition,
                     records: VecDeque::new(),
                     consumed: None,
+                    sealed: None,
                     committed: None,
                 });
             }
@@ -645,6 +717,13 @@ impl StreamThread {
 
     /// Drops the open transaction and every store's uncommitted writes.
     fn abort_all(&mut self) {
+        if let Some(committing) = self.committing.take() {
+            // Committed or not, the stores drop the sealed transaction: if Kafka has it, the
+            // restore from the changelog brings it back.
+            if let Err(e) = self.producer.finish_commit(committing) {
+                tracing::debug!(error = ?e, "the commit under way failed; aborting");
+            }
+        }
         self.producer.abort_txn();
         self.changelog_sent = false;
         for entry in self.tasks.values_mut() {
