@@ -226,9 +226,16 @@ impl Core {
         Ok(())
     }
 
-    /// The value of `key` below the cache (overlay, then committed state).
+    /// The in-memory write layers below the cache, newest first: the overlay, the sealed
+    /// transaction, the commits not yet persisted.
+    fn layers(&self) -> [&RawBatch; 3] {
+        [&self.overlay, &self.sealed, &self.unwritten]
+    }
+
+    /// The value of `key` below the cache (the layers, the last persisted commit, then the raw
+    /// store).
     fn get_flushed(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        for layer in [&self.overlay, &self.sealed, &self.unwritten, &*self.recent] {
+        for layer in self.layers().into_iter().chain([&*self.recent]) {
             if let Some(v) = layer.get(&space).and_then(|o| o.get(key)) {
                 return Ok(v.clone());
             }
@@ -247,7 +254,7 @@ impl Core {
     /// The keyspaces that may hold data: committed segments and those with pending writes.
     pub(crate) fn spaces(&self) -> Vec<Space> {
         let mut out: Vec<Space> = self.raw.segments().into_iter().map(Space::Segment).collect();
-        out.extend(self.overlay.keys().chain(self.sealed.keys()).chain(self.unwritten.keys()).copied());
+        out.extend(self.layers().into_iter().flat_map(BTreeMap::keys).copied());
         if let Some(c) = &self.cache {
             out.extend(c.spaces());
         }
@@ -321,10 +328,9 @@ impl Core {
     /// An estimate of the number of keys (committed estimate plus pending inserts).
     pub(crate) fn approximate_count(&self) -> Result<u64> {
         let pending = self
-            .overlay
-            .values()
-            .chain(self.sealed.values())
-            .chain(self.unwritten.values())
+            .layers()
+            .into_iter()
+            .flat_map(BTreeMap::values)
             .flat_map(|o| o.values())
             .filter(|v| v.is_some())
             .count()
@@ -386,13 +392,10 @@ impl Core {
     /// and the input offsets: written to the raw store in one atomic write with them (see
     /// [`Self::persist`]) now, or later when commits are deferred.
     pub(crate) fn commit(&mut self, changelog_offset: i64, input_offsets: &[(String, i32, i64)]) -> Result<()> {
-        let stream_time = match self.sealed_time.take() {
-            Some(t) => t,
-            None => {
-                self.seal()?;
-                self.sealed_time.take().unwrap_or(self.checkpoint.stream_time)
-            }
-        };
+        if self.sealed_time.is_none() {
+            self.seal()?;
+        }
+        let stream_time = self.sealed_time.take().unwrap_or(self.checkpoint.stream_time);
         let mut cp = self.checkpoint.clone();
         cp.changelog_offset = changelog_offset;
         cp.stream_time = stream_time;
@@ -446,12 +449,10 @@ impl Core {
         let Some(seg) = self.segmenting else { return Vec::new() };
         let from = self.retained_from();
         let mut ids: Vec<i64> = self.raw.segments();
-        ids.extend(self.overlay.keys().chain(self.sealed.keys()).chain(self.unwritten.keys()).filter_map(
-            |s| match s {
-                Space::Segment(id) => Some(*id),
-                Space::Main => None,
-            },
-        ));
+        ids.extend(self.layers().into_iter().flat_map(BTreeMap::keys).filter_map(|s| match s {
+            Space::Segment(id) => Some(*id),
+            Space::Main => None,
+        }));
         ids.retain(|id| id.saturating_add(1).saturating_mul(seg.interval).saturating_sub(1) < from);
         ids.sort_unstable();
         ids.dedup();

@@ -9,17 +9,48 @@ use moldau_engine::Topology;
 use moldau_tests::streams_util::read_topic;
 use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
-/// A cluster of `brokers` brokers with the word count's `text` and `counts` topics of
-/// `partitions` partitions, replicated on every broker; with its bootstrap servers.
-pub fn start_word_count_cluster(brokers: usize, partitions: i32) -> (moldau_broker_sim::Cluster, String) {
+/// A cluster of `brokers` brokers with `topics` of `partitions` partitions, replicated on
+/// every broker; with its bootstrap servers.
+pub fn start_cluster_with(brokers: usize, topics: &[&str], partitions: i32) -> (moldau_broker_sim::Cluster, String) {
     init_logging();
     let cluster = must_start_cluster(brokers);
     let bootstrap = cluster.bootstrap_servers().to_string();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    for topic in ["text", "counts"] {
+    for topic in topics {
         rt.block_on(must_create_topic(&bootstrap, topic, partitions, brokers as i32));
     }
     (cluster, bootstrap)
+}
+
+/// A cluster of `brokers` brokers with the word count's `text` and `counts` topics of
+/// `partitions` partitions.
+pub fn start_word_count_cluster(brokers: usize, partitions: i32) -> (moldau_broker_sim::Cluster, String) {
+    start_cluster_with(brokers, &["text", "counts"], partitions)
+}
+
+/// A 3-broker cluster with the crash-test application's (`moldau_tests::eos_app`) `data`,
+/// `echo` and `agg` topics of 6 partitions.
+pub fn start_eos_app_cluster() -> (moldau_broker_sim::Cluster, String) {
+    start_cluster_with(3, &["data", "echo", "agg"], 6)
+}
+
+/// Input record `i` of the crash-test application over `keys` keys: its key and value.
+pub fn eos_record(i: usize, keys: usize) -> (String, u64) {
+    (format!("k{}", i % keys), i as u64)
+}
+
+/// The crash-test application's expected `count:sum` updates per key for input records
+/// `0..records` over `keys` keys.
+pub fn expected_agg(records: usize, keys: usize) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut state: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for i in 0..records {
+        let (k, v) = eos_record(i, keys);
+        let s = state.entry(k.clone()).or_default();
+        *s = (s.0 + 1, s.1 + v);
+        out.entry(k).or_default().push(format!("{}:{}", s.0, s.1));
+    }
+    out
 }
 
 /// Word count: lines of `text` → words → repartition by word → count → `counts`.

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use moldau_engine::ProcessingGuarantee;
 use moldau_tests::streams_util::{produce, read_topic, Produce};
-use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 use rand::{Rng, SeedableRng};
+
+use crate::apps::{eos_record, expected_agg, start_eos_app_cluster};
 
 const RECORDS: usize = 200_000;
 const KEYS: usize = 100;
@@ -43,7 +44,7 @@ fn spawn(bootstrap: &str, guarantee: &str, dir: &Path) -> Child {
 
 /// The value of record `i` and its key.
 fn record(i: usize) -> (String, u64) {
-    (format!("k{}", i % KEYS), i as u64)
+    eos_record(i, KEYS)
 }
 
 struct Outcome {
@@ -52,13 +53,7 @@ struct Outcome {
 }
 
 fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
-    init_logging();
-    let cluster = must_start_cluster(3);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for t in ["data", "echo", "agg"] {
-        rt.block_on(must_create_topic(&bootstrap, t, 6, 3));
-    }
+    let (cluster, bootstrap) = start_eos_app_cluster();
     let g = match guarantee {
         ProcessingGuarantee::AtLeastOnce => "at_least_once",
         ProcessingGuarantee::ExactlyOnceV2 => "exactly_once_v2",
@@ -117,19 +112,6 @@ fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
     Outcome { echo, agg }
 }
 
-/// Expected `count:sum` updates per key.
-fn expected_agg() -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut state: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for i in 0..RECORDS {
-        let (k, v) = record(i);
-        let s = state.entry(k.clone()).or_default();
-        *s = (s.0 + 1, s.1 + v);
-        out.entry(k).or_default().push(format!("{}:{}", s.0, s.1));
-    }
-    out
-}
-
 #[test]
 fn should_produce_exactly_once_output_when_instances_are_killed() {
     let started = Instant::now();
@@ -140,7 +122,7 @@ fn should_produce_exactly_once_output_when_instances_are_killed() {
     let expected: Vec<(String, u64)> = (0..RECORDS).map(record).collect();
     assert_eq!(echo.len(), RECORDS, "every input echoed exactly once");
     assert!(echo == expected, "the echo topic is not the input exactly once");
-    let want = expected_agg();
+    let want = expected_agg(RECORDS, KEYS);
     for (k, updates) in &want {
         let got = out.agg.get(k).map_or(&[][..], Vec::as_slice);
         if got != updates.as_slice() {
@@ -170,7 +152,7 @@ fn should_lose_nothing_at_least_once_when_instances_are_killed() {
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!("at-least-once: {} echoed, {duplicates} duplicates", out.echo.len());
     // Every key's aggregate reached at least the full count.
-    for (k, updates) in expected_agg() {
+    for (k, updates) in expected_agg(RECORDS, KEYS) {
         let last = out.agg.get(&k).and_then(|u| u.last()).expect("an aggregate per key");
         let count: usize = last.split(':').next().and_then(|c| c.parse().ok()).expect("count:sum");
         assert!(count >= updates.len(), "key {k}: final count {count} < {}", updates.len());

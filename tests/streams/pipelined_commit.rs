@@ -6,23 +6,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
+use moldau_tests::eos_app;
 use moldau_tests::streams_util::{produce, read_topic, streams_config, Produce};
-use moldau_tests::{eos_app, init_logging, must_create_topic, must_start_cluster};
+
+use crate::apps::{eos_record, expected_agg, start_eos_app_cluster};
 
 const RECORDS: usize = 30_000;
 const KEYS: usize = 50;
 
 #[test]
 fn should_process_while_a_commit_is_under_way_and_stay_exactly_once() {
-    init_logging();
-    let cluster = must_start_cluster(3);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for t in ["data", "echo", "agg"] {
-        rt.block_on(must_create_topic(&bootstrap, t, 6, 3));
-    }
-    let record = |i: usize| (format!("k{}", i % KEYS), (i as u64).to_be_bytes());
-    let owned: Vec<(String, [u8; 8])> = (0..RECORDS).map(record).collect();
+    let (cluster, bootstrap) = start_eos_app_cluster();
+    let owned: Vec<(String, [u8; 8])> =
+        (0..RECORDS).map(|i| eos_record(i, KEYS)).map(|(k, v)| (k, v.to_be_bytes())).collect();
     let rs: Vec<Produce<'_>> = owned
         .iter()
         .enumerate()
@@ -56,13 +52,5 @@ fn should_process_while_a_commit_is_under_way_and_stay_exactly_once() {
     for r in &agg {
         got.entry(r.key_str()).or_default().push(r.value_str());
     }
-    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut state: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for i in 0..RECORDS {
-        let k = format!("k{}", i % KEYS);
-        let s = state.entry(k.clone()).or_default();
-        *s = (s.0 + 1, s.1 + i as u64);
-        want.entry(k).or_default().push(format!("{}:{}", s.0, s.1));
-    }
-    assert!(got == want, "the running count:sum per key is not exact");
+    assert!(got == expected_agg(RECORDS, KEYS), "the running count:sum per key is not exact");
 }

@@ -274,19 +274,7 @@ impl OutputProducer {
         if self.poll() == 0 {
             return Ok(());
         }
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: the producer outlives the helper thread (see `serving_reports`), so its
-        // handle stays valid during the call; librdkafka's calls are thread-safe, and under the
-        // event API this one only wakes the brokers and waits for the records to be freed.
-        let flushed =
-            self.serving_reports(move |p| unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), ms) });
-        if flushed.is_none() {
-            return self.wait_delivered(timeout);
-        }
-        match self.poll() {
-            0 => Ok(()),
-            left => Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}"))),
-        }
+        self.serving_reports(move |p| flush_acknowledged(p, timeout)).unwrap_or_else(|| self.wait_delivered(timeout))
     }
 
     /// Runs `call` on a helper thread while this thread serves delivery reports, and returns
@@ -308,12 +296,18 @@ impl OutputProducer {
                     return None;
                 }
             };
-            while !helper.is_finished() {
-                self.poll();
-                std::thread::sleep(WAIT_STEP);
-            }
+            self.serve_until(|| helper.is_finished());
             Some(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         })
+    }
+
+    /// Serves delivery reports, sleeping between looks, until `finished` (a helper thread
+    /// has ended).
+    fn serve_until(&self, finished: impl Fn() -> bool) {
+        while !finished() {
+            self.poll();
+            std::thread::sleep(WAIT_STEP);
+        }
     }
 
     /// Serves delivery reports, sleeping between looks, until none is outstanding or
@@ -352,17 +346,15 @@ impl OutputProducer {
         self.ensure_txn()?;
         let (producer, what) = (self.producer.clone(), Arc::new((offsets, group)));
         let for_helper = what.clone();
-        let spawned = std::thread::Builder::new()
-            .name("moldau-txn-commit".into())
-            .spawn(move || commit_on(&producer, &for_helper.0, &for_helper.1, timeout, true));
+        let spawned = std::thread::Builder::new().name("moldau-txn-commit".into()).spawn(move || {
+            flush_acknowledged(&producer, timeout).and_then(|()| commit_on(&producer, &for_helper.0, &for_helper.1))
+        });
         match spawned {
             Ok(h) => Ok(Committing::Running(h)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not start a thread to commit on; committing in line");
                 // This thread serves the reports itself, so no flush is needed.
-                let done = self
-                    .wait_delivered(timeout)
-                    .and_then(|()| commit_on(&self.producer, &what.0, &what.1, timeout, false));
+                let done = self.wait_delivered(timeout).and_then(|()| commit_on(&self.producer, &what.0, &what.1));
                 Ok(Committing::Done(done))
             }
         }
@@ -374,10 +366,7 @@ impl OutputProducer {
     pub(crate) fn finish_commit(&mut self, committing: Committing) -> std::result::Result<(), TxnFailure> {
         let result = match committing {
             Committing::Running(h) => {
-                while !h.is_finished() {
-                    self.poll();
-                    std::thread::sleep(WAIT_STEP);
-                }
+                self.serve_until(|| h.is_finished());
                 h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             }
             Committing::Done(r) => r,
@@ -409,27 +398,31 @@ impl OutputProducer {
     }
 }
 
-/// Commits `producer`'s open transaction with `offsets`: first (when `flush`) every record
-/// sent is acknowledged, which needs another thread serving delivery reports (see
-/// [`OutputProducer::serving_reports`]); a failed record fails the commit.
+/// Waits until every record `producer` sent is acknowledged (sending what lingers at once),
+/// which needs another thread serving delivery reports (see
+/// [`OutputProducer::serving_reports`]), for `timeout` at most.
+fn flush_acknowledged(
+    producer: &BaseProducer<DeliveryContext>,
+    timeout: Duration,
+) -> std::result::Result<(), TxnFailure> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `producer` is alive for the call (borrowed); librdkafka's calls are thread-safe,
+    // and under the event API this one only wakes the brokers and waits for the records to be
+    // freed.
+    unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+    match producer.in_flight_count() {
+        0 => Ok(()),
+        left => Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}"))),
+    }
+}
+
+/// Commits `producer`'s open transaction with `offsets`, every record sent acknowledged; a
+/// failed record fails the commit.
 fn commit_on(
     producer: &BaseProducer<DeliveryContext>,
     offsets: &TopicPartitionList,
     group: &ConsumerGroupMetadata,
-    timeout: Duration,
-    flush: bool,
 ) -> std::result::Result<(), TxnFailure> {
-    if flush {
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `producer` is alive for the call (borrowed); librdkafka's calls are
-        // thread-safe, and under the event API this one only wakes the brokers and waits for
-        // the records to be freed.
-        unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
-        let left = producer.in_flight_count();
-        if left > 0 {
-            return Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}")));
-        }
-    }
     if let Some(error) = producer.context().state.lock().error.clone() {
         return Err(TxnFailure::Abortable(error));
     }

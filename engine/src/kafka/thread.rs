@@ -1,21 +1,7 @@
 //! A stream thread: one group consumer, one producer, the tasks of the partitions assigned to
 //! it. The loop polls records into per-partition queues, processes each task in timestamp
 //! order, sends output and the stores' changelog records (to the task's partition) as they
-//! are produced, and commits every commit interval:
-//!
-//! 1. flush store caches and send what is still pending;
-//! 2. wait until the producer has every record acknowledged;
-//! 3. exactly-once: add the consumed offsets to the transaction (with the consumer's group
-//!    metadata) and commit it; at-least-once: commit the offsets;
-//! 4. only then commit each store locally, with the next changelog offset and the input
-//!    offsets (DESIGN.md decision 5), so a store is never ahead of Kafka.
-//!
-//! Under exactly-once, steps 2 and 3 run on a helper thread while this one processes the
-//! next transaction's records: the stores are sealed at step 1 (their later writes belong to
-//! the next transaction), and the output, changelog and dead-letter records wait in the tasks
-//! until the commit has ended, as the producer has one transaction at a time. At a 100 ms
-//! interval the wait for the broker was most of the cost of exactly-once. A failed commit
-//! rolls both transactions back.
+//! are produced, and commits every commit interval (see [`commit`]).
 //!
 //! Rebalances are handled by the loop, not in the callback: the consumer context records the
 //! event and librdkafka waits for the loop to call `assign`/`unassign`. Before giving up
@@ -36,14 +22,14 @@ use std::time::{Duration, Instant};
 
 use moldau_state_store::{MemoryBudget, RawStore, RocksStore};
 use parking_lot::Mutex;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
 use super::group::{assignment_strategy, is_cooperative, GroupContext, Rebalance};
-use super::producer::{Committing, Deliveries, OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
+use super::producer::{Committing, OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
 use super::queue::pick;
 use super::restore::{RestoreWork, Restorer};
 use super::routes::Routes;
@@ -54,6 +40,8 @@ use crate::runtime::collector::OutputRecord;
 use crate::runtime::task::StreamTask;
 use crate::topology::InputRecord;
 use crate::Topology;
+
+mod commit;
 
 /// Messages taken from the consumer per loop iteration at most.
 const POLL_BATCH: usize = 2_000;
@@ -445,124 +433,6 @@ impl StreamThread {
         Ok(())
     }
 
-    /// The commit cycle (see the module documentation), to its end.
-    fn commit(&mut self) -> CycleResult {
-        self.start_commit()?;
-        self.finish_commit()
-    }
-
-    /// Starts the commit cycle (after ending one under way): under exactly-once the Kafka
-    /// commit goes on on a helper thread, and [`Self::finish_commit`] ends it; at-least-once
-    /// commits in line.
-    fn start_commit(&mut self) -> CycleResult {
-        self.finish_commit()?;
-        self.last_commit = self.clock.now();
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in &ids {
-            for (_, store) in self.tasks[id].task.stores() {
-                store.borrow_mut().flush_cache()?;
-            }
-            self.send_changelogs(*id)?;
-            self.send_output(*id)?;
-        }
-        let mut offsets = TopicPartitionList::new();
-        for entry in self.tasks.values() {
-            for q in &entry.queues {
-                if let Some(o) = q.consumed.filter(|o| Some(*o) != q.committed) {
-                    offsets
-                        .add_partition_offset(&q.physical, q.partition, Offset::Offset(o))
-                        .map_err(|e| Error::kafka("building the offsets to commit", e))?;
-                }
-            }
-        }
-        if offsets.count() == 0 && !self.changelog_sent && !self.producer.in_txn() {
-            return Ok(());
-        }
-        self.changelog_sent = false;
-        for entry in self.tasks.values_mut() {
-            for (_, store) in entry.task.stores() {
-                store.borrow_mut().seal()?;
-            }
-            for q in &mut entry.queues {
-                q.sealed = q.consumed;
-            }
-        }
-        if self.eos {
-            let group = self.consumer.group_metadata().ok_or_else(|| Failure::Recover {
-                reason: "the consumer has no group metadata".into(),
-                new_producer: false,
-            })?;
-            self.committing = Some(self.producer.start_commit(offsets, group, DRAIN_TIMEOUT)?);
-            return Ok(());
-        }
-        self.producer.drain(DRAIN_TIMEOUT)?;
-        let deliveries = self.producer.take_deliveries();
-        if let Some(error) = &deliveries.error {
-            match self.spec.config.production_handler {
-                ErrorHandler::Fail => return Err(Failure::Stop(Error::kafka("producing", error))),
-                ErrorHandler::LogAndContinue => {
-                    tracing::warn!(%error, failed = deliveries.failed, "records were not delivered; going on");
-                }
-            }
-        }
-        if offsets.count() > 0 {
-            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
-                return Err(Failure::Recover { reason: format!("committing offsets: {e}"), new_producer: false });
-            }
-        }
-        self.commit_stores(&deliveries)
-    }
-
-    /// Ends the exactly-once commit under way, if any: waits for Kafka's, commits the stores,
-    /// then sends what the tasks held meanwhile (the next transaction).
-    fn finish_commit(&mut self) -> CycleResult {
-        let Some(committing) = self.committing.take() else { return Ok(()) };
-        self.producer.finish_commit(committing)?;
-        let deliveries = self.producer.take_deliveries();
-        self.commit_stores(&deliveries)?;
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in ids {
-            self.send_changelogs(id)?;
-            self.send_output(id)?;
-        }
-        Ok(())
-    }
-
-    /// Kafka has the sealed transaction: commits each store with its next changelog offset
-    /// and the sealed input offsets, and writes the stores' commits to RocksDB once per
-    /// `PERSIST_INTERVAL`.
-    fn commit_stores(&mut self, deliveries: &Deliveries) -> CycleResult {
-        for entry in self.tasks.values_mut() {
-            let partition = entry.task.id().partition;
-            let inputs: Vec<(String, i32, i64)> =
-                entry.queues.iter().filter_map(|q| q.sealed.map(|o| (q.logical.to_string(), q.partition, o))).collect();
-            for (name, store) in entry.task.stores() {
-                let mut store = store.borrow_mut();
-                let next = deliveries
-                    .changelog
-                    .get(&self.spec.names.changelog(name))
-                    .and_then(|p| p.get(&partition))
-                    .map(|o| o + 1)
-                    .unwrap_or(store.checkpoint().changelog_offset);
-                store.commit(next, &inputs)?;
-            }
-            for q in &mut entry.queues {
-                q.committed = q.sealed;
-            }
-        }
-        if self.clock.now().duration_since(self.last_persist) >= PERSIST_INTERVAL {
-            self.last_persist = self.clock.now();
-            for entry in self.tasks.values() {
-                for (_, store) in entry.task.stores() {
-                    store.borrow_mut().persist()?;
-                }
-            }
-        }
-        self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
-        self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
-        Ok(())
-    }
-
     fn handle_rebalances(&mut self) -> CycleResult {
         if self.committing.is_some() {
             // After the commit under way: a revocation commits again, in line.
@@ -713,27 +583,6 @@ impl StreamThread {
         tracing::info!(thread = self.spec.index, tasks = ?ids, restored, "tasks assigned");
         self.spec.shared.tasks.lock().insert(self.spec.index, ids);
         Ok(())
-    }
-
-    /// Drops the open transaction and every store's uncommitted writes.
-    fn abort_all(&mut self) {
-        if let Some(committing) = self.committing.take() {
-            // Committed or not, the stores drop the sealed transaction: if Kafka has it, the
-            // restore from the changelog brings it back.
-            if let Err(e) = self.producer.finish_commit(committing) {
-                tracing::debug!(error = ?e, "the commit under way failed; aborting");
-            }
-        }
-        self.producer.abort_txn();
-        self.changelog_sent = false;
-        for entry in self.tasks.values_mut() {
-            for (_, store) in entry.task.stores() {
-                store.borrow_mut().abort();
-            }
-            for q in &mut entry.queues {
-                q.consumed = q.committed;
-            }
-        }
     }
 
     /// Closes the tasks reading any of `tpl`'s partitions.

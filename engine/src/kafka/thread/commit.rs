@@ -1,0 +1,167 @@
+//! The stream thread's commit cycle, every commit interval:
+//!
+//! 1. flush store caches and send what is still pending;
+//! 2. wait until the producer has every record acknowledged;
+//! 3. exactly-once: add the consumed offsets to the transaction (with the consumer's group
+//!    metadata) and commit it; at-least-once: commit the offsets;
+//! 4. only then commit each store locally, with the next changelog offset and the input
+//!    offsets (DESIGN.md decision 5), so a store is never ahead of Kafka.
+//!
+//! Under exactly-once, steps 2 and 3 run on a helper thread while this one processes the
+//! next transaction's records: the stores are sealed at step 1 (their later writes belong to
+//! the next transaction), and the output, changelog and dead-letter records wait in the tasks
+//! until the commit has ended, as the producer has one transaction at a time. At a 100 ms
+//! interval the wait for the broker was most of the cost of exactly-once. A failed commit
+//! rolls both transactions back.
+
+use std::sync::atomic::Ordering;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{CycleResult, Failure, StreamThread, DRAIN_TIMEOUT, PERSIST_INTERVAL};
+use crate::error::Error;
+use crate::kafka::config::ErrorHandler;
+use crate::kafka::producer::Deliveries;
+use crate::processor::TaskId;
+
+impl StreamThread {
+    /// The commit cycle (see the module documentation), to its end.
+    pub(super) fn commit(&mut self) -> CycleResult {
+        self.start_commit()?;
+        self.finish_commit()
+    }
+
+    /// Starts the commit cycle (after ending one under way): under exactly-once the Kafka
+    /// commit goes on on a helper thread, and [`Self::finish_commit`] ends it; at-least-once
+    /// commits in line.
+    pub(super) fn start_commit(&mut self) -> CycleResult {
+        self.finish_commit()?;
+        self.last_commit = self.clock.now();
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in &ids {
+            for (_, store) in self.tasks[id].task.stores() {
+                store.borrow_mut().flush_cache()?;
+            }
+            self.send_changelogs(*id)?;
+            self.send_output(*id)?;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for entry in self.tasks.values() {
+            for q in &entry.queues {
+                if let Some(o) = q.consumed.filter(|o| Some(*o) != q.committed) {
+                    offsets
+                        .add_partition_offset(&q.physical, q.partition, Offset::Offset(o))
+                        .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+                }
+            }
+        }
+        if offsets.count() == 0 && !self.changelog_sent && !self.producer.in_txn() {
+            return Ok(());
+        }
+        self.changelog_sent = false;
+        for entry in self.tasks.values_mut() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().seal()?;
+            }
+            for q in &mut entry.queues {
+                q.sealed = q.consumed;
+            }
+        }
+        if self.eos {
+            let group = self.consumer.group_metadata().ok_or_else(|| Failure::Recover {
+                reason: "the consumer has no group metadata".into(),
+                new_producer: false,
+            })?;
+            self.committing = Some(self.producer.start_commit(offsets, group, DRAIN_TIMEOUT)?);
+            return Ok(());
+        }
+        self.producer.drain(DRAIN_TIMEOUT)?;
+        let deliveries = self.producer.take_deliveries();
+        if let Some(error) = &deliveries.error {
+            match self.spec.config.production_handler {
+                ErrorHandler::Fail => return Err(Failure::Stop(Error::kafka("producing", error))),
+                ErrorHandler::LogAndContinue => {
+                    tracing::warn!(%error, failed = deliveries.failed, "records were not delivered; going on");
+                }
+            }
+        }
+        if offsets.count() > 0 {
+            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+                return Err(Failure::Recover { reason: format!("committing offsets: {e}"), new_producer: false });
+            }
+        }
+        self.commit_stores(&deliveries)
+    }
+
+    /// Ends the exactly-once commit under way, if any: waits for Kafka's, commits the stores,
+    /// then sends what the tasks held meanwhile (the next transaction).
+    pub(super) fn finish_commit(&mut self) -> CycleResult {
+        let Some(committing) = self.committing.take() else { return Ok(()) };
+        self.producer.finish_commit(committing)?;
+        let deliveries = self.producer.take_deliveries();
+        self.commit_stores(&deliveries)?;
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.send_changelogs(id)?;
+            self.send_output(id)?;
+        }
+        Ok(())
+    }
+
+    /// Kafka has the sealed transaction: commits each store with its next changelog offset
+    /// and the sealed input offsets, and writes the stores' commits to RocksDB once per
+    /// `PERSIST_INTERVAL`.
+    fn commit_stores(&mut self, deliveries: &Deliveries) -> CycleResult {
+        for entry in self.tasks.values_mut() {
+            let partition = entry.task.id().partition;
+            let inputs: Vec<(String, i32, i64)> =
+                entry.queues.iter().filter_map(|q| q.sealed.map(|o| (q.logical.to_string(), q.partition, o))).collect();
+            for (name, store) in entry.task.stores() {
+                let mut store = store.borrow_mut();
+                let next = deliveries
+                    .changelog
+                    .get(&self.spec.names.changelog(name))
+                    .and_then(|p| p.get(&partition))
+                    .map(|o| o + 1)
+                    .unwrap_or(store.checkpoint().changelog_offset);
+                store.commit(next, &inputs)?;
+            }
+            for q in &mut entry.queues {
+                q.committed = q.sealed;
+            }
+        }
+        if self.clock.now().duration_since(self.last_persist) >= PERSIST_INTERVAL {
+            self.last_persist = self.clock.now();
+            for entry in self.tasks.values() {
+                for (_, store) in entry.task.stores() {
+                    store.borrow_mut().persist()?;
+                }
+            }
+        }
+        self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Drops the open transaction and every store's uncommitted writes.
+    pub(super) fn abort_all(&mut self) {
+        if let Some(committing) = self.committing.take() {
+            // Committed or not, the stores drop the sealed transaction: if Kafka has it, the
+            // restore from the changelog brings it back.
+            if let Err(e) = self.producer.finish_commit(committing) {
+                tracing::debug!(error = ?e, "the commit under way failed; aborting");
+            }
+        }
+        self.producer.abort_txn();
+        self.changelog_sent = false;
+        for entry in self.tasks.values_mut() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().abort();
+            }
+            for q in &mut entry.queues {
+                q.consumed = q.committed;
+            }
+        }
+    }
+}
