@@ -338,9 +338,14 @@ impl Core {
         Ok(self.raw.approximate_count()? + pending as u64)
     }
 
-    /// Takes the changelog records produced since the last call.
-    pub(crate) fn drain_changelog(&mut self) -> Vec<ChangelogRecord> {
-        std::mem::take(&mut self.changelog)
+    /// Moves the changelog records produced since the last call to the end of `out` (see
+    /// [`StateStore::drain_changelog_into`](crate::StateStore::drain_changelog_into)).
+    pub(crate) fn drain_changelog_into(&mut self, out: &mut Vec<ChangelogRecord>) {
+        if out.is_empty() {
+            std::mem::swap(&mut self.changelog, out);
+        } else {
+            out.append(&mut self.changelog);
+        }
     }
 
     /// Takes the changes produced since the last call.
@@ -557,30 +562,17 @@ fn merge_into(into: &mut RawBatch, newer: RawBatch) {
 
 /// `older` and `newer` merged, `newer` winning on equal keys. A commit's writes into the
 /// commits not yet persisted, at each commit: inserting each key walked the tree and compared
-/// keys ~log n times, while one pass over both sorted sets builds the merged tree in order.
+/// keys ~log n times, while `BTreeMap::append` merges both sorted sets and builds the tree in
+/// one pass, without the intermediate vector and sort of collecting an iterator.
 fn merge_sets(older: WriteSet, newer: WriteSet) -> WriteSet {
+    let (mut older, mut newer) = (older, newer);
     if newer.len().saturating_mul(8) < older.len() {
         // A few writes: inserting them beats rebuilding the whole set.
-        let mut older = older;
         older.extend(newer);
-        return older;
+    } else {
+        older.append(&mut newer);
     }
-    let mut a = older.into_iter().peekable();
-    let mut b = newer.into_iter().peekable();
-    // Sorted and without duplicate keys: the map is built in one pass.
-    std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
-            std::cmp::Ordering::Less => a.next(),
-            std::cmp::Ordering::Greater => b.next(),
-            std::cmp::Ordering::Equal => {
-                a.next();
-                b.next()
-            }
-        },
-        (Some(_), None) => a.next(),
-        (None, _) => b.next(),
-    })
-    .collect()
+    older
 }
 
 /// Entries in a batch, over all its keyspaces.

@@ -27,8 +27,16 @@ pub trait StateStore: Send {
     fn checkpoint(&self) -> &Checkpoint;
     /// Flushes the record cache: its writes become changelog records and changes.
     fn flush_cache(&mut self) -> Result<()>;
+    /// Moves the changelog records written since the last call to the end of `out`. When
+    /// `out` is empty the two buffers are swapped, so a caller that clears and reuses its
+    /// buffer lets both keep their capacity: no allocation per drain once warm.
+    fn drain_changelog_into(&mut self, out: &mut Vec<ChangelogRecord>);
     /// Takes the changelog records written since the last call.
-    fn drain_changelog(&mut self) -> Vec<ChangelogRecord>;
+    fn drain_changelog(&mut self) -> Vec<ChangelogRecord> {
+        let mut out = Vec::new();
+        self.drain_changelog_into(&mut out);
+        out
+    }
     /// Ends the transaction here: the writes so far are the ones the next
     /// [`commit`](Self::commit) applies; later writes belong to the next transaction, readable
     /// on top of the sealed one. The cache must have been flushed and the changelog drained, or
@@ -69,8 +77,8 @@ macro_rules! impl_state_store {
             fn flush_cache(&mut self) -> $crate::error::Result<()> {
                 self.core.flush_cache()
             }
-            fn drain_changelog(&mut self) -> Vec<$crate::changelog::ChangelogRecord> {
-                self.core.drain_changelog()
+            fn drain_changelog_into(&mut self, out: &mut Vec<$crate::changelog::ChangelogRecord>) {
+                self.core.drain_changelog_into(out)
             }
             fn seal(&mut self) -> $crate::error::Result<()> {
                 self.core.seal()

@@ -90,6 +90,8 @@ impl FetchPlan {
         let chunk = read.read()?;
         match select_batches(&chunk, self.fetch_offset, self.upper, self.max_bytes) {
             Selection::Range(start, end) => Ok(chunk.slice(start..end)),
+            // A file read covers the index interval before the fetch offset.
+            Selection::AllBefore => Ok(Bytes::new()),
             Selection::NeedWhole { start, len } => match again {
                 Some((file, pos)) => ReadPlan::File { file, pos: pos + start as u64, len }.read(),
                 None => Ok(Bytes::new()),
@@ -100,7 +102,12 @@ impl FetchPlan {
 
 enum Selection {
     Range(usize, usize),
-    NeedWhole { start: usize, len: usize },
+    NeedWhole {
+        start: usize,
+        len: usize,
+    },
+    /// Every batch read ends before the fetch offset: read on after them.
+    AllBefore,
 }
 
 fn select_batches(chunk: &[u8], fetch_offset: i64, upper: i64, max_bytes: usize) -> Selection {
@@ -136,6 +143,7 @@ fn select_batches(chunk: &[u8], fetch_offset: i64, upper: i64, max_bytes: usize)
     }
     match start {
         Some(s) => Selection::Range(s, end),
+        None if pos > 0 && pos == chunk.len() => Selection::AllBefore,
         None => Selection::Range(0, 0),
     }
 }
@@ -350,12 +358,20 @@ impl PartitionLog {
         let len = max_bytes.saturating_add(segment::INDEX_INTERVAL_BYTES as usize * 2);
         let plan = seg.plan_read(pos, len);
         let plan = match plan {
-            ReadPlan::Ready(bytes) => {
-                // In memory: trim now so a large first batch is never cut.
-                let trimmed = match select_batches(&bytes, offset, upper, max_bytes) {
-                    Selection::Range(s, e) => bytes.slice(s..e),
-                    Selection::NeedWhole { start, len } => {
-                        seg.read_now(pos + start as u64, len).map_err(|_| ReadError::OffsetOutOfRange)?
+            ReadPlan::Ready(mut bytes) => {
+                // In memory: trim now so a large first batch is never cut. A read ends with
+                // the chunk holding its start, which may come before the fetch offset's batch.
+                let mut at = pos;
+                let trimmed = loop {
+                    match select_batches(&bytes, offset, upper, max_bytes) {
+                        Selection::Range(s, e) => break bytes.slice(s..e),
+                        Selection::NeedWhole { start, len } => {
+                            break seg.read_now(at + start as u64, len).map_err(|_| ReadError::OffsetOutOfRange)?
+                        }
+                        Selection::AllBefore => {
+                            at += bytes.len() as u64;
+                            bytes = seg.read_now(at, len).map_err(|_| ReadError::OffsetOutOfRange)?;
+                        }
                     }
                 };
                 return Ok(FetchPlan {

@@ -35,7 +35,7 @@ enum Storage {
 /// A slice of a segment to read: either already in memory or a range of a file.
 #[derive(Debug)]
 pub(crate) enum ReadPlan {
-    /// Bytes copied under the lock.
+    /// Bytes of an in-memory segment, shared without a copy.
     Ready(Bytes),
     /// Read `len` bytes at `pos` from `file` outside the lock.
     File { file: Arc<File>, pos: u64, len: usize },
@@ -290,16 +290,18 @@ impl Segment {
         self.index_lookup(self.time_index[i - 1].1)
     }
 
-    /// Plans a read of `len` bytes at `pos`.
+    /// Plans a read of `len` bytes at `pos`. In memory the read ends early, with the chunk
+    /// holding `pos`: whole batches all the same (a batch never spans chunks); read on from
+    /// where it ended for more.
     pub(crate) fn plan_read(&self, pos: u64, len: usize) -> ReadPlan {
         let len = len.min(self.size.saturating_sub(pos) as usize);
         match &self.storage {
-            Storage::Memory(v) => ReadPlan::Ready(v.copy_range(pos as usize, len)),
+            Storage::Memory(v) => ReadPlan::Ready(v.read_range(pos as usize, len)),
             Storage::File { log, .. } => ReadPlan::File { file: Arc::clone(log), pos, len },
         }
     }
 
-    /// Reads `len` bytes at `pos` now.
+    /// Reads `len` bytes at `pos` now (fewer in memory: see [`Self::plan_read`]).
     pub(crate) fn read_now(&self, pos: u64, len: usize) -> Result<Bytes> {
         self.plan_read(pos, len).read()
     }

@@ -148,3 +148,21 @@ fn should_move_log_start_when_records_are_deleted() {
     let log = PartitionLog::open(Some(dir.path().to_path_buf()), config(1024), 0).unwrap();
     assert_eq!(log.log_start_offset(), 23, "log start offset survives a restart");
 }
+
+#[test]
+fn should_fetch_every_offset_when_its_batch_starts_a_new_chunk_after_the_index_entry() {
+    // In memory a read ends with its chunk; the index entry for an offset can sit in the
+    // chunk before the one holding its batch, and the fetch must read on into the next.
+    let mut log = PartitionLog::open(None, LogConfig::default(), 0).unwrap();
+    for i in 0..400 {
+        log.append(&mut batch(3, i * 3, 150), 0, 0).unwrap();
+    }
+    let end = log.log_end_offset();
+    for offset in 0..end {
+        let bytes = log.plan_fetch(offset, 1000, end).unwrap().execute().unwrap();
+        let first = batch::iter_batches(&bytes).next().map(|(_, h)| (h.base_offset(), h.last_offset()));
+        let (base, last) = first.unwrap_or_else(|| panic!("fetch at {offset} returned no batch"));
+        assert!(base <= offset && offset <= last, "fetch at {offset} began with batch {base}..={last}");
+    }
+    assert_eq!(read_all(&log, 0).len(), 400);
+}

@@ -125,15 +125,21 @@ pub(crate) fn decode_frame(frame: Bytes) -> Result<Decoded, FrameOutcome> {
     Ok(Decoded { api, version, correlation_id, header, request })
 }
 
-/// Handles one request frame (the bytes after the 4-byte size).
-pub(crate) async fn handle_frame(core: &Arc<ClusterCore>, conn: &ConnInfo, frame: Bytes) -> FrameOutcome {
+/// Handles one request frame (the bytes after the 4-byte size); a response is encoded into
+/// `out` (cleared first), a buffer the connection reuses.
+pub(crate) async fn handle_frame(
+    core: &Arc<ClusterCore>,
+    conn: &ConnInfo,
+    frame: Bytes,
+    out: BytesMut,
+) -> FrameOutcome {
     let d = match decode_frame(frame) {
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
     let ctx = Ctx { core, conn, header: &d.header, version: d.version };
     match handlers::dispatch(&ctx, d.request).await {
-        Some(resp) => match encode_response(d.correlation_id, d.api, d.version, &resp) {
+        Some(resp) => match encode_response(d.correlation_id, d.api, d.version, &resp, out) {
             Ok(b) => FrameOutcome::Respond(b),
             Err(e) => FrameOutcome::Close(format!(
                 "cannot encode API key {} v{} response (bug): {e}",
@@ -144,12 +150,13 @@ pub(crate) async fn handle_frame(core: &Arc<ClusterCore>, conn: &ConnInfo, frame
     }
 }
 
-/// Frames a response: size, header, body.
+/// Frames a response into `out` (cleared first): size, header, body.
 pub(crate) fn encode_response(
     correlation_id: i32,
     api: ApiKey,
     version: i16,
     resp: &ResponseKind,
+    mut out: BytesMut,
 ) -> anyhow_free::Result<BytesMut> {
     // Fetch responses carry megabytes of records: size the buffer once instead of doubling.
     let hint = match resp {
@@ -163,7 +170,8 @@ pub(crate) fn encode_response(
         }
         _ => 256,
     };
-    let mut out = BytesMut::with_capacity(hint);
+    out.clear();
+    out.reserve(hint);
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut out, api.response_header_version(version)).map_err(anyhow_free::err)?;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moldau_state_store::{MemoryBudget, RawStore, RocksStore};
+use moldau_state_store::{ChangelogRecord, MemoryBudget, RawStore, RocksStore};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -175,6 +175,8 @@ struct StreamThread {
     routes: Routes,
     /// Output drained from a task, reused between sends.
     out: Vec<OutputRecord>,
+    /// Changelog records drained from a store, reused between sends.
+    changelog_buf: Vec<ChangelogRecord>,
     /// The partitions assigned to this thread (cluster topic, partition).
     assigned: BTreeSet<(String, i32)>,
     last_commit: Instant,
@@ -236,6 +238,7 @@ impl StreamThread {
             tasks: BTreeMap::new(),
             routes: Routes::default(),
             out: Vec::new(),
+            changelog_buf: Vec::new(),
             assigned: BTreeSet::new(),
             last_commit: clock.now(),
             last_persist: clock.now(),
@@ -398,13 +401,16 @@ impl StreamThread {
         let stores: Vec<_> =
             self.tasks[&id].task.stores().map(|(n, s)| (self.logged.contains(n), n.to_string(), s)).collect();
         for (logged, name, store) in stores {
-            let records = store.borrow_mut().drain_changelog();
+            let mut records = std::mem::take(&mut self.changelog_buf);
+            store.borrow_mut().drain_changelog_into(&mut records);
             if !logged || records.is_empty() {
+                records.clear();
+                self.changelog_buf = records;
                 continue;
             }
             let topic = self.spec.names.changelog(&name);
             let h = Headers::new();
-            for r in &records {
+            let sent = records.iter().try_for_each(|r| {
                 self.producer.send(
                     &topic,
                     Some(id.partition),
@@ -413,8 +419,12 @@ impl StreamThread {
                     r.timestamp,
                     &h,
                     CHANGELOG,
-                )?;
-            }
+                )
+            });
+            // Cleared, the buffer goes back (with its capacity) for the next drain.
+            records.clear();
+            self.changelog_buf = records;
+            sent?;
             self.changelog_sent = true;
         }
         Ok(())

@@ -1,7 +1,6 @@
 //! Produce: validate batches, check idempotent and transactional producers, assign offsets,
 //! append, answer (or stay silent for acks=0).
 
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
@@ -154,12 +153,30 @@ fn append(
             txns.verify_produce(producer_id, first.producer_epoch(), &topic.name, p.index)?;
         }
     }
-    let mut buf = BytesMut::from(records);
-    if cfg.log_append_time {
-        for range in &ranges {
-            batch::set_log_append_time(&mut buf[range.clone()], now);
+    // The batches get their offsets patched in a copy, in this thread's scratch buffer: a
+    // fresh buffer per request paid a page fault per 4 KiB page of records.
+    let info = APPEND_SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend_from_slice(records);
+        if cfg.log_append_time {
+            for range in &ranges {
+                batch::set_log_append_time(&mut buf[range.clone()], now);
+            }
         }
-    }
-    let info = log.append(&mut buf, p.leader_epoch, now).map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+        let info = log.append(buf, p.leader_epoch, now);
+        if buf.capacity() > KEEP_SCRATCH {
+            *buf = Vec::new();
+        }
+        info
+    });
+    let info = info.map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     Ok((info.base_offset, log.log_start_offset()))
+}
+
+/// The largest append scratch buffer a thread keeps.
+const KEEP_SCRATCH: usize = 16 << 20;
+
+thread_local! {
+    /// Where a produce request's batches are copied to be given their offsets.
+    static APPEND_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
