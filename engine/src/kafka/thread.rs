@@ -257,7 +257,14 @@ impl StreamThread {
     fn run_loop(&mut self) -> Result<()> {
         let interval = self.spec.config.effective_commit_interval();
         while !self.shutting_down() {
-            let step = self.poll().and_then(|()| self.handle_rebalances()).and_then(|()| self.process());
+            let mut polled = 0;
+            let step = self
+                .poll()
+                .and_then(|n| {
+                    polled = n;
+                    self.handle_rebalances()
+                })
+                .and_then(|()| self.process());
             let step = step.and_then(|()| {
                 if self.committing.as_ref().is_some_and(Committing::is_finished) {
                     self.finish_commit()?;
@@ -265,7 +272,7 @@ impl StreamThread {
                 if self.clock.now().duration_since(self.last_commit) >= interval {
                     self.start_commit()
                 } else {
-                    if self.committing.is_some() && self.buffered == 0 {
+                    if self.committing.is_some() && self.buffered == 0 && polled == 0 {
                         // Nothing to process while the helper commits: give it the core.
                         std::thread::sleep(COMMIT_WAIT_STEP);
                     }
@@ -289,15 +296,18 @@ impl StreamThread {
         }
     }
 
-    /// Takes up to `POLL_BATCH` records from the consumer into the task queues.
-    fn poll(&mut self) -> CycleResult {
+    /// Takes up to `POLL_BATCH` records from the consumer into the task queues; returns how
+    /// many it took.
+    fn poll(&mut self) -> CycleResult<usize> {
         self.producer.poll();
         let busy = self.buffered > 0 || self.committing.is_some();
         let mut timeout = if busy { Duration::ZERO } else { Duration::from_millis(20) };
+        let mut taken = 0;
         for _ in 0..POLL_BATCH {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
+                    taken += 1;
                     if route(&mut self.tasks, &mut self.routes, self.clock, &m) {
                         self.buffered += 1;
                     }
@@ -312,7 +322,7 @@ impl StreamThread {
                 break;
             }
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Processes every ready record of every task, sending output as it comes (or holding it
