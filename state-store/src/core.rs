@@ -564,8 +564,7 @@ fn merge_into(into: &mut RawBatch, newer: RawBatch) {
 /// commits not yet persisted, at each commit: inserting each key walked the tree and compared
 /// keys ~log n times, while `BTreeMap::append` merges both sorted sets and builds the tree in
 /// one pass, without the intermediate vector and sort of collecting an iterator.
-fn merge_sets(older: WriteSet, newer: WriteSet) -> WriteSet {
-    let (mut older, mut newer) = (older, newer);
+fn merge_sets(mut older: WriteSet, mut newer: WriteSet) -> WriteSet {
     if newer.len().saturating_mul(8) < older.len() {
         // A few writes: inserting them beats rebuilding the whole set.
         older.extend(newer);

@@ -254,32 +254,28 @@ impl StreamThread {
         self.spec.shared.shutdown.load(Ordering::Relaxed)
     }
 
+    /// One turn of the loop: poll, rebalance, process, then end or start a commit.
+    fn cycle(&mut self, interval: Duration) -> CycleResult {
+        let polled = self.poll()?;
+        self.handle_rebalances()?;
+        self.process()?;
+        if self.committing.as_ref().is_some_and(Committing::is_finished) {
+            self.finish_commit()?;
+        }
+        if self.clock.now().duration_since(self.last_commit) >= interval {
+            return self.start_commit();
+        }
+        if self.committing.is_some() && self.buffered == 0 && polled == 0 {
+            // Nothing to process while the helper commits: give it the core.
+            std::thread::sleep(COMMIT_WAIT_STEP);
+        }
+        Ok(())
+    }
+
     fn run_loop(&mut self) -> Result<()> {
         let interval = self.spec.config.effective_commit_interval();
         while !self.shutting_down() {
-            let mut polled = 0;
-            let step = self
-                .poll()
-                .and_then(|n| {
-                    polled = n;
-                    self.handle_rebalances()
-                })
-                .and_then(|()| self.process());
-            let step = step.and_then(|()| {
-                if self.committing.as_ref().is_some_and(Committing::is_finished) {
-                    self.finish_commit()?;
-                }
-                if self.clock.now().duration_since(self.last_commit) >= interval {
-                    self.start_commit()
-                } else {
-                    if self.committing.is_some() && self.buffered == 0 && polled == 0 {
-                        // Nothing to process while the helper commits: give it the core.
-                        std::thread::sleep(COMMIT_WAIT_STEP);
-                    }
-                    Ok(())
-                }
-            });
-            match step {
+            match self.cycle(interval) {
                 Ok(()) => {}
                 Err(Failure::Stop(e)) => return Err(e),
                 Err(Failure::Recover { reason, new_producer }) => self.recover(&reason, new_producer)?,
@@ -411,31 +407,32 @@ impl StreamThread {
         let stores: Vec<_> =
             self.tasks[&id].task.stores().map(|(n, s)| (self.logged.contains(n), n.to_string(), s)).collect();
         for (logged, name, store) in stores {
-            let mut records = std::mem::take(&mut self.changelog_buf);
-            store.borrow_mut().drain_changelog_into(&mut records);
-            if !logged || records.is_empty() {
-                records.clear();
-                self.changelog_buf = records;
-                continue;
+            store.borrow_mut().drain_changelog_into(&mut self.changelog_buf);
+            let sent = if logged && !self.changelog_buf.is_empty() {
+                let topic = self.spec.names.changelog(&name);
+                let h = Headers::new();
+                self.changelog_buf
+                    .iter()
+                    .try_for_each(|r| {
+                        self.producer.send(
+                            &topic,
+                            Some(id.partition),
+                            Some(&r.key),
+                            r.value.as_deref(),
+                            r.timestamp,
+                            &h,
+                            CHANGELOG,
+                        )
+                    })
+                    .map(|()| true)
+            } else {
+                Ok(false)
+            };
+            // Cleared, the buffer keeps its capacity for the next drain.
+            self.changelog_buf.clear();
+            if sent? {
+                self.changelog_sent = true;
             }
-            let topic = self.spec.names.changelog(&name);
-            let h = Headers::new();
-            let sent = records.iter().try_for_each(|r| {
-                self.producer.send(
-                    &topic,
-                    Some(id.partition),
-                    Some(&r.key),
-                    r.value.as_deref(),
-                    r.timestamp,
-                    &h,
-                    CHANGELOG,
-                )
-            });
-            // Cleared, the buffer goes back (with its capacity) for the next drain.
-            records.clear();
-            self.changelog_buf = records;
-            sent?;
-            self.changelog_sent = true;
         }
         Ok(())
     }
