@@ -17,6 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+pub mod stats;
+
 /// Every example and benchmark binary allocates with mimalloc: glibc's allocator spent 5-7%
 /// of the stream thread in `malloc_consolidate`, more under exactly-once, whose commits hand
 /// each transaction's writes to the store writer thread to free. An application binary

@@ -9,9 +9,12 @@
 //! Run: `cargo run --release -p moldau-examples --bin streams-bench [-- RECORDS]`.
 //!
 //! Environment:
-//! - `BENCH_ROUNDS` (default 5): each cell runs that many times and the median is reported,
+//! - `BENCH_ROUNDS` (default 11): each cell runs that many times and the median is reported,
 //!   as single runs on a shared 2-core machine vary by ±20%. The guarantees alternate and take
-//!   turns to go first. The last column is the median of the rounds' own EOS/ALOS ratios.
+//!   turns to go first. The last columns are the median of the rounds' own EOS/ALOS ratios
+//!   and its 95% confidence interval (from 6 rounds on). Each round line also shows the
+//!   machine's memory speed just before the round (random reads per µs over 64 MiB), which
+//!   drifts by ±15% on a shared VM and the stream thread's speed with it.
 //! - `BENCH_THREADS`: stream threads (default 1).
 //! - `BENCH_ONLY=stateless|windowed`: one application; `BENCH_GUARANTEE=alos|eos`: one
 //!   guarantee (for profiling).
@@ -28,6 +31,7 @@ use moldau_dsl::state::{BytesSerde, StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder, TimeWindows};
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsConfig, Topology};
 use moldau_examples as ex;
+use moldau_examples::stats::{median, median_interval, MemoryProbe};
 
 const PARTITIONS: i32 = 6;
 const KEYS: usize = 10_000;
@@ -168,21 +172,6 @@ fn measure(
     Ok(Run { rate: n as f64 / elapsed.as_secs_f64(), recoveries, cores: cpu / elapsed.as_secs_f64() })
 }
 
-/// The median of `xs` (NaN when any is NaN, i.e. the cell was not run).
-fn median(xs: &[f64]) -> f64 {
-    if xs.iter().any(|x| x.is_nan()) {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     ex::init_logging();
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
@@ -201,7 +190,7 @@ fn main() -> anyhow::Result<()> {
     }
     ex::flush(&producer)?;
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "1".into());
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(11).max(1);
     println!(
         "{n} records of 100 bytes on {PARTITIONS} partitions, {KEYS} keys; {threads} stream thread(s); \
          median of {rounds} round(s), the guarantees alternating and taking turns to go first; release build"
@@ -210,6 +199,7 @@ fn main() -> anyhow::Result<()> {
     let guarantee = std::env::var("BENCH_GUARANTEE").ok();
     let apps = [("stateless", stateless as fn(&str, &str) -> anyhow::Result<Topology>), ("windowed count", windowed)];
     let guarantees = [("alos", ProcessingGuarantee::AtLeastOnce), ("eos", ProcessingGuarantee::ExactlyOnceV2)];
+    let probe = MemoryProbe::new();
     let mut lines = Vec::new();
     for (a, (name, build)) in apps.iter().enumerate() {
         if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
@@ -224,6 +214,7 @@ fn main() -> anyhow::Result<()> {
             // The order alternates too (ABBA), so neither guarantee always runs first: the
             // first run after the input was produced is often the slowest.
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            let memory = probe.reads_per_us(Duration::from_millis(250));
             for g in order {
                 let ((short, pg), out) = (&guarantees[g], &outputs[a * 2 + g]);
                 if guarantee.as_deref().is_some_and(|o| o != *short) {
@@ -236,7 +227,8 @@ fn main() -> anyhow::Result<()> {
                 recoveries += run.recoveries;
             }
             println!(
-                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}, cores busy {:.2} / {:.2}, roll-backs {recoveries}",
+                "  {name} round {}: {:.0} / {:.0} rec/s, ratio {:.3}, cores busy {:.2} / {:.2}, roll-backs {recoveries}, \
+                 memory {memory:.0} reads/µs",
                 round + 1,
                 pair[0],
                 pair[1],
@@ -250,12 +242,17 @@ fn main() -> anyhow::Result<()> {
         let (alos, eos) = (median(&column(0)), median(&column(1)));
         // Each round's two runs ran back to back, under the same conditions; the median of
         // their ratios is less swayed by the machine drifting between rounds.
-        let paired = median(&rates.iter().map(|r| r[1] / r[0]).collect::<Vec<f64>>());
-        lines.push(format!("{name:<18} {alos:>16.0} {eos:>16.0} {:>10.3} {paired:>14.3}", eos / alos));
+        let ratios: Vec<f64> = rates.iter().map(|r| r[1] / r[0]).collect();
+        let paired = median(&ratios);
+        let interval = match median_interval(&ratios, 0.95) {
+            Some((low, high, _)) => format!("{low:.3}-{high:.3}"),
+            None => "-".into(),
+        };
+        lines.push(format!("{name:<18} {alos:>16.0} {eos:>16.0} {:>10.3} {paired:>14.3} {interval:>13}", eos / alos));
     }
     println!(
-        "{:<18} {:>16} {:>16} {:>10} {:>14}",
-        "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS", "round ratios"
+        "{:<18} {:>16} {:>16} {:>10} {:>14} {:>13}",
+        "application", "at_least_once/s", "exactly_once/s", "EOS/ALOS", "round ratios", "95% interval"
     );
     for l in lines {
         println!("{l}");
