@@ -345,15 +345,13 @@ impl StreamThread {
                     self.on_record_error(e, &record)?;
                 }
                 if n.is_multiple_of(1_000) && self.committing.is_none() {
-                    self.send_changelogs(id)?;
-                    self.send_output(id)?;
+                    self.send_pending(id)?;
                 }
             }
             let entry = self.tasks.get_mut(&id).expect("task exists");
             entry.task.advance_wall_clock(wall)?;
             if self.committing.is_none() {
-                self.send_changelogs(id)?;
-                self.send_output(id)?;
+                self.send_pending(id)?;
             }
             self.spec.shared.processed.fetch_add(n, Ordering::Relaxed);
             if during_commit {
@@ -397,6 +395,13 @@ impl StreamThread {
         }
         self.spec.shared.skipped.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Sends what task `id` has pending: its stores' changelog records, then its sinks'
+    /// output.
+    fn send_pending(&mut self, id: TaskId) -> CycleResult {
+        self.send_changelogs(id)?;
+        self.send_output(id)
     }
 
     /// Sends the changelog records task `id`'s stores logged since the last call (to the

@@ -43,8 +43,7 @@ impl StreamThread {
             for (_, store) in self.tasks[id].task.stores() {
                 store.borrow_mut().flush_cache()?;
             }
-            self.send_changelogs(*id)?;
-            self.send_output(*id)?;
+            self.send_pending(*id)?;
         }
         let mut offsets = TopicPartitionList::new();
         for entry in self.tasks.values() {
@@ -103,8 +102,7 @@ impl StreamThread {
         self.commit_stores(&deliveries)?;
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
-            self.send_changelogs(id)?;
-            self.send_output(id)?;
+            self.send_pending(id)?;
         }
         Ok(())
     }
