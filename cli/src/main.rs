@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use moldau_broker_sim::BrokerArgs;
 
 // The broker's request handling allocates per request; mimalloc is cheaper than glibc's
-// allocator there and in every thread that frees what another allocated.
+// allocator there and in every thread that frees what another allocated. The workspace turns
+// on its `override` feature, so librdkafka's and RocksDB's allocations go to it too.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -11,6 +11,7 @@ mod restore;
 mod routes;
 mod streams;
 mod thread;
+mod topic_handle;
 mod topics;
 
 pub use config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};

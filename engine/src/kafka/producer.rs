@@ -16,6 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::config::StreamsConfig;
+use super::topic_handle::{Produce, TopicHandles};
 use crate::error::{Error, Result};
 use crate::processor::Headers;
 
@@ -126,6 +127,8 @@ impl std::fmt::Debug for Committing {
 
 /// The producer of one stream thread.
 pub(crate) struct OutputProducer {
+    /// Handles of the topics sent to; released before the producer (see `Drop`).
+    topics: TopicHandles,
     /// Shared with the helper thread of a commit under way.
     producer: Arc<BaseProducer<DeliveryContext>>,
     transactional: bool,
@@ -158,6 +161,7 @@ impl OutputProducer {
             producer.init_transactions(TXN_TIMEOUT).map_err(|e| Error::kafka("initializing transactions", e))?;
         }
         Ok(OutputProducer {
+            topics: TopicHandles::default(),
             producer: Arc::new(producer),
             transactional: transactional_id.is_some(),
             in_txn: false,
@@ -193,6 +197,35 @@ impl OutputProducer {
         opaque: usize,
     ) -> std::result::Result<(), TxnFailure> {
         self.ensure_txn()?;
+        if !headers.is_empty() {
+            return self.send_with_headers(topic, partition, key, value, timestamp, headers, opaque);
+        }
+        let record = Produce { topic, partition, key, value, timestamp, opaque };
+        loop {
+            match self.topics.produce(&self.producer, &record) {
+                Ok(()) => {
+                    self.sent += 1;
+                    return Ok(());
+                }
+                Err(RDKafkaErrorCode::QueueFull) => self.wait_for_room(),
+                Err(e) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
+            }
+        }
+    }
+
+    /// Sends one record with headers (rare: dead-letter records) through rdkafka's record
+    /// API, which owns the headers' C structure.
+    #[allow(clippy::too_many_arguments)]
+    fn send_with_headers(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+        opaque: usize,
+    ) -> std::result::Result<(), TxnFailure> {
         let mut record = BaseRecord::with_opaque_to(topic, opaque);
         if let Some(p) = partition {
             record = record.partition(p);
@@ -206,13 +239,11 @@ impl OutputProducer {
         if timestamp >= 0 {
             record = record.timestamp(timestamp);
         }
-        if !headers.is_empty() {
-            let mut h = OwnedHeaders::new_with_capacity(headers.len());
-            for x in headers.iter() {
-                h = h.insert(Header { key: &x.key, value: x.value.as_deref() });
-            }
-            record = record.headers(h);
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for x in headers.iter() {
+            h = h.insert(Header { key: &x.key, value: x.value.as_deref() });
         }
+        record = record.headers(h);
         loop {
             match self.producer.send(record) {
                 Ok(()) => {
@@ -220,15 +251,19 @@ impl OutputProducer {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // Delivery reports free the queue; sleep (not `poll` with a timeout, which
-                    // spins: see `drain`) when none is ready.
-                    if self.poll() > 0 {
-                        std::thread::sleep(WAIT_STEP);
-                    }
+                    self.wait_for_room();
                     record = r;
                 }
                 Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
             }
+        }
+    }
+
+    /// The local queue is full: delivery reports free it. Sleeps (not `poll` with a timeout,
+    /// which spins: see `drain`) when none is ready.
+    fn wait_for_room(&self) {
+        if self.poll() > 0 {
+            std::thread::sleep(WAIT_STEP);
         }
     }
 
@@ -395,6 +430,13 @@ impl OutputProducer {
             self.in_txn = false;
         }
         let _ = self.take_deliveries();
+    }
+}
+
+impl Drop for OutputProducer {
+    fn drop(&mut self) {
+        // Topic handles must not outlive their client.
+        self.topics.clear();
     }
 }
 
