@@ -39,7 +39,7 @@ const KEYS: usize = 10_000;
 /// Records per run: about 4 s per run at this machine's rates. At 1M (1.5 s) each run's fixed
 /// costs (the first fetches, the first transaction registering its partitions, memory touched
 /// for the first time, the final commit) weighed more, and more under exactly-once: the
-/// windowed count's round ratios spread 0.87-1.01 over 11 rounds there, 0.92-1.00 at 3M.
+/// windowed count's round ratios spread 0.87-1.01 over 11 rounds there, 0.90-1.00 at 3M.
 const DEFAULT_RECORDS: u64 = 3_000_000;
 
 fn stateless(input: &str, output: &str) -> anyhow::Result<Topology> {

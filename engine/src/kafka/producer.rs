@@ -16,7 +16,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::config::StreamsConfig;
-use super::topic_handle::{Produce, TopicHandles};
+pub(crate) use super::topic_handle::Produce;
+use super::topic_handle::TopicHandles;
 use crate::error::{Error, Result};
 use crate::processor::Headers;
 
@@ -183,61 +184,39 @@ impl OutputProducer {
         Ok(())
     }
 
-    /// Sends one record (`partition` `None`: by key hash), waiting while the local queue is
-    /// full.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn send(
-        &mut self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        timestamp: i64,
-        headers: &Headers,
-        opaque: usize,
-    ) -> std::result::Result<(), TxnFailure> {
+    /// Sends one record with `headers`, waiting while the local queue is full.
+    pub(crate) fn send(&mut self, record: &Produce<'_>, headers: &Headers) -> std::result::Result<(), TxnFailure> {
         self.ensure_txn()?;
         if !headers.is_empty() {
-            return self.send_with_headers(topic, partition, key, value, timestamp, headers, opaque);
+            return self.send_with_headers(record, headers);
         }
-        let record = Produce { topic, partition, key, value, timestamp, opaque };
         loop {
-            match self.topics.produce(&self.producer, &record) {
+            match self.topics.produce(&self.producer, record) {
                 Ok(()) => {
                     self.sent += 1;
                     return Ok(());
                 }
                 Err(RDKafkaErrorCode::QueueFull) => self.wait_for_room(),
-                Err(e) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
+                Err(e) => return Err(TxnFailure::Abortable(format!("producing to {}: {e}", record.topic))),
             }
         }
     }
 
     /// Sends one record with headers (rare: dead-letter records) through rdkafka's record
     /// API, which owns the headers' C structure.
-    #[allow(clippy::too_many_arguments)]
-    fn send_with_headers(
-        &mut self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        timestamp: i64,
-        headers: &Headers,
-        opaque: usize,
-    ) -> std::result::Result<(), TxnFailure> {
-        let mut record = BaseRecord::with_opaque_to(topic, opaque);
-        if let Some(p) = partition {
+    fn send_with_headers(&mut self, r: &Produce<'_>, headers: &Headers) -> std::result::Result<(), TxnFailure> {
+        let mut record = BaseRecord::with_opaque_to(r.topic, r.opaque);
+        if let Some(p) = r.partition {
             record = record.partition(p);
         }
-        if let Some(k) = key {
+        if let Some(k) = r.key {
             record = record.key(k);
         }
-        if let Some(v) = value {
+        if let Some(v) = r.value {
             record = record.payload(v);
         }
-        if timestamp >= 0 {
-            record = record.timestamp(timestamp);
+        if r.timestamp >= 0 {
+            record = record.timestamp(r.timestamp);
         }
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for x in headers.iter() {
@@ -250,11 +229,11 @@ impl OutputProducer {
                     self.sent += 1;
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     self.wait_for_room();
-                    record = r;
+                    record = back;
                 }
-                Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {topic}: {e}"))),
+                Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {}: {e}", r.topic))),
             }
         }
     }

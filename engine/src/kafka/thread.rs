@@ -29,7 +29,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
 use super::group::{assignment_strategy, is_cooperative, GroupContext, Rebalance};
-use super::producer::{Committing, OutputProducer, TxnFailure, CHANGELOG, OUTPUT};
+use super::producer::{Committing, OutputProducer, Produce, TxnFailure, CHANGELOG, OUTPUT};
 use super::queue::pick;
 use super::restore::{RestoreWork, Restorer};
 use super::routes::Routes;
@@ -377,15 +377,15 @@ impl StreamThread {
                 headers.add("__moldau.origin.offset", Some(record.offset.to_string().into_bytes()));
                 // Rare: rather than hold it, wait for the commit under way to end.
                 self.finish_commit()?;
-                self.producer.send(
+                let dead = Produce {
                     topic,
-                    None,
-                    record.key.as_deref(),
-                    record.value.as_deref(),
-                    record.timestamp,
-                    &headers,
-                    OUTPUT,
-                )?;
+                    partition: None,
+                    key: record.key.as_deref(),
+                    value: record.value.as_deref(),
+                    timestamp: record.timestamp,
+                    opaque: OUTPUT,
+                };
+                self.producer.send(&dead, &headers)?;
             }
             (Error::Deserialization { .. }, DeserializationHandler::LogAndFail, _) => return Err(Failure::Stop(e)),
             (Error::Processing { .. } | Error::Serialization { .. }, _, ErrorHandler::LogAndContinue) => {
@@ -419,15 +419,15 @@ impl StreamThread {
                 self.changelog_buf
                     .iter()
                     .try_for_each(|r| {
-                        self.producer.send(
-                            &topic,
-                            Some(id.partition),
-                            Some(&r.key),
-                            r.value.as_deref(),
-                            r.timestamp,
-                            &h,
-                            CHANGELOG,
-                        )
+                        let record = Produce {
+                            topic: &topic,
+                            partition: Some(id.partition),
+                            key: Some(&r.key),
+                            value: r.value.as_deref(),
+                            timestamp: r.timestamp,
+                            opaque: CHANGELOG,
+                        };
+                        self.producer.send(&record, &h)
                     })
                     .map(|()| true)
             } else {
@@ -450,7 +450,15 @@ impl StreamThread {
         // is rolled back anyway.
         for r in self.out.drain(..) {
             let topic = self.spec.names.physical(&r.topic);
-            self.producer.send(&topic, None, r.key.as_deref(), r.value.as_deref(), r.timestamp, &r.headers, OUTPUT)?;
+            let record = Produce {
+                topic: &topic,
+                partition: None,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp: r.timestamp,
+                opaque: OUTPUT,
+            };
+            self.producer.send(&record, &r.headers)?;
         }
         Ok(())
     }

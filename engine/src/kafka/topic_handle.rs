@@ -27,9 +27,8 @@ const PARTITION_UNASSIGNED: i32 = -1;
 /// One application reference to a librdkafka topic, released on drop.
 struct TopicHandle(NonNull<rdsys::rd_kafka_topic_t>);
 
-// SAFETY: librdkafka's topic handles may be used and released from any thread.
+// SAFETY: librdkafka's topic handles may be released from any thread.
 unsafe impl Send for TopicHandle {}
-unsafe impl Sync for TopicHandle {}
 
 impl Drop for TopicHandle {
     fn drop(&mut self) {
