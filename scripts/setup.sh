@@ -4,6 +4,7 @@
 #
 #   Debian: clang libclang-dev (librocksdb-sys's bindgen), kcat (wire conformance tests)
 #   PyPI:   kafka-python 3.x, confluent-kafka (wire conformance tests, tests/wire/python/)
+#   crates.io: cargo-nextest (pinned; the test runner ./scripts/test.sh and CI use)
 #
 # Works as root or, through sudo, as another user; meant for Debian 12.
 set -euo pipefail
@@ -76,4 +77,10 @@ if ! python_ok; then
     fi
 fi
 
-echo "setup: ok (clang, libclang-dev, kcat, kafka-python 3, confluent-kafka)"
+NEXTEST_VERSION=0.9.143
+if [[ "$(cargo nextest --version 2>/dev/null | awk 'NR==1 {print $2}')" != "$NEXTEST_VERSION" ]]; then
+    echo "setup: cargo install cargo-nextest $NEXTEST_VERSION"
+    cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --quiet
+fi
+
+echo "setup: ok (clang, libclang-dev, kcat, kafka-python 3, confluent-kafka, cargo-nextest $NEXTEST_VERSION)"

@@ -174,6 +174,19 @@ impl Cluster {
         &self.core.cluster_id
     }
 
+    /// Fault injection: every broker holds each response to requests of API `api_key` (e.g.
+    /// 26, EndTxn) for `delay` before answering, as a slow broker or network would; a zero
+    /// delay removes the fault. Requests on one connection are answered in order, so the ones
+    /// after a held request wait for it too.
+    pub fn delay_responses(&self, api_key: i16, delay: Duration) {
+        let mut delays = self.core.response_delays.lock();
+        if delay.is_zero() {
+            delays.remove(&api_key);
+        } else {
+            delays.insert(api_key, delay);
+        }
+    }
+
     /// Stops accepting connections, closes every connection, flushes logs and waits for the
     /// broker threads to finish. Also done on drop.
     pub fn shutdown(mut self) {

@@ -151,10 +151,13 @@ impl Core {
 
     /// The smallest record time still retained (segmented stores), or `i64::MIN`.
     pub(crate) fn retained_from(&self) -> i64 {
+        self.retained_from_at(self.checkpoint.stream_time)
+    }
+
+    /// The smallest record time retained at `stream_time` (segmented stores), or `i64::MIN`.
+    fn retained_from_at(&self, stream_time: i64) -> i64 {
         match self.segmenting {
-            Some(s) if self.checkpoint.stream_time >= 0 => {
-                self.checkpoint.stream_time.saturating_sub(s.retention).saturating_add(1)
-            }
+            Some(s) if stream_time >= 0 => stream_time.saturating_sub(s.retention).saturating_add(1),
             _ => i64::MIN,
         }
     }
@@ -422,7 +425,9 @@ impl Core {
     /// more than `RECENT_MAX_ENTRIES` keys are written in line and their drops follow.
     pub(crate) fn persist(&mut self) -> Result<()> {
         let Some(cp) = self.unwritten_cp.take() else { return Ok(()) };
-        let expired = self.expired_segments();
+        // The committed stream time, not the running one: the writes after the seal may still
+        // be aborted, and the committed state needs every segment its own time retains.
+        let expired = self.expired_segments(cp.stream_time);
         let mut batch = std::mem::take(&mut self.unwritten);
         batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
         if batch_len(&batch) > RECENT_MAX_ENTRIES {
@@ -449,10 +454,11 @@ impl Core {
         self.unwritten_cp = Some(cp);
     }
 
-    /// Committed segments whose newest time is older than retention keeps.
-    fn expired_segments(&self) -> Vec<i64> {
+    /// Committed segments whose newest time is older than retention keeps at `stream_time`
+    /// (a committed one: see [`Self::persist`]).
+    fn expired_segments(&self, stream_time: i64) -> Vec<i64> {
         let Some(seg) = self.segmenting else { return Vec::new() };
-        let from = self.retained_from();
+        let from = self.retained_from_at(stream_time);
         let mut ids: Vec<i64> = self.raw.segments();
         ids.extend(self.layers().into_iter().flat_map(BTreeMap::keys).filter_map(|s| match s {
             Space::Segment(id) => Some(*id),
@@ -515,7 +521,7 @@ impl Core {
         }
         let mut cp = self.checkpoint.clone();
         cp.changelog_offset = cp.changelog_offset.max(last_offset + 1);
-        let expired = self.expired_segments();
+        let expired = self.expired_segments(cp.stream_time);
         batch.retain(|space, _| !matches!(space, Space::Segment(id) if expired.contains(id)));
         self.raw.write(&batch, &cp, WriteMode::Restore)?;
         self.checkpoint = cp;
@@ -525,6 +531,29 @@ impl Core {
     /// Ends a restore: makes the restored state durable.
     pub(crate) fn finish_restore(&mut self) -> Result<()> {
         self.raw.flush()
+    }
+
+    /// Logs `key`'s current value (a tombstone when absent or expired) again (see
+    /// [`StateStore::relog`](crate::StateStore::relog)).
+    pub(crate) fn relog(&mut self, key: Vec<u8>, timestamp: i64) -> Result<()> {
+        let space = match self.segmenting {
+            None => Space::Main,
+            Some(seg) => {
+                let time = seg.time_of(&key).ok_or_else(|| Error::BadChangelog {
+                    store: self.name().to_string(),
+                    key: hex(&key),
+                    reason: format!("a segmented key needs at least {} bytes", seg.time_from_end),
+                })?;
+                if time < self.retained_from() {
+                    self.changelog.push(ChangelogRecord { key, value: None, timestamp });
+                    return Ok(());
+                }
+                Space::Segment(seg.segment_of(time))
+            }
+        };
+        let value = self.get(space, &key)?;
+        self.changelog.push(ChangelogRecord { key, value, timestamp });
+        Ok(())
     }
 }
 

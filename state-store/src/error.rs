@@ -73,6 +73,17 @@ impl Error {
     pub fn requires_restore(&self) -> bool {
         matches!(self, Error::Corrupted { .. })
     }
+
+    /// Whether opening failed because another handle holds the store's lock (another thread
+    /// of the process still closing it, say): worth retrying once that handle is gone.
+    pub fn is_lock_held(&self) -> bool {
+        match self {
+            Error::Rocks { op: "open", source, .. } => {
+                matches!(source.kind(), rocksdb::ErrorKind::IOError) && source.to_string().contains("lock")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result with the state-store [`Error`].

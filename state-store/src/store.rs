@@ -55,6 +55,12 @@ pub trait StateStore: Send {
     fn restore(&mut self, records: Vec<ChangelogRecord>, last_offset: i64) -> Result<()>;
     /// Ends a restore: makes the restored state durable.
     fn finish_restore(&mut self) -> Result<()>;
+    /// Logs the current value of `key` (changelog key bytes; a tombstone when the store does
+    /// not hold it) again, with `timestamp`, as the next changelog record; the state does not
+    /// change. After a restore that stopped short of the changelog's end (records written after
+    /// the last commit, whose input is processed again), relogging each key those records name
+    /// makes any later replay of the changelog end at the restored state.
+    fn relog(&mut self, key: Vec<u8>, timestamp: i64) -> Result<()>;
     /// Whether each [`commit`](Self::commit) writes to the local store (the default), or
     /// commits stay in memory, readable, until [`persist`](Self::persist), a size limit or
     /// close. Only a store with a changelog defers: after a crash, the
@@ -102,6 +108,9 @@ macro_rules! impl_state_store {
             }
             fn finish_restore(&mut self) -> $crate::error::Result<()> {
                 self.core.finish_restore()
+            }
+            fn relog(&mut self, key: Vec<u8>, timestamp: i64) -> $crate::error::Result<()> {
+                self.core.relog(key, timestamp)
             }
             fn set_persist_on_commit(&mut self, on: bool) {
                 self.core.set_persist_on_commit(on)

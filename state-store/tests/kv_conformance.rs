@@ -249,3 +249,35 @@ fn should_refuse_to_seal_writes_whose_changelog_was_not_taken() {
         assert!(matches!(st.seal(), Err(Error::InvalidUse { .. })));
     });
 }
+
+#[test]
+fn should_relog_the_current_value_of_a_key_or_a_tombstone_without_changing_state() {
+    each(|st| {
+        let mut log = Vec::new();
+        st.put(&s("a"), &7, 10).unwrap();
+        commit_all(st, &mut log);
+        let key_a = log[0].key.clone();
+        let mut key_b = key_a.clone();
+        *key_b.last_mut().unwrap() = b'b';
+        st.relog(key_a.clone(), 20).unwrap();
+        st.relog(key_b.clone(), 21).unwrap();
+        let relogged = st.drain_changelog();
+        assert_eq!(relogged.len(), 2);
+        assert_eq!(
+            (relogged[0].key.clone(), relogged[0].value.clone(), relogged[0].timestamp),
+            (key_a, log[0].value.clone(), 20)
+        );
+        assert_eq!(
+            (relogged[1].key.clone(), relogged[1].value.clone()),
+            (key_b, None),
+            "a key the store lacks: a tombstone"
+        );
+        assert_eq!(st.get(&s("a")).unwrap(), Some(7));
+        assert_eq!(st.get(&s("b")).unwrap(), None);
+        // A replay that ends with the relogged records ends at the store's state.
+        log.extend(relogged);
+        let mut fresh = kv(Backend::memory().open("replay"), StoreOptions::default());
+        restore_all(&mut fresh, &log, 10);
+        assert_eq!(fresh.get(&s("a")).unwrap(), Some(7));
+    });
+}

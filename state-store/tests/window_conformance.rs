@@ -182,3 +182,33 @@ fn should_commit_the_stream_time_of_the_sealed_transaction() {
     assert_eq!(st.stream_time(), 60, "the later writes' time was not committed");
     assert_eq!(st.fetch_range(&s("k"), 0, 200).unwrap(), vec![(60, 1)]);
 }
+
+#[test]
+fn should_keep_committed_windows_when_an_aborted_transaction_moved_stream_time_past_them() {
+    // Hole 5 of the exactly-once issue: retention must follow the committed stream time only.
+    // The next transaction's writes move stream time far on while the sealed one commits; if it
+    // aborts, the committed windows it would have expired must still be there, after persist
+    // and after a reopen.
+    for persist in [true, false] {
+        let b = Backend::rocks();
+        {
+            let mut st = ws(b.open("sealed"), spec(), StoreOptions::default());
+            st.set_persist_on_commit(persist);
+            let mut log = Vec::new();
+            st.put(&s("k"), &1, 60, 60).unwrap();
+            st.flush_cache().unwrap();
+            log.extend(st.drain_changelog());
+            st.seal().unwrap();
+            // Retention keeps starts >= 151 at stream time 250: the window at 60 would expire.
+            st.put(&s("k"), &2, 250, 250).unwrap();
+            st.commit(log.len() as i64, &[]).unwrap();
+            st.persist().unwrap();
+            st.abort();
+            assert_eq!(st.stream_time(), 60);
+            assert_eq!(st.fetch_range(&s("k"), 0, 300).unwrap(), vec![(60, 1)], "persist on commit: {persist}");
+        }
+        let st = ws(b.open("sealed"), spec(), StoreOptions::default());
+        assert_eq!(st.stream_time(), 60);
+        assert_eq!(st.fetch_range(&s("k"), 0, 300).unwrap(), vec![(60, 1)], "reopened, persist on commit: {persist}");
+    }
+}

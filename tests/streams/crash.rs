@@ -151,10 +151,19 @@ fn should_lose_nothing_at_least_once_when_instances_are_killed() {
     assert!(missing.is_empty(), "lost inputs (first 10): {missing:?}");
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!("at-least-once: {} echoed, {duplicates} duplicates", out.echo.len());
-    // Every key's aggregate reached at least the full count.
+    // Re-processing repeats output, but state is never applied twice: every aggregate value is
+    // one an exact run produces (a true prefix of the key's input), and the last is the full
+    // count (hole 10 of the exactly-once issue: a restore past the committed input offsets made
+    // values like `6892:15` where the 15th value of the key is `6349:15`).
+    let mut repeats = 0;
     for (k, updates) in expected_agg(RECORDS, KEYS) {
-        let last = out.agg.get(&k).and_then(|u| u.last()).expect("an aggregate per key");
-        let count: usize = last.split(':').next().and_then(|c| c.parse().ok()).expect("count:sum");
-        assert!(count >= updates.len(), "key {k}: final count {count} < {}", updates.len());
+        let got = out.agg.get(&k).expect("an aggregate per key");
+        let exact: std::collections::BTreeSet<&String> = updates.iter().collect();
+        if let Some(bad) = got.iter().find(|v| !exact.contains(v)) {
+            panic!("key {k}: {bad} is no prefix value of the input (state applied twice)");
+        }
+        assert_eq!(got.last(), updates.last(), "key {k}: the last value is the full aggregate");
+        repeats += got.len().saturating_sub(updates.len());
     }
+    eprintln!("at-least-once: {repeats} repeated aggregate updates");
 }

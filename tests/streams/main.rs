@@ -9,4 +9,6 @@ mod handlers;
 mod operators;
 mod pipelined_commit;
 mod rebalance;
+mod recovery;
+mod slow_commits;
 mod word_count;

@@ -46,17 +46,32 @@ fn run(guarantee: ProcessingGuarantee) {
     app.close().unwrap();
     assert_eq!(got, expected_counts());
 
-    // A second run restores the counts from the store (and its changelog) and goes on.
+    // A second run on the same state directory finds the counts in its stores: nothing to
+    // restore, and it goes on.
     produce_strings(&bootstrap, "text", &[("e", "cat", 2_000)]);
     let mut app = KafkaStreams::new(word_count(), streams_config("wc", &bootstrap, dir.path(), guarantee)).unwrap();
     app.start().unwrap();
     let got = count_updates(&bootstrap, 14);
     let m = app.metrics();
     assert_eq!(m.processed, 2, "{m:?}");
-    assert!(m.restored <= 13, "{m:?}");
+    assert_eq!(m.restored, 0, "the stores were closed at their last commit: {m:?}");
     app.close().unwrap();
     assert_eq!(got["cat"], vec![1, 2, 3, 4]);
     assert_eq!(got.values().map(Vec::len).sum::<usize>(), 14);
+
+    // A third on an empty state directory restores every count from the changelogs (one record
+    // per update: 14) and goes on exactly.
+    produce_strings(&bootstrap, "text", &[("f", "cat dog", 3_000)]);
+    let fresh = tempfile::tempdir().unwrap();
+    let mut app = KafkaStreams::new(word_count(), streams_config("wc", &bootstrap, fresh.path(), guarantee)).unwrap();
+    app.start().unwrap();
+    let got = count_updates(&bootstrap, 16);
+    let m = app.metrics();
+    assert_eq!(m.processed, 3, "{m:?}");
+    assert_eq!(m.restored, 14, "a full restore from the changelog: {m:?}");
+    app.close().unwrap();
+    assert_eq!(got["cat"], vec![1, 2, 3, 4, 5]);
+    assert_eq!(got["dog"], vec![1, 2, 3]);
     cluster.shutdown();
 }
 

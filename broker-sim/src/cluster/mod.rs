@@ -95,6 +95,8 @@ pub(crate) struct ClusterCore {
     /// Time source.
     pub(crate) clock: Clock,
     appended: tokio::sync::watch::Sender<u64>,
+    /// Fault injection: how long to hold each response of an API (by key) before answering.
+    pub(crate) response_delays: Mutex<BTreeMap<i16, std::time::Duration>>,
 }
 
 impl ClusterCore {
@@ -129,6 +131,7 @@ impl ClusterCore {
             topics: RwLock::new(BTreeMap::new()),
             clock,
             appended,
+            response_delays: Mutex::new(BTreeMap::new()),
         });
         core.load_topics()?;
         core.ensure_internal_topic(OFFSETS_TOPIC, core.config.offsets_partitions)?;

@@ -137,6 +137,12 @@ pub(crate) async fn handle_frame(
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
+    let delay = core.response_delays.lock().get(&(d.api as i16)).copied();
+    if let Some(delay) = delay {
+        // Fault injection (`Cluster::delay_responses`): a slow broker or network for this API.
+        // Requests on one connection are handled in order, so later ones wait too.
+        tokio::time::sleep(delay).await;
+    }
     let ctx = Ctx { core, conn, header: &d.header, version: d.version };
     match handlers::dispatch(&ctx, d.request).await {
         Some(resp) => match encode_response(d.correlation_id, d.api, d.version, &resp, out) {

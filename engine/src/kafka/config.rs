@@ -82,6 +82,9 @@ pub struct StreamsConfig {
     pub processing_handler: ErrorHandler,
     /// Production error handling (at-least-once).
     pub production_handler: ErrorHandler,
+    /// `repartition.purge.interval.ms`: how often the records of repartition topics that the
+    /// downstream tasks consumed and committed are deleted (default 30 s).
+    pub repartition_purge_interval: Duration,
     /// Extra librdkafka properties: `consumer.<name>` for the consumers, `producer.<name>` for
     /// the producer, a plain `<name>` for every client.
     pub client_properties: BTreeMap<String, String>,
@@ -103,13 +106,14 @@ impl StreamsConfig {
             deserialization_handler: DeserializationHandler::LogAndContinue,
             processing_handler: ErrorHandler::Fail,
             production_handler: ErrorHandler::Fail,
+            repartition_purge_interval: Duration::from_secs(30),
             client_properties: BTreeMap::new(),
         }
     }
 
     /// Builds a configuration from Kafka Streams property names (`application.id`,
     /// `bootstrap.servers`, `processing.guarantee`, `num.stream.threads`, `commit.interval.ms`,
-    /// `state.dir`, `max.task.idle.ms`, `replication.factor`,
+    /// `state.dir`, `max.task.idle.ms`, `replication.factor`, `repartition.purge.interval.ms`,
     /// `default.deserialization.exception.handler` = continue | fail | dlq:<topic>,
     /// `consumer.*`, `producer.*`). Unknown names are passed to librdkafka as they are.
     pub fn from_properties(props: &BTreeMap<String, String>) -> Result<Self> {
@@ -128,6 +132,7 @@ impl StreamsConfig {
                 "state.dir" => c.state_dir = PathBuf::from(v),
                 "max.task.idle.ms" => c.max_task_idle = Duration::from_millis(number(k, v)?),
                 "replication.factor" => c.replication_factor = number(k, v)? as i32,
+                "repartition.purge.interval.ms" => c.repartition_purge_interval = Duration::from_millis(number(k, v)?),
                 "default.deserialization.exception.handler" => {
                     c.deserialization_handler = match v.as_str() {
                         "continue" => DeserializationHandler::LogAndContinue,
@@ -172,6 +177,12 @@ impl StreamsConfig {
     /// Sets the commit interval.
     pub fn with_commit_interval(mut self, d: Duration) -> Self {
         self.commit_interval = Some(d);
+        self
+    }
+
+    /// Sets how often consumed repartition records are deleted.
+    pub fn with_repartition_purge_interval(mut self, d: Duration) -> Self {
+        self.repartition_purge_interval = d;
         self
     }
 

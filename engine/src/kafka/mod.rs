@@ -3,9 +3,11 @@
 //! through the consumer group, and commit at-least-once or exactly-once.
 
 mod clock;
+mod commit_plan;
 mod config;
 mod group;
 mod producer;
+mod purge;
 mod queue;
 mod restore;
 mod routes;

@@ -13,8 +13,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::ClientContext;
 
+use super::commit_plan::CommitPlan;
 use super::config::StreamsConfig;
 pub(crate) use super::topic_handle::Produce;
 use super::topic_handle::TopicHandles;
@@ -88,16 +89,18 @@ impl TxnFailure {
     fn of(op: &str, e: &KafkaError) -> Self {
         match e {
             KafkaError::Transaction(re) if re.is_fatal() => TxnFailure::Fatal(format!("{op}: {e}")),
-            _ if matches!(
-                e.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fatal
-                )
-            ) =>
-            {
-                TxnFailure::Fatal(format!("{op}: {e}"))
-            }
-            _ => TxnFailure::Abortable(format!("{op}: {e}")),
+            _ => Self::of_code(op, e.rdkafka_error_code(), e),
+        }
+    }
+
+    /// A failure with librdkafka's `code`: fatal when the producer is fenced or broken (a
+    /// produce call on a fenced producer fails with the fatal code at once), else abortable.
+    fn of_code(op: &str, code: Option<RDKafkaErrorCode>, what: impl std::fmt::Display) -> Self {
+        match code {
+            Some(
+                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fatal,
+            ) => TxnFailure::Fatal(format!("{op}: {what}")),
+            _ => TxnFailure::Abortable(format!("{op}: {what}")),
         }
     }
 }
@@ -155,7 +158,8 @@ impl OutputProducer {
         if let Some(id) = transactional_id {
             settings.extend([("transactional.id", id), ("transaction.timeout.ms", "10000")]);
         }
-        let cc = config.rdkafka_config("producer", client_id, &settings, &[]);
+        // The guarantees rest on these: a user's value is ignored.
+        let cc = config.rdkafka_config("producer", client_id, &settings, &["enable.idempotence", "transactional.id"]);
         let producer: BaseProducer<DeliveryContext> =
             cc.create_with_context(DeliveryContext::default()).map_err(|e| Error::kafka("creating the producer", e))?;
         if transactional_id.is_some() {
@@ -197,7 +201,7 @@ impl OutputProducer {
                     return Ok(());
                 }
                 Err(RDKafkaErrorCode::QueueFull) => self.wait_for_room(),
-                Err(e) => return Err(TxnFailure::Abortable(format!("producing to {}: {e}", record.topic))),
+                Err(e) => return Err(TxnFailure::of_code(&format!("producing to {}", record.topic), Some(e), e)),
             }
         }
     }
@@ -233,7 +237,7 @@ impl OutputProducer {
                     self.wait_for_room();
                     record = back;
                 }
-                Err((e, _)) => return Err(TxnFailure::Abortable(format!("producing to {}: {e}", r.topic))),
+                Err((e, _)) => return Err(TxnFailure::of(&format!("producing to {}", r.topic), &e)),
             }
         }
     }
@@ -353,12 +357,12 @@ impl OutputProducer {
     /// it processes the next transaction's records meanwhile and holds their output.
     pub(crate) fn start_commit(
         &mut self,
-        offsets: TopicPartitionList,
+        plan: CommitPlan,
         group: ConsumerGroupMetadata,
         timeout: Duration,
     ) -> std::result::Result<Committing, TxnFailure> {
         self.ensure_txn()?;
-        let (producer, what) = (self.producer.clone(), Arc::new((offsets, group)));
+        let (producer, what) = (self.producer.clone(), Arc::new((plan, group)));
         let for_helper = what.clone();
         let spawned = std::thread::Builder::new().name("moldau-txn-commit".into()).spawn(move || {
             flush_acknowledged(&producer, timeout).and_then(|()| commit_on(&producer, &for_helper.0, &for_helper.1))
@@ -437,19 +441,24 @@ fn flush_acknowledged(
     }
 }
 
-/// Commits `producer`'s open transaction with `offsets`, every record sent acknowledged; a
-/// failed record fails the commit.
+/// Commits `producer`'s open transaction with `plan`'s offsets, every record sent
+/// acknowledged (their delivery reports give the changelog positions the offsets' metadata
+/// records); a failed record fails the commit.
 fn commit_on(
     producer: &BaseProducer<DeliveryContext>,
-    offsets: &TopicPartitionList,
+    plan: &CommitPlan,
     group: &ConsumerGroupMetadata,
 ) -> std::result::Result<(), TxnFailure> {
-    if let Some(error) = producer.context().state.lock().error.clone() {
-        return Err(TxnFailure::Abortable(error));
-    }
+    let offsets = {
+        let state = producer.context().state.lock();
+        if let Some(error) = state.error.clone() {
+            return Err(TxnFailure::Abortable(error));
+        }
+        plan.offsets(&state.changelog).map_err(|e| TxnFailure::Abortable(format!("building the offsets: {e}")))?
+    };
     if offsets.count() > 0 {
         producer
-            .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
+            .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
             .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
     }
     producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))

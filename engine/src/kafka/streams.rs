@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use moldau_state_store::MemoryBudget;
 
 use super::config::StreamsConfig;
+use super::purge::Purger;
 use super::thread::{self, Shared, ThreadSpec};
 use super::topics::{self, TopicNames};
 use crate::error::{Error, Result};
@@ -37,6 +38,10 @@ pub struct StreamsMetrics {
     /// Of those, the records processed while an exactly-once commit was under way (their
     /// output waited for it to end).
     pub processed_while_committing: u64,
+    /// Times a thread stopped polling and processing to wait for the exactly-once commit under
+    /// way, as it held the output of as many records as it may (50,000) meanwhile: a sign of
+    /// slow commits (a slow broker or network).
+    pub commit_stalls: u64,
     /// Commits completed.
     pub commits: u64,
     /// Records handed to the producer: output, repartition, dead-letter and changelog
@@ -46,6 +51,12 @@ pub struct StreamsMetrics {
     pub skipped: u64,
     /// Changelog records restored into stores.
     pub restored: u64,
+    /// Keys logged again after a restore found changelog records past the position committed
+    /// with the input offsets (written after the last commit; their input is processed again).
+    pub relogged: u64,
+    /// Stores wiped and restored from the start of their changelog because their checkpoint
+    /// lay outside it (a corrupted task: the changelog was recreated or truncated).
+    pub stores_wiped: u64,
     /// Rebalance events handled.
     pub rebalances: u64,
     /// Roll-backs to the last commit (a fenced producer, an aborted transaction, a failed
@@ -64,6 +75,9 @@ pub struct KafkaStreams {
     config: Arc<StreamsConfig>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    purger: Option<Arc<Purger>>,
+    /// The state directory's lock, held while running.
+    dir_lock: Option<std::fs::File>,
     state: StreamsState,
 }
 
@@ -88,6 +102,8 @@ impl KafkaStreams {
             config: Arc::new(config),
             shared: Arc::new(Shared::default()),
             threads: Vec::new(),
+            purger: None,
+            dir_lock: None,
             state: StreamsState::Created,
         })
     }
@@ -102,7 +118,10 @@ impl KafkaStreams {
         tracing::info!(app = %self.config.application_id, subtopologies = ?plan.subtopologies, "starting");
         let app_dir = self.config.state_dir.join(&self.config.application_id);
         let process_id = process_id(&app_dir)?;
+        self.dir_lock = Some(lock_state_dir(&app_dir)?);
         let budget = MemoryBudget::new(self.config.memory_budget_bytes, 0.25);
+        let purger = Arc::new(Purger::start(&self.config)?);
+        self.purger = Some(purger.clone());
         for index in 0..self.config.num_stream_threads {
             let spec = ThreadSpec {
                 index,
@@ -112,6 +131,7 @@ impl KafkaStreams {
                 budget: budget.clone(),
                 process_id: process_id.clone(),
                 shared: self.shared.clone(),
+                purger: purger.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("{}-StreamThread-{index}", self.config.application_id))
@@ -145,9 +165,12 @@ impl KafkaStreams {
             sent: s.sent.load(Ordering::Relaxed),
             skipped: s.skipped.load(Ordering::Relaxed),
             restored: s.restored.load(Ordering::Relaxed),
+            relogged: s.relogged.load(Ordering::Relaxed),
+            stores_wiped: s.stores_wiped.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),
             recoveries: s.recoveries.load(Ordering::Relaxed),
             processed_while_committing: s.processed_while_committing.load(Ordering::Relaxed),
+            commit_stalls: s.commit_stalls.load(Ordering::Relaxed),
             tasks_created: s.tasks_created.load(Ordering::Relaxed),
             tasks: s.tasks.lock().clone(),
         }
@@ -167,6 +190,10 @@ impl KafkaStreams {
                 self.shared.errors.lock().push("a stream thread panicked".into());
             }
         }
+        if let Some(p) = self.purger.take() {
+            p.stop();
+        }
+        self.dir_lock = None;
         let first = self.errors().into_iter().next();
         self.state = StreamsState::NotRunning;
         match first {
@@ -180,6 +207,30 @@ impl Drop for KafkaStreams {
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             let _ = self.close();
+        }
+    }
+}
+
+/// Locks the application's state directory for this instance: two instances on one
+/// directory would share the process id, hence the transactional ids, and fence each other
+/// forever.
+fn lock_state_dir(app_dir: &Path) -> Result<std::fs::File> {
+    let path = app_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Config(format!("state directory lock {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "the state directory {} is in use by another running instance; give each instance its own \
+             state.dir",
+            app_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Config(format!("state directory lock {}: {e}", path.display())))
         }
     }
 }

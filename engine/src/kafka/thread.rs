@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moldau_state_store::{ChangelogRecord, MemoryBudget, RawStore, RocksStore};
+use moldau_state_store::{ChangelogRecord, MemoryBudget};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -30,8 +30,9 @@ use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
 use super::group::{assignment_strategy, is_cooperative, GroupContext, Rebalance};
 use super::producer::{Committing, OutputProducer, Produce, TxnFailure, CHANGELOG, OUTPUT};
+use super::purge::Purger;
 use super::queue::pick;
-use super::restore::{RestoreWork, Restorer};
+use super::restore::Restorer;
 use super::routes::Routes;
 use super::topics::TopicNames;
 use crate::error::{Error, Result};
@@ -42,6 +43,7 @@ use crate::topology::InputRecord;
 use crate::Topology;
 
 mod commit;
+mod open;
 
 /// Messages taken from the consumer per loop iteration at most.
 const POLL_BATCH: usize = 2_000;
@@ -51,6 +53,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// restores at most about this much from the changelogs, and an aggregation's keys updated
 /// commit after commit are written once per interval instead of once per commit.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// The most records a thread processes while an exactly-once commit is under way: their
+/// output, changelog records and store writes wait in memory until the commit ends, so past
+/// this many the thread stops polling and processing and waits for the commit (counted in
+/// `StreamsMetrics::commit_stalls`). A commit normally ends long before (a few thousand
+/// records at full speed).
+const MAX_HELD: u64 = 50_000;
 /// How long the loop sleeps, with nothing to process, while a commit is under way.
 const COMMIT_WAIT_STEP: Duration = Duration::from_micros(200);
 
@@ -60,10 +68,13 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) processed: AtomicU64,
     pub(crate) processed_while_committing: AtomicU64,
+    pub(crate) commit_stalls: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) restored: AtomicU64,
+    pub(crate) relogged: AtomicU64,
+    pub(crate) stores_wiped: AtomicU64,
     pub(crate) rebalances: AtomicU64,
     pub(crate) recoveries: AtomicU64,
     pub(crate) tasks_created: AtomicU64,
@@ -81,6 +92,7 @@ pub(crate) struct ThreadSpec {
     pub(crate) budget: MemoryBudget,
     pub(crate) process_id: String,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) purger: Arc<Purger>,
 }
 
 /// One input partition of a task.
@@ -100,6 +112,9 @@ struct TaskEntry {
     task: StreamTask,
     queues: Vec<PartitionQueue>,
     idle_since: Option<Instant>,
+    /// Whether changelog records went out since the transaction was last sealed (a commit
+    /// then carries the task's new changelog positions, even with no input consumed).
+    dirty: bool,
 }
 
 /// Why a cycle failed.
@@ -182,11 +197,16 @@ struct StreamThread {
     last_commit: Instant,
     /// When the stores last wrote their commits to RocksDB.
     last_persist: Instant,
+    /// When consumed repartition records were last purged, and up to where.
+    last_purge: Instant,
+    purged: BTreeMap<(Arc<str>, i32), i64>,
     buffered: usize,
     /// Whether changelog records went out since the last commit.
     changelog_sent: bool,
     /// The exactly-once commit under way, if any: nothing is sent until it has ended.
     committing: Option<Committing>,
+    /// Records processed since that commit started (their output is held).
+    held: u64,
     eos: bool,
     state_dir: PathBuf,
     logged: BTreeSet<String>,
@@ -216,7 +236,13 @@ impl StreamThread {
             ("heartbeat.interval.ms", "1000"),
         ];
         // The runtime's correctness rests on these: a user's value is ignored.
-        let fixed = ["group.id", "enable.auto.commit", "enable.auto.offset.store", "partition.assignment.strategy"];
+        let fixed = [
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "partition.assignment.strategy",
+            "isolation.level",
+        ];
         let cc = config.rdkafka_config("consumer", &format!("{client_id}-consumer"), &settings, &fixed);
         let consumer: BaseConsumer<GroupContext> =
             cc.create_with_context(GroupContext::default()).map_err(|e| Error::kafka("creating the consumer", e))?;
@@ -242,9 +268,12 @@ impl StreamThread {
             assigned: BTreeSet::new(),
             last_commit: clock.now(),
             last_persist: clock.now(),
+            last_purge: clock.now(),
+            purged: BTreeMap::new(),
             buffered: 0,
             changelog_sent: false,
             committing: None,
+            held: 0,
             eos,
             logged,
         })
@@ -256,11 +285,21 @@ impl StreamThread {
 
     /// One turn of the loop: poll, rebalance, process, then end or start a commit.
     fn cycle(&mut self, interval: Duration) -> CycleResult {
+        if self.committing.is_some() && self.held >= MAX_HELD {
+            // Holding as much as it may: stop polling and processing until the commit ends.
+            self.spec.shared.commit_stalls.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(thread = self.spec.index, held = self.held, "waiting for the commit under way");
+            self.finish_commit()?;
+        }
         let polled = self.poll()?;
         self.handle_rebalances()?;
         self.process()?;
         if self.committing.as_ref().is_some_and(Committing::is_finished) {
             self.finish_commit()?;
+        }
+        if self.clock.now().duration_since(self.last_purge) >= self.spec.config.repartition_purge_interval {
+            self.last_purge = self.clock.now();
+            self.purge_repartition_topics();
         }
         if self.clock.now().duration_since(self.last_commit) >= interval {
             return self.start_commit();
@@ -277,8 +316,11 @@ impl StreamThread {
         while !self.shutting_down() {
             match self.cycle(interval) {
                 Ok(()) => {}
+                // A Kafka operation failed (the cluster unreachable, a coordinator moving, a
+                // request timing out): roll back and go on once the cluster answers again.
+                Err(Failure::Stop(e @ Error::Kafka { .. })) => self.recover_until_done(&e.to_string(), false)?,
                 Err(Failure::Stop(e)) => return Err(e),
-                Err(Failure::Recover { reason, new_producer }) => self.recover(&reason, new_producer)?,
+                Err(Failure::Recover { reason, new_producer }) => self.recover_until_done(&reason, new_producer)?,
             }
         }
         match self.commit() {
@@ -356,6 +398,7 @@ impl StreamThread {
             self.spec.shared.processed.fetch_add(n, Ordering::Relaxed);
             if during_commit {
                 self.spec.shared.processed_while_committing.fetch_add(n, Ordering::Relaxed);
+                self.held += n;
             }
             self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
         }
@@ -437,6 +480,9 @@ impl StreamThread {
             self.changelog_buf.clear();
             if sent? {
                 self.changelog_sent = true;
+                if let Some(entry) = self.tasks.get_mut(&id) {
+                    entry.dirty = true;
+                }
             }
         }
         Ok(())
@@ -464,10 +510,14 @@ impl StreamThread {
     }
 
     fn handle_rebalances(&mut self) -> CycleResult {
-        if self.committing.is_some() {
-            // After the commit under way: a revocation commits again, in line.
+        if self.consumer.context().events.lock().is_empty() {
             return Ok(());
         }
+        // A rebalance waits for the commit under way, never for more: the next one starts
+        // only after the rebalance is handled, so a commit as long as the interval cannot keep
+        // a rebalance waiting until the member is evicted. A revocation then commits again, in
+        // line.
+        self.finish_commit()?;
         let events = std::mem::take(&mut *self.consumer.context().events.lock());
         for event in events {
             self.spec.shared.rebalances.fetch_add(1, Ordering::Relaxed);
@@ -475,11 +525,11 @@ impl StreamThread {
             match event {
                 Rebalance::Revoke(tpl) => self.revoke(&tpl, cooperative)?,
                 Rebalance::Assign(tpl) => {
-                    self.open_tasks(&tpl)?;
+                    let positions = self.open_tasks(&tpl)?;
                     if cooperative {
-                        self.consumer.incremental_assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
+                        self.consumer.incremental_assign(&positions).map_err(|e| Error::kafka("assigning", e))?;
                     } else {
-                        self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning", e))?;
+                        self.consumer.assign(&positions).map_err(|e| Error::kafka("assigning", e))?;
                         self.assigned.clear();
                         self.last_commit = self.clock.now();
                     }
@@ -548,73 +598,6 @@ impl StreamThread {
         Ok(tpl)
     }
 
-    /// Creates the tasks of `tpl`'s partitions and restores their stores.
-    fn open_tasks(&mut self, tpl: &TopicPartitionList) -> Result<()> {
-        let mut by_task: BTreeMap<TaskId, Vec<TaskPartition>> = BTreeMap::new();
-        for e in tpl.elements() {
-            let Some(logical) = self.spec.names.logical(e.topic()).cloned() else { continue };
-            let Some(s) = self.spec.topology.subtopology_reading(&logical) else { continue };
-            let id = TaskId { subtopology: s, partition: e.partition() };
-            by_task.entry(id).or_default().push((logical, e.topic().into(), e.partition()));
-        }
-        let wall = self.clock.wall_ms();
-        let mut work = Vec::new();
-        for (id, parts) in by_task {
-            if self.tasks.contains_key(&id) {
-                tracing::warn!(task = %id, "a task was assigned twice; keeping the open one");
-                continue;
-            }
-            let dir = self.state_dir.join(id.to_string());
-            let budget = self.spec.budget.clone();
-            let task = StreamTask::new(
-                &self.spec.topology,
-                id,
-                &mut |_, name: &str| {
-                    let (store, rebuilt) = RocksStore::open_or_rebuild(&dir.join(name), name, &budget)?;
-                    if let Some(why) = rebuilt {
-                        tracing::warn!(store = name, task = %id, reason = %why, "store rebuilt from its changelog");
-                    }
-                    Ok(Box::new(store) as Box<dyn RawStore>)
-                },
-                wall,
-            )?;
-            for (name, store) in task.stores() {
-                if self.logged.contains(name) {
-                    work.push(RestoreWork { topic: self.spec.names.changelog(name), partition: id.partition, store });
-                }
-            }
-            let mut queues = Vec::new();
-            for (logical, physical, partition) in parts {
-                self.routes.insert(&physical, partition, (id, queues.len()));
-                queues.push(PartitionQueue {
-                    logical,
-                    physical,
-                    partition,
-                    records: VecDeque::new(),
-                    consumed: None,
-                    sealed: None,
-                    committed: None,
-                });
-            }
-            self.tasks.insert(id, TaskEntry { task, queues, idle_since: None });
-            self.spec.shared.tasks_created.fetch_add(1, Ordering::Relaxed);
-        }
-        let restored = self.restorer.restore(work, &self.spec.shared.shutdown)?;
-        self.spec.shared.restored.fetch_add(restored, Ordering::Relaxed);
-        // Commits more often than stores persist: each commit's writes stay in memory and go
-        // to RocksDB once per PERSIST_INTERVAL, each key once (see `commit`).
-        let every_commit = self.spec.config.effective_commit_interval() >= PERSIST_INTERVAL;
-        for entry in self.tasks.values() {
-            for (_, store) in entry.task.stores() {
-                store.borrow_mut().set_persist_on_commit(every_commit);
-            }
-        }
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        tracing::info!(thread = self.spec.index, tasks = ?ids, restored, "tasks assigned");
-        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
-        Ok(())
-    }
-
     /// Closes the tasks reading any of `tpl`'s partitions.
     fn close_tasks_of(&mut self, tpl: &TopicPartitionList) {
         let elements = tpl.elements();
@@ -648,6 +631,27 @@ impl StreamThread {
         self.spec.shared.tasks.lock().remove(&self.spec.index);
     }
 
+    /// [`Self::recover`], again and again while it fails on Kafka (the cluster unreachable:
+    /// an application stays up through an outage of any length), backing off up to 5 s
+    /// between attempts, until the application closes.
+    fn recover_until_done(&mut self, reason: &str, mut new_producer: bool) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.recover(reason, new_producer) {
+                Ok(()) => return Ok(()),
+                Err(e @ Error::Kafka { .. }) if !self.shutting_down() => {
+                    tracing::warn!(thread = self.spec.index, error = %e, ?backoff, "rolling back failed; retrying");
+                    // Whatever failed, the producer may be the broken part: a fresh one fences
+                    // this thread's earlier transactions too.
+                    new_producer = new_producer || self.eos;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Rolls back to the last commit: aborts, reopens the assigned tasks from their stores
     /// (restoring what the changelog has beyond them) and rewinds the consumer to the
     /// committed offsets. No state is wiped.
@@ -665,17 +669,8 @@ impl StreamThread {
             return Ok(());
         }
         let tpl = self.assigned_list()?;
-        self.open_tasks(&tpl)?;
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(30))
-            .map_err(|e| Error::kafka("reading committed offsets", e))?;
         // A partition without a committed offset starts from the beginning (auto.offset.reset).
-        let mut rewind = TopicPartitionList::new();
-        for e in committed.elements() {
-            let offset = if e.offset() == Offset::Invalid { Offset::Beginning } else { e.offset() };
-            rewind.add_partition_offset(e.topic(), e.partition(), offset).map_err(|e| Error::kafka("rewinding", e))?;
-        }
+        let rewind = self.open_tasks(&tpl)?;
         self.consumer
             .seek_partitions(rewind, Duration::from_secs(30))
             .map_err(|e| Error::kafka("rewinding to the committed offsets", e))?;

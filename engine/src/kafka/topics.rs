@@ -66,12 +66,24 @@ impl TopicNames {
     }
 }
 
+/// What an internal topic is for, which decides its configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicKind {
+    /// A repartition topic: never expires by time (`retention.ms=-1`); the engine deletes
+    /// what it consumed and committed instead (see `purge`).
+    Repartition,
+    /// A store's changelog: compacted.
+    Changelog,
+    /// The dead-letter topic: the broker's defaults.
+    DeadLetter,
+}
+
 /// An internal topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InternalTopic {
     pub(crate) name: String,
     pub(crate) partitions: i32,
-    pub(crate) compacted: bool,
+    pub(crate) kind: TopicKind,
 }
 
 /// Partition counts and the internal topics a topology needs.
@@ -134,7 +146,7 @@ pub(crate) fn plan(topology: &Topology, names: &TopicNames, existing: &BTreeMap<
         internal.push(InternalTopic {
             name: names.physical(&Arc::from(t)).to_string(),
             partitions: n,
-            compacted: false,
+            kind: TopicKind::Repartition,
         });
     }
     for s in 0..subs {
@@ -145,7 +157,11 @@ pub(crate) fn plan(topology: &Topology, names: &TopicNames, existing: &BTreeMap<
         };
         for store in topology.stores_of(s) {
             if store.logged() {
-                internal.push(InternalTopic { name: names.changelog(store.name()), partitions: n, compacted: true });
+                internal.push(InternalTopic {
+                    name: names.changelog(store.name()),
+                    partitions: n,
+                    kind: TopicKind::Changelog,
+                });
             }
         }
     }
@@ -176,7 +192,7 @@ pub(crate) fn prepare(topology: &Topology, names: &TopicNames, config: &StreamsC
         plan.internal.iter().filter(|t| !existing.contains_key(&t.name)).cloned().collect();
     if let super::DeserializationHandler::DeadLetter(t) = &config.deserialization_handler {
         if !existing.contains_key(t) {
-            missing.push(InternalTopic { name: t.clone(), partitions: 1, compacted: false });
+            missing.push(InternalTopic { name: t.clone(), partitions: 1, kind: TopicKind::DeadLetter });
         }
     }
     if missing.is_empty() {
@@ -186,10 +202,10 @@ pub(crate) fn prepare(topology: &Topology, names: &TopicNames, config: &StreamsC
         .iter()
         .map(|t| {
             let n = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(config.replication_factor));
-            if t.compacted {
-                n.set("cleanup.policy", "compact")
-            } else {
-                n
+            match t.kind {
+                TopicKind::Changelog => n.set("cleanup.policy", "compact"),
+                TopicKind::Repartition => n.set("cleanup.policy", "delete").set("retention.ms", "-1"),
+                TopicKind::DeadLetter => n,
             }
         })
         .collect();

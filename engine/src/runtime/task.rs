@@ -45,6 +45,26 @@ impl StreamTask {
         self.state.id
     }
 
+    /// The task's stream time: the largest record timestamp it has seen (-1: none).
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.state.stream_time
+    }
+
+    /// Resumes at the stream time `t` a previous owner committed: records older than a
+    /// window's close stay late, and stream-time punctuations, which fired up to `t` before,
+    /// next fire an interval after it.
+    pub(crate) fn resume_stream_time(&mut self, t: i64) {
+        if t <= self.state.stream_time {
+            return;
+        }
+        self.state.stream_time = t;
+        for s in &mut self.instance.schedules {
+            if s.kind == PunctuationType::StreamTime {
+                s.next = Some(t.saturating_add(s.interval));
+            }
+        }
+    }
+
     /// Processes one input record, then fires due stream-time punctuations.
     pub(crate) fn process(&mut self, record: &InputRecord) -> Result<()> {
         let source = self.instance.sources.get(&*record.topic).cloned().ok_or_else(|| {

@@ -14,13 +14,14 @@
 //! interval the wait for the broker was most of the cost of exactly-once. A failed commit
 //! rolls both transactions back.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use super::{CycleResult, Failure, StreamThread, DRAIN_TIMEOUT, PERSIST_INTERVAL};
 use crate::error::Error;
+use crate::kafka::commit_plan::{CommitPlan, StorePosition, TaskPlan};
 use crate::kafka::config::ErrorHandler;
 use crate::kafka::producer::Deliveries;
 use crate::processor::TaskId;
@@ -45,17 +46,8 @@ impl StreamThread {
             }
             self.send_pending(*id)?;
         }
-        let mut offsets = TopicPartitionList::new();
-        for entry in self.tasks.values() {
-            for q in &entry.queues {
-                if let Some(o) = q.consumed.filter(|o| Some(*o) != q.committed) {
-                    offsets
-                        .add_partition_offset(&q.physical, q.partition, Offset::Offset(o))
-                        .map_err(|e| Error::kafka("building the offsets to commit", e))?;
-                }
-            }
-        }
-        if offsets.count() == 0 && !self.changelog_sent && !self.producer.in_txn() {
+        let plan = self.commit_plan();
+        if plan.is_empty() && !self.changelog_sent && !self.producer.in_txn() {
             return Ok(());
         }
         self.changelog_sent = false;
@@ -66,13 +58,14 @@ impl StreamThread {
             for q in &mut entry.queues {
                 q.sealed = q.consumed;
             }
+            entry.dirty = false;
         }
         if self.eos {
             let group = self.consumer.group_metadata().ok_or_else(|| Failure::Recover {
                 reason: "the consumer has no group metadata".into(),
                 new_producer: false,
             })?;
-            self.committing = Some(self.producer.start_commit(offsets, group, DRAIN_TIMEOUT)?);
+            self.committing = Some(self.producer.start_commit(plan, group, DRAIN_TIMEOUT)?);
             return Ok(());
         }
         self.producer.drain(DRAIN_TIMEOUT)?;
@@ -85,7 +78,9 @@ impl StreamThread {
                 }
             }
         }
-        if offsets.count() > 0 {
+        if !plan.is_empty() {
+            let offsets =
+                plan.offsets(&deliveries.changelog).map_err(|e| Error::kafka("building the offsets to commit", e))?;
             if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
                 return Err(Failure::Recover { reason: format!("committing offsets: {e}"), new_producer: false });
             }
@@ -93,10 +88,43 @@ impl StreamThread {
         self.commit_stores(&deliveries)
     }
 
+    /// What this commit writes: the offsets of every task that consumed or logged something
+    /// since the last commit, with its stream time and changelog positions (the positions of
+    /// this commit's records are filled in once they are acknowledged).
+    fn commit_plan(&self) -> CommitPlan {
+        let mut plan = CommitPlan::default();
+        for (id, entry) in &self.tasks {
+            let moved = entry.queues.iter().any(|q| q.consumed.is_some() && q.consumed != q.committed);
+            if !moved && !entry.dirty {
+                continue;
+            }
+            let partitions: Vec<_> =
+                entry.queues.iter().filter_map(|q| q.consumed.map(|o| (q.physical.clone(), q.partition, o))).collect();
+            if partitions.is_empty() {
+                // Nothing consumed and no committed offset to carry the metadata.
+                continue;
+            }
+            let stores = entry
+                .task
+                .stores()
+                .filter(|(name, _)| self.logged.contains(*name))
+                .map(|(name, store)| StorePosition {
+                    name: name.to_string(),
+                    topic: self.spec.names.changelog(name),
+                    partition: id.partition,
+                    previous: store.borrow().checkpoint().changelog_offset,
+                })
+                .collect();
+            plan.tasks.push(TaskPlan { partitions, stream_time: entry.task.stream_time(), stores });
+        }
+        plan
+    }
+
     /// Ends the exactly-once commit under way, if any: waits for Kafka's, commits the stores,
     /// then sends what the tasks held meanwhile (the next transaction).
     pub(super) fn finish_commit(&mut self) -> CycleResult {
         let Some(committing) = self.committing.take() else { return Ok(()) };
+        self.held = 0;
         self.producer.finish_commit(committing)?;
         let deliveries = self.producer.take_deliveries();
         self.commit_stores(&deliveries)?;
@@ -142,8 +170,29 @@ impl StreamThread {
         Ok(())
     }
 
+    /// Asks for the records of repartition topics before the committed offsets to be deleted
+    /// (see `purge`).
+    pub(super) fn purge_repartition_topics(&mut self) {
+        let mut before = BTreeMap::new();
+        for q in self.tasks.values().flat_map(|e| &e.queues) {
+            let Some(offset) = q.committed else { continue };
+            if !self.spec.topology.is_internal_topic(&q.logical) {
+                continue;
+            }
+            let key = (q.physical.clone(), q.partition);
+            if self.purged.get(&key).is_none_or(|p| *p < offset) {
+                self.purged.insert(key.clone(), offset);
+                before.insert(key, offset);
+            }
+        }
+        if !before.is_empty() {
+            self.spec.purger.purge(before);
+        }
+    }
+
     /// Drops the open transaction and every store's uncommitted writes.
     pub(super) fn abort_all(&mut self) {
+        self.held = 0;
         if let Some(committing) = self.committing.take() {
             // Committed or not, the stores drop the sealed transaction: if Kafka has it, the
             // restore from the changelog brings it back.

@@ -1,0 +1,204 @@
+//! Opening tasks on assignment: the committed offsets first, then each store checked
+//! against its changelog and restored up to the committed position, and the task resumed at
+//! the committed stream time (see [`TaskMeta`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use moldau_state_store::{MemoryBudget, RawStore, RocksStore};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{PartitionQueue, StreamThread, TaskEntry, TaskPartition, PERSIST_INTERVAL};
+use crate::error::{Error, Result};
+use crate::kafka::restore::RestoreWork;
+use crate::processor::TaskId;
+use crate::runtime::offset_meta::TaskMeta;
+use crate::runtime::task::StreamTask;
+
+/// Each partition's committed offset and task metadata (`None`: none committed, or not ours).
+type Committed = BTreeMap<(String, i32), (Option<i64>, Option<TaskMeta>)>;
+
+impl StreamThread {
+    /// Creates the tasks of `tpl`'s partitions and restores their stores; returns where the
+    /// consumer starts reading each partition.
+    ///
+    /// The committed offsets are read first (stable: no transactional commit pending), then
+    /// each store is restored up to the changelog position committed with them (their
+    /// metadata; see [`TaskMeta`]), so the state matches the offsets the task resumes from,
+    /// and the task resumes at the stream time committed with them. A store whose checkpoint
+    /// lies outside its changelog (past its end, before its start, past the committed position)
+    /// is corrupted: it is wiped and restored from the start of its changelog.
+    pub(super) fn open_tasks(&mut self, tpl: &TopicPartitionList) -> Result<TopicPartitionList> {
+        let mut by_task: BTreeMap<TaskId, Vec<TaskPartition>> = BTreeMap::new();
+        for e in tpl.elements() {
+            let Some(logical) = self.spec.names.logical(e.topic()).cloned() else { continue };
+            let Some(s) = self.spec.topology.subtopology_reading(&logical) else { continue };
+            let id = TaskId { subtopology: s, partition: e.partition() };
+            by_task.entry(id).or_default().push((logical, e.topic().into(), e.partition()));
+        }
+        let committed = self.committed_offsets(tpl)?;
+        let mut positions = TopicPartitionList::new();
+        let wall = self.clock.wall_ms();
+        let mut work = Vec::new();
+        for (id, parts) in by_task {
+            if self.tasks.contains_key(&id) {
+                tracing::warn!(task = %id, "a task was assigned twice; keeping the open one");
+                continue;
+            }
+            let meta = TaskMeta::newest(
+                parts.iter().filter_map(|(_, physical, p)| committed.get(&(physical.to_string(), *p))?.1.clone()),
+            )
+            .unwrap_or_default();
+            // Each changelogged store's changelog: its offsets, and where to restore up to.
+            let mut changelogs: BTreeMap<String, (i64, i64, Option<i64>)> = BTreeMap::new();
+            for store in self.spec.topology.stores_of(id.subtopology) {
+                if !self.logged.contains(store.name()) {
+                    continue;
+                }
+                let topic = self.spec.names.changelog(store.name());
+                let (low, high) = self.restorer.watermarks(&topic, id.partition, &self.spec.shared.shutdown)?;
+                let until = meta.changelog.get(store.name()).map(|u| (*u).min(high));
+                changelogs.insert(store.name().to_string(), (low, high, until));
+            }
+            let dir = self.state_dir.join(id.to_string());
+            let budget = self.spec.budget.clone();
+            let wiped = &self.spec.shared.stores_wiped;
+            let shutdown = &self.spec.shared.shutdown;
+            let mut task = StreamTask::new(
+                &self.spec.topology,
+                id,
+                &mut |_, name: &str| {
+                    let path = dir.join(name);
+                    let (mut store, rebuilt) = open_store(&path, name, &budget, shutdown)?;
+                    if let Some(why) = rebuilt {
+                        tracing::warn!(store = name, task = %id, reason = %why, "store rebuilt from its changelog");
+                    }
+                    if let Some(&(low, high, until)) = changelogs.get(name) {
+                        let at = store.checkpoint().map_or(0, |c| c.changelog_offset);
+                        if at > high || until.is_some_and(|u| at > u) || (at > 0 && at < low) {
+                            tracing::warn!(
+                                store = name,
+                                task = %id,
+                                checkpoint = at,
+                                changelog_start = low,
+                                changelog_end = high,
+                                committed_position = ?until,
+                                "task corrupted: the store's checkpoint lies outside its changelog; wiping the \
+                                 store and restoring it from the start of its changelog"
+                            );
+                            wiped.fetch_add(1, Ordering::Relaxed);
+                            drop(store);
+                            RocksStore::destroy(&path, name)?;
+                            store = RocksStore::open(&path, name, &budget)?;
+                        }
+                    }
+                    Ok(Box::new(store) as Box<dyn RawStore>)
+                },
+                wall,
+            )?;
+            task.resume_stream_time(meta.stream_time);
+            for (name, store) in task.stores() {
+                if let Some(&(_, _, until)) = changelogs.get(name) {
+                    work.push(RestoreWork {
+                        topic: self.spec.names.changelog(name),
+                        partition: id.partition,
+                        store,
+                        until,
+                    });
+                }
+            }
+            let mut queues = Vec::new();
+            for (logical, physical, partition) in parts {
+                let offset = committed.get(&(physical.to_string(), partition)).and_then(|c| c.0);
+                positions
+                    .add_partition_offset(&physical, partition, offset.map_or(Offset::Beginning, Offset::Offset))
+                    .map_err(|e| Error::kafka("listing start positions", e))?;
+                self.routes.insert(&physical, partition, (id, queues.len()));
+                queues.push(PartitionQueue {
+                    logical,
+                    physical,
+                    partition,
+                    records: VecDeque::new(),
+                    consumed: offset,
+                    sealed: offset,
+                    committed: offset,
+                });
+            }
+            self.tasks.insert(id, TaskEntry { task, queues, idle_since: None, dirty: false });
+            self.spec.shared.tasks_created.fetch_add(1, Ordering::Relaxed);
+        }
+        let restored = self.restorer.restore(work, &self.spec.shared.shutdown)?;
+        self.spec.shared.restored.fetch_add(restored.applied, Ordering::Relaxed);
+        self.spec.shared.relogged.fetch_add(restored.relogged, Ordering::Relaxed);
+        // Commits more often than stores persist: each commit's writes stay in memory and go
+        // to RocksDB once per PERSIST_INTERVAL, each key once (see `commit`).
+        let every_commit = self.spec.config.effective_commit_interval() >= PERSIST_INTERVAL;
+        for entry in self.tasks.values() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().set_persist_on_commit(every_commit);
+            }
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        tracing::info!(thread = self.spec.index, tasks = ?ids, restored = restored.applied, "tasks assigned");
+        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
+        Ok(positions)
+    }
+
+    /// The committed offset and task metadata of each of `tpl`'s partitions (`None`: none
+    /// committed, or not ours), read stable (librdkafka asks for stable offsets under
+    /// read_committed, so a transactional commit still pending is waited for). Waits for the
+    /// cluster while it cannot be reached.
+    fn committed_offsets(&self, tpl: &TopicPartitionList) -> Result<Committed> {
+        let mut backoff = Duration::from_millis(100);
+        let committed = loop {
+            match self.consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
+                Ok(c) => break c,
+                Err(e) => {
+                    if self.shutting_down() {
+                        return Err(Error::ShuttingDown);
+                    }
+                    tracing::warn!(error = %e, "reading the committed offsets; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                ((e.topic().to_string(), e.partition()), (offset, TaskMeta::parse(e.metadata())))
+            })
+            .collect())
+    }
+}
+
+/// Opens (or rebuilds, when corrupted) the RocksDB store `name` at `path`. While another
+/// handle holds it (a thread of this process still closing the task that had it), waits for it,
+/// until the application closes.
+fn open_store(
+    path: &std::path::Path,
+    name: &str,
+    budget: &MemoryBudget,
+    shutdown: &AtomicBool,
+) -> Result<(RocksStore, Option<moldau_state_store::Error>)> {
+    for attempt in 0u64.. {
+        match RocksStore::open_or_rebuild(path, name, budget) {
+            Err(e) if e.is_lock_held() && !shutdown.load(Ordering::Relaxed) => {
+                // Said once, then every 10 s.
+                if attempt.is_multiple_of(200) {
+                    tracing::info!(store = name, error = %e, "the store is still held by another handle; waiting");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other.map_err(Error::from),
+        }
+    }
+    unreachable!("the attempts never run out")
+}

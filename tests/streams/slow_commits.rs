@@ -1,0 +1,134 @@
+//! Exactly-once with slow commits: the brokers hold every EndTxn response (broker-sim's
+//! `Cluster::delay_responses`), so each commit lasts longer than the commit interval.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
+use moldau_tests::streams_util::{produce, read_topic, streams_config, Produce};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::apps::{eos_record, expected_agg, start_cluster_with};
+
+/// EndTxn's API key.
+const END_TXN: i16 = 26;
+const KEYS: usize = 20;
+
+/// Produces records `from..to` of the crash-test application's input.
+fn produce_range(bootstrap: &str, from: usize, to: usize) {
+    let owned: Vec<(String, [u8; 8])> =
+        (from..to).map(|i| eos_record(i, KEYS)).map(|(k, v)| (k, v.to_be_bytes())).collect();
+    let rs: Vec<Produce<'_>> = owned.iter().map(|(k, v)| (Some(k.as_bytes()), Some(&v[..]), None)).collect();
+    produce(bootstrap, "data", &rs);
+}
+
+/// Checks the echo and aggregate topics hold exactly records `0..n`'s output.
+fn assert_exact(bootstrap: &str, n: usize) {
+    let echo = read_topic(bootstrap, "echo", n, Duration::from_secs(120), Duration::from_secs(2));
+    let mut echoed: Vec<u64> =
+        echo.iter().map(|r| u64::from_be_bytes(r.value.as_deref().unwrap().try_into().unwrap())).collect();
+    echoed.sort_unstable();
+    assert!(echoed == (0..n as u64).collect::<Vec<_>>(), "{} echoed, {n} expected, each once", echoed.len());
+    let mut agg: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in read_topic(bootstrap, "agg", n, Duration::from_secs(120), Duration::from_secs(2)) {
+        agg.entry(r.key_str()).or_default().push(r.value_str());
+    }
+    assert!(agg == expected_agg(n, KEYS), "the aggregate is not exact");
+}
+
+/// Hole 3: a rebalance is handled between commits even when every commit lasts longer than
+/// the interval under steady input. Before the fix the thread started the next commit as soon
+/// as one ended and handled rebalances only with no commit under way, so it never answered the
+/// rebalance: it was evicted and its partitions taken away as lost (a roll-back), instead of
+/// handed over after a commit.
+#[test]
+fn should_hand_partitions_over_while_every_commit_outlasts_the_interval() {
+    let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 6);
+    cluster.delay_responses(END_TXN, Duration::from_millis(300));
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let config =
+        |i: usize| streams_config("slow-commits", &bootstrap, dirs[i].path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut first = KafkaStreams::new(moldau_tests::eos_app::topology(), config(0)).unwrap();
+    first.start().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // Steady input: a record every millisecond or so from one producer, so every commit has
+    // records to commit and the next one starts as soon as one ends.
+    let driver = {
+        let (bootstrap, stop) = (bootstrap.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let producer: BaseProducer = moldau_tests::client_config(&bootstrap)
+                .set("partitioner", "murmur2_random")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "1")
+                .create()
+                .expect("producer");
+            let mut next = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..10 {
+                    let (k, v) = eos_record(next, KEYS);
+                    let v = v.to_be_bytes();
+                    producer.send(BaseRecord::to("data").key(k.as_bytes()).payload(&v[..])).expect("queued");
+                    next += 1;
+                }
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            producer.flush(Duration::from_secs(60)).expect("every record acknowledged");
+            next
+        })
+    };
+    let start = Instant::now();
+    while first.metrics().commits < 5 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the first instance never committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut second = KafkaStreams::new(moldau_tests::eos_app::topology(), config(1)).unwrap();
+    second.start().unwrap();
+    let joined = Instant::now();
+    while second.metrics().tasks.values().map(Vec::len).sum::<usize>() == 0 {
+        assert!(
+            joined.elapsed() < Duration::from_secs(60),
+            "the second instance got no partitions in 60 s: {:?}",
+            first.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("partitions handed over after {:?}", joined.elapsed());
+    // Handed over by a cooperative revocation (commit, then give up), not taken away from an
+    // evicted member whose assignment was lost (a roll-back).
+    let m = first.metrics();
+    assert_eq!(m.recoveries, 0, "the first instance lost its assignment instead of handing it over: {m:?}");
+    stop.store(true, Ordering::Relaxed);
+    let produced = driver.join().unwrap();
+    assert_exact(&bootstrap, produced);
+    assert_eq!(first.state(), StreamsState::Running, "{:?}", first.errors());
+    assert_eq!(second.state(), StreamsState::Running, "{:?}", second.errors());
+    first.close().unwrap();
+    second.close().unwrap();
+    cluster.shutdown();
+}
+
+/// Hole 8: what a thread holds while a commit is under way is bounded. Each commit takes 2 s
+/// and 200,000 records wait: the thread processes on while a commit runs until it holds
+/// 50,000 records' output, then stops polling and processing until the commit ends
+/// (`commit_stalls`), and the output is still exact.
+#[test]
+fn should_bound_what_it_holds_while_a_slow_commit_runs() {
+    const RECORDS: usize = 200_000;
+    let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
+    produce_range(&bootstrap, 0, RECORDS);
+    cluster.delay_responses(END_TXN, Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("held", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut app = KafkaStreams::new(moldau_tests::eos_app::topology(), config).unwrap();
+    app.start().unwrap();
+    assert_exact(&bootstrap, RECORDS);
+    let m = app.metrics();
+    app.close().unwrap();
+    assert!(m.commit_stalls > 0, "the thread never waited for a commit: {m:?}");
+    // Each wait comes after at most the bound plus one pass over the polled records.
+    assert!(m.processed_while_committing <= (m.commits + 1) * 60_000, "{m:?}");
+    cluster.shutdown();
+}
