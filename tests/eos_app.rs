@@ -11,12 +11,21 @@ use moldau_engine::{KafkaStreams, ProcessingGuarantee, Topology};
 
 use crate::streams_util::streams_config;
 
-/// The topology.
+/// The topology, with the aggregate behind a repartition topic.
 pub fn topology() -> Topology {
+    topology_with(true)
+}
+
+/// The topology; with `repartition`, the aggregate reads a repartition topic (a second
+/// sub-topology), else the input directly. At-least-once checks that state is never applied
+/// twice on the direct one: records repeated in a repartition topic (an at-least-once upstream
+/// re-sending after a crash) are input the aggregate cannot tell from new records.
+pub fn topology_with(repartition: bool) -> Topology {
     let b = StreamsBuilder::new();
     let data = b.stream_keyed("data", Consumed::with(StringSerde, U64Serde));
     data.to("echo", Produced::with(StringSerde, U64Serde));
-    data.select_key(|k: &String, _| k.clone())
+    let keyed = if repartition { data.select_key(|k: &String, _| k.clone()) } else { data };
+    keyed
         .group_by_key(Grouped::with(StringSerde, U64Serde).named("by-key"))
         .aggregate(|| (0u64, 0u64), |_, v, (c, s)| (c + 1, s + v), "agg-store", BincodeSerde::<(u64, u64)>::default())
         .to_stream()
@@ -25,14 +34,66 @@ pub fn topology() -> Topology {
     b.build().expect("the crash-test topology builds")
 }
 
-/// Runs the application until the process is killed.
-pub fn run(bootstrap: &str, guarantee: ProcessingGuarantee, state_dir: &Path) -> anyhow::Result<()> {
-    let config = streams_config("crash-test", bootstrap, state_dir, guarantee);
-    let mut app = KafkaStreams::new(topology(), config)?;
+/// How the crash-test application runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stream threads.
+    pub threads: usize,
+    /// Whether the aggregate reads a repartition topic (see [`topology_with`]).
+    pub repartition: bool,
+    /// The commit interval.
+    pub commit_interval: Duration,
+}
+
+impl RunOptions {
+    /// Parses `key=value` arguments (`threads`, `repartition`, `commit-ms`) over the defaults:
+    /// one thread, a repartition topic, 100 ms.
+    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut o = RunOptions { threads: 1, repartition: true, commit_interval: Duration::from_millis(100) };
+        for a in args {
+            let (k, v) = a.split_once('=').ok_or_else(|| anyhow::anyhow!("'{a}' is not key=value"))?;
+            match k {
+                "threads" => o.threads = v.parse()?,
+                "repartition" => o.repartition = v.parse()?,
+                "commit-ms" => o.commit_interval = Duration::from_millis(v.parse()?),
+                _ => anyhow::bail!("unknown option '{k}'"),
+            }
+        }
+        Ok(o)
+    }
+
+    /// The options as arguments for [`RunOptions::parse`].
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            format!("threads={}", self.threads),
+            format!("repartition={}", self.repartition),
+            format!("commit-ms={}", self.commit_interval.as_millis()),
+        ]
+    }
+}
+
+/// Runs the application with `options`'s stream threads until the process is killed, printing
+/// `started` once running and then, every 100 ms, `metrics restored=<n> relogged=<n>
+/// recoveries=<n> rebalances=<n> commits=<n>` (what the crash tests prove their premise from).
+pub fn run(
+    bootstrap: &str,
+    guarantee: ProcessingGuarantee,
+    state_dir: &Path,
+    options: &RunOptions,
+) -> anyhow::Result<()> {
+    let config = streams_config("crash-test", bootstrap, state_dir, guarantee)
+        .with_threads(options.threads)
+        .with_commit_interval(options.commit_interval);
+    let mut app = KafkaStreams::new(topology_with(options.repartition), config)?;
     app.start()?;
     println!("started");
     loop {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
+        let m = app.metrics();
+        println!(
+            "metrics restored={} relogged={} recoveries={} rebalances={} commits={}",
+            m.restored, m.relogged, m.recoveries, m.rebalances, m.commits
+        );
         if let Some(e) = app.errors().first() {
             anyhow::bail!("the application failed: {e}");
         }

@@ -1,29 +1,79 @@
 //! Exactly-once and at-least-once under crashes (after Kafka Streams' EosTest): the crash-test
-//! application runs as two child processes with one application id on a 6-partition input;
+//! application runs as two child processes of two stream threads each, with one application id
+//! on a 6-partition input;
 //! while a driver produces 200,000 records, each child is SIGKILLed three times at random
 //! moments and restarted on its state directory. Exactly-once: the committed output equals
 //! the expected per-key running counts and sums exactly, every input echoed once.
-//! At-least-once: nothing is lost (duplicates are counted).
+//! At-least-once: nothing is lost, and every aggregate value is one an exact run produces
+//! (repeats counted, state never applied twice). Each run proves its premise: kills hit open
+//! transactions, restores ran, and at-least-once restores met changelog records past the
+//! committed position.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moldau_engine::ProcessingGuarantee;
+use moldau_tests::eos_app::RunOptions;
 use moldau_tests::streams_util::{produce, read_topic, Produce};
 use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::apps::{eos_record, expected_agg, start_eos_app_cluster};
 
 const RECORDS: usize = 200_000;
 const KEYS: usize = 100;
 const KILLS_PER_CHILD: usize = 3;
+/// Stream threads per process.
+const THREADS: usize = 2;
 
-fn spawn(bootstrap: &str, guarantee: &str, dir: &Path) -> Child {
+/// What a child reported last (its metrics lines), per incarnation.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reported {
+    restored: u64,
+    relogged: u64,
+    recoveries: u64,
+    rebalances: u64,
+    commits: u64,
+}
+
+/// A running child and what it reports.
+struct Instance {
+    child: Child,
+    reported: Arc<Mutex<Reported>>,
+}
+
+impl Instance {
+    /// Waits (up to 60 s) until the child has committed three times since it started: it has
+    /// been processing for a while, past its first rebalances.
+    fn must_be_processing(&self) {
+        let start = Instant::now();
+        while self.reported.lock().unwrap().commits < 3 {
+            assert!(start.elapsed() < Duration::from_secs(60), "a restarted child never committed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs the child, after checking it had not exited on its own (a crash of the
+    /// application, which the test must not mistake for one of its kills); returns its report.
+    fn must_kill(mut self) -> Reported {
+        if let Some(status) = self.child.try_wait().expect("child status") {
+            panic!("an application process exited on its own ({status}) before it was killed");
+        }
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+        *self.reported.lock().unwrap()
+    }
+}
+
+fn spawn(bootstrap: &str, guarantee: &str, dir: &Path, options: &RunOptions) -> Instance {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eos-app"))
         .args([bootstrap, guarantee, dir.to_str().expect("utf-8 path")])
+        .args(options.to_args())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -37,9 +87,28 @@ fn spawn(bootstrap: &str, guarantee: &str, dir: &Path) -> Child {
             _ => panic!("eos-app exited before it started"),
         }
     }
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    // Keep draining its output (so it never blocks on a full pipe), and keep its last metrics.
+    let reported = Arc::new(Mutex::new(Reported::default()));
+    let into = reported.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(std::result::Result::ok) {
+            let Some(rest) = line.strip_prefix("metrics ") else {
+                // The child's log, for a failure's diagnosis.
+                eprintln!("[child] {line}");
+                continue;
+            };
+            let field = |name: &str| {
+                rest.split(' ').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+            };
+            let mut r = into.lock().unwrap();
+            r.restored = field("restored").unwrap_or(r.restored);
+            r.relogged = field("relogged").unwrap_or(r.relogged);
+            r.recoveries = field("recoveries").unwrap_or(r.recoveries);
+            r.rebalances = field("rebalances").unwrap_or(r.rebalances);
+            r.commits = field("commits").unwrap_or(r.commits);
+        }
+    });
+    Instance { child, reported }
 }
 
 /// The value of record `i` and its key.
@@ -49,10 +118,15 @@ fn record(i: usize) -> (String, u64) {
 
 struct Outcome {
     echo: Vec<(String, u64)>,
+    /// Records on `echo` read uncommitted: more than read committed when kills hit open
+    /// transactions (their records are there, aborted).
+    echo_uncommitted: usize,
     agg: BTreeMap<String, Vec<String>>,
+    /// What each killed or final incarnation reported, summed.
+    reported: Reported,
 }
 
-fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
+fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outcome {
     let (cluster, bootstrap) = start_eos_app_cluster();
     let g = match guarantee {
         ProcessingGuarantee::AtLeastOnce => "at_least_once",
@@ -60,7 +134,15 @@ fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
     };
     let root = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = (0..2).map(|i| root.path().join(format!("child-{i}"))).collect();
-    let mut children: Vec<Child> = dirs.iter().map(|d| spawn(&bootstrap, g, d)).collect();
+    let mut children: Vec<Option<Instance>> = dirs.iter().map(|d| Some(spawn(&bootstrap, g, d, options))).collect();
+    let mut reported = Reported::default();
+    let mut add = |r: Reported| {
+        reported.restored += r.restored;
+        reported.relogged += r.relogged;
+        reported.recoveries += r.recoveries;
+        reported.rebalances += r.rebalances;
+        reported.commits += r.commits;
+    };
 
     // The driver: produce in chunks in the background.
     let producer = {
@@ -75,7 +157,7 @@ fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
                     .map(|((k, v), &i)| (Some(k.as_bytes()), Some(&v[..]), Some(1_000_000 + i as i64)))
                     .collect();
                 produce(&bootstrap, "data", &rs);
-                std::thread::sleep(Duration::from_millis(150));
+                std::thread::sleep(Duration::from_millis(200));
             }
         })
     };
@@ -86,19 +168,20 @@ fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
         kills.swap(i, rng.random_range(0..=i));
     }
     for c in kills {
-        std::thread::sleep(Duration::from_millis(rng.random_range(1_000..4_000)));
-        children[c].kill().expect("SIGKILL");
-        children[c].wait().expect("reaped");
-        children[c] = spawn(&bootstrap, g, &dirs[c]);
+        // Kill a child that is processing (it committed since it started), at a random moment.
+        children[c].as_ref().expect("running").must_be_processing();
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..1_500)));
+        add(children[c].take().expect("running").must_kill());
+        children[c] = Some(spawn(&bootstrap, g, &dirs[c], options));
     }
     producer.join().expect("the driver finished");
 
     let settle = Duration::from_secs(3);
     let echo = read_topic(&bootstrap, "echo", RECORDS, Duration::from_secs(300), settle);
     let agg_records = read_topic(&bootstrap, "agg", RECORDS, Duration::from_secs(300), settle);
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
+    let echo_uncommitted = read_uncommitted_count(&bootstrap, "echo");
+    for c in children {
+        add(c.expect("running").must_kill());
     }
     cluster.shutdown();
     let echo = echo
@@ -109,13 +192,42 @@ fn run(guarantee: ProcessingGuarantee, seed: u64) -> Outcome {
     for r in agg_records {
         agg.entry(r.key_str()).or_default().push(r.value_str());
     }
-    Outcome { echo, agg }
+    Outcome { echo, echo_uncommitted, agg, reported }
+}
+
+/// The records of every partition of `topic` up to its end, read uncommitted.
+fn read_uncommitted_count(bootstrap: &str, topic: &str) -> usize {
+    let consumer: BaseConsumer = moldau_tests::client_config(bootstrap)
+        .set("group.id", "moldau-test-uncommitted")
+        .set("isolation.level", "read_uncommitted")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..6 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let (mut n, mut ended) = (0, 0);
+    let start = Instant::now();
+    while ended < 6 && start.elapsed() < Duration::from_secs(120) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => n += 1,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => ended += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(ended, 6, "read {topic} to its end");
+    n
 }
 
 #[test]
 fn should_produce_exactly_once_output_when_instances_are_killed() {
     let started = Instant::now();
-    let out = run(ProcessingGuarantee::ExactlyOnceV2, 7);
+    // Through a repartition topic; transactions of half a second, so that a kill at a random
+    // moment finds one open.
+    let options = RunOptions { threads: THREADS, repartition: true, commit_interval: Duration::from_millis(500) };
+    let out = run(ProcessingGuarantee::ExactlyOnceV2, 7, &options);
     eprintln!("exactly-once crash run took {:?}", started.elapsed());
     let mut echo = out.echo.clone();
     echo.sort_by_key(|(_, v)| *v);
@@ -137,11 +249,24 @@ fn should_produce_exactly_once_output_when_instances_are_killed() {
         }
     }
     assert_eq!(out.agg.len(), KEYS);
+    // The premise: the kills hit open transactions (aborted records sit in the topic), the
+    // restarted instances restored state, and partitions moved.
+    assert!(
+        out.echo_uncommitted > RECORDS,
+        "no kill hit an open transaction: {} records uncommitted",
+        out.echo_uncommitted
+    );
+    assert!(out.reported.restored > 0, "no restore ran: {:?}", out.reported);
+    assert!(out.reported.rebalances > 0, "no rebalance: {:?}", out.reported);
+    eprintln!("exactly-once: {} aborted echo records, {:?}", out.echo_uncommitted - RECORDS, out.reported);
 }
 
 #[test]
 fn should_lose_nothing_at_least_once_when_instances_are_killed() {
-    let out = run(ProcessingGuarantee::AtLeastOnce, 11);
+    // The aggregate reads the input directly: records an at-least-once upstream repeats in a
+    // repartition topic are input no downstream can tell from new records.
+    let options = RunOptions { threads: THREADS, repartition: false, commit_interval: Duration::from_millis(100) };
+    let out = run(ProcessingGuarantee::AtLeastOnce, 11, &options);
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
     for (k, v) in &out.echo {
         assert_eq!(*k, record(*v as usize).0, "echo key of {v}");
@@ -165,5 +290,11 @@ fn should_lose_nothing_at_least_once_when_instances_are_killed() {
         assert_eq!(got.last(), updates.last(), "key {k}: the last value is the full aggregate");
         repeats += got.len().saturating_sub(updates.len());
     }
-    eprintln!("at-least-once: {repeats} repeated aggregate updates");
+    eprintln!("at-least-once: {repeats} repeated aggregate updates, {:?}", out.reported);
+    assert!(out.reported.restored > 0, "no restore ran: {:?}", out.reported);
+    assert!(
+        out.reported.relogged > 0,
+        "no restore met changelog records past the committed position: {:?}",
+        out.reported
+    );
 }

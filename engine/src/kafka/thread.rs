@@ -525,6 +525,16 @@ impl StreamThread {
             match event {
                 Rebalance::Revoke(tpl) => self.revoke(&tpl, cooperative)?,
                 Rebalance::Assign(tpl) => {
+                    // No transaction stays open across the restore (the broker would abort it
+                    // after its timeout): commit what the kept tasks did first.
+                    let rolled_back = match self.commit() {
+                        Ok(()) => None,
+                        Err(Failure::Stop(e)) => return Err(Failure::Stop(e)),
+                        Err(Failure::Recover { reason, new_producer }) => {
+                            self.abort_all();
+                            Some((reason, new_producer))
+                        }
+                    };
                     let positions = self.open_tasks(&tpl)?;
                     if cooperative {
                         self.consumer.incremental_assign(&positions).map_err(|e| Error::kafka("assigning", e))?;
@@ -534,6 +544,10 @@ impl StreamThread {
                         self.last_commit = self.clock.now();
                     }
                     self.assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+                    if let Some((reason, new_producer)) = rolled_back {
+                        // The kept tasks' records since the last commit were rolled back.
+                        self.recover(&reason, new_producer)?;
+                    }
                 }
                 Rebalance::Failed(reason) => {
                     tracing::warn!(%reason, "rebalance failed");
@@ -678,8 +692,17 @@ impl StreamThread {
     }
 
     /// Leaves the group: a last commit when `clean`, then tasks closed and partitions handed
-    /// back.
+    /// back. Stopping on an error, exactly-once aborts what it did since the last commit, and
+    /// at-least-once delivers the output of the records it processed (their offsets are not
+    /// committed: the next owner processes them again).
     fn close(&mut self, clean: bool) {
+        if !clean && !self.eos {
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            let sent = ids.into_iter().try_for_each(|id| self.send_output(id));
+            if sent.is_err() || self.producer.drain(DRAIN_TIMEOUT).is_err() {
+                tracing::warn!(thread = self.spec.index, "the output of the last records could not all be delivered");
+            }
+        }
         if !clean {
             self.abort_all();
         }

@@ -49,8 +49,20 @@ impl StreamThread {
             }
             let meta = TaskMeta::newest(
                 parts.iter().filter_map(|(_, physical, p)| committed.get(&(physical.to_string(), *p))?.1.clone()),
-            )
-            .unwrap_or_default();
+            );
+            // Nothing committed yet: the input is processed from the start, so the committed
+            // state is empty, and whatever the changelog holds was written by a run that never
+            // committed (a crash before the first commit). Offsets committed without our
+            // metadata (an older version, a reset tool) restore to the changelog's end.
+            let nothing_committed = parts
+                .iter()
+                .all(|(_, physical, p)| committed.get(&(physical.to_string(), *p)).is_none_or(|c| c.0.is_none()));
+            let limit = |store: &str, high: i64| match &meta {
+                Some(m) => m.changelog.get(store).map(|u| (*u).min(high)),
+                None if nothing_committed => Some(0),
+                None => None,
+            };
+
             // Each changelogged store's changelog: its offsets, and where to restore up to.
             let mut changelogs: BTreeMap<String, (i64, i64, Option<i64>)> = BTreeMap::new();
             for store in self.spec.topology.stores_of(id.subtopology) {
@@ -59,7 +71,7 @@ impl StreamThread {
                 }
                 let topic = self.spec.names.changelog(store.name());
                 let (low, high) = self.restorer.watermarks(&topic, id.partition, &self.spec.shared.shutdown)?;
-                let until = meta.changelog.get(store.name()).map(|u| (*u).min(high));
+                let until = limit(store.name(), high);
                 changelogs.insert(store.name().to_string(), (low, high, until));
             }
             let dir = self.state_dir.join(id.to_string());
@@ -98,7 +110,7 @@ impl StreamThread {
                 },
                 wall,
             )?;
-            task.resume_stream_time(meta.stream_time);
+            task.resume_stream_time(meta.as_ref().map_or(-1, |m| m.stream_time));
             for (name, store) in task.stores() {
                 if let Some(&(_, _, until)) = changelogs.get(name) {
                     work.push(RestoreWork {
