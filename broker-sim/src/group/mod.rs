@@ -69,6 +69,8 @@ pub(crate) struct GroupCoordinator {
     initial_delay_ms: i64,
     next_id: u64,
     offsets_partitions: i32,
+    /// Offset commits written so far (plain and transactional): their write order.
+    writes: u64,
 }
 
 impl GroupCoordinator {
@@ -81,6 +83,7 @@ impl GroupCoordinator {
             initial_delay_ms: config.group_initial_rebalance_delay_ms,
             next_id: 0,
             offsets_partitions: config.offsets_partitions.max(1),
+            writes: 0,
         }
     }
 
@@ -113,16 +116,26 @@ impl GroupCoordinator {
     /// Applies one offset change to memory.
     pub(crate) fn apply(&mut self, r: offsets::OffsetRecord) {
         let key = (r.topic, r.partition);
+        let at = self.next_write();
         match r.value {
             Some(v) => {
-                self.groups.entry(r.group.clone()).or_insert_with(|| Group::new(&r.group)).offsets.insert(key, v);
+                let g = self.groups.entry(r.group.clone()).or_insert_with(|| Group::new(&r.group));
+                g.written.insert(key.clone(), at);
+                g.offsets.insert(key, v);
             }
             None => {
                 if let Some(g) = self.groups.get_mut(&r.group) {
                     g.offsets.remove(&key);
+                    g.written.insert(key, at);
                 }
             }
         }
+    }
+
+    /// The write order of the next offset commit.
+    pub(crate) fn next_write(&mut self) -> u64 {
+        self.writes += 1;
+        self.writes
     }
 
     fn new_member_id(&mut self, client_id: &str) -> String {

@@ -185,9 +185,17 @@ pub(crate) struct Group {
     pub(crate) initial_delay_until_ms: i64,
     /// Committed offsets by (topic, partition).
     pub(crate) offsets: BTreeMap<(String, i32), OffsetEntry>,
-    /// Transactional offset commits waiting for their producer's marker, by producer id.
-    pub(crate) pending_txn: BTreeMap<i64, BTreeMap<(String, i32), OffsetEntry>>,
+    /// When each committed offset (or its deletion) was written, in the coordinator's write
+    /// order: a transactional commit completes only over offsets written before it.
+    pub(crate) written: BTreeMap<(String, i32), u64>,
+    /// Transactional offset commits waiting for their producer's marker, by producer id, with
+    /// when each was written.
+    pub(crate) pending_txn: BTreeMap<i64, PendingOffsets>,
 }
+
+/// One producer's transactional offset commits awaiting its marker: the offset and when it was
+/// written, by (topic, partition).
+pub(crate) type PendingOffsets = BTreeMap<(String, i32), (OffsetEntry, u64)>;
 
 impl Group {
     /// A new empty group.
@@ -205,6 +213,7 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             offsets: BTreeMap::new(),
+            written: BTreeMap::new(),
             pending_txn: BTreeMap::new(),
         }
     }

@@ -1,10 +1,8 @@
 //! Transactional offset commits (TxnOffsetCommit, KIP-98 and KIP-447): pending per producer
 //! until the producer's marker reaches the group's `__consumer_offsets` partition.
 
-use std::collections::BTreeMap;
-
 use super::offsets::OffsetRecord;
-use super::state::{Group, OffsetEntry};
+use super::state::{Group, PendingOffsets};
 use super::GroupCoordinator;
 use crate::cluster::key_partition;
 use crate::protocol::codes;
@@ -49,12 +47,14 @@ impl GroupCoordinator {
     /// Records a transactional offset commit of `producer_id` (already written to the log).
     pub(crate) fn add_pending_txn(&mut self, producer_id: i64, r: OffsetRecord) {
         let Some(value) = r.value else { return };
+        let at = self.next_write();
         let group = self.groups.entry(r.group.clone()).or_insert_with(|| Group::new(&r.group));
-        group.pending_txn.entry(producer_id).or_default().insert((r.topic, r.partition), value);
+        group.pending_txn.entry(producer_id).or_default().insert((r.topic, r.partition), (value, at));
     }
 
     /// A marker of `producer_id` reached offsets partition `partition`: its pending offsets of
-    /// the groups on that partition become committed, or are dropped on abort.
+    /// the groups on that partition become committed, or are dropped on abort. As in Kafka, a
+    /// pending offset does not replace one written after it (a plain commit, a deletion).
     pub(crate) fn complete_txn(&mut self, producer_id: i64, commit: bool, partition: i32) {
         let n = self.offsets_partitions;
         for group in self.groups.values_mut() {
@@ -63,7 +63,12 @@ impl GroupCoordinator {
             }
             let Some(pending) = group.pending_txn.remove(&producer_id) else { continue };
             if commit {
-                group.offsets.extend(pending);
+                for (key, (entry, at)) in pending {
+                    if group.written.get(&key).is_none_or(|w| *w < at) {
+                        group.written.insert(key.clone(), at);
+                        group.offsets.insert(key, entry);
+                    }
+                }
             }
         }
     }
@@ -72,9 +77,7 @@ impl GroupCoordinator {
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
     pub(crate) fn has_pending_txn(&self, group: &str, topic: &str, partition: i32) -> bool {
         self.groups.get(group).is_some_and(|g| {
-            g.pending_txn
-                .values()
-                .any(|m: &BTreeMap<(String, i32), OffsetEntry>| m.contains_key(&(topic.to_string(), partition)))
+            g.pending_txn.values().any(|m: &PendingOffsets| m.contains_key(&(topic.to_string(), partition)))
         })
     }
 }
@@ -83,6 +86,7 @@ impl GroupCoordinator {
 mod tests {
     use super::*;
     use crate::config::BrokerConfig;
+    use crate::group::state::OffsetEntry;
 
     fn coordinator() -> GroupCoordinator {
         GroupCoordinator::new(&BrokerConfig::from_overrides(Default::default()).unwrap())
@@ -112,6 +116,25 @@ mod tests {
         assert!(c.has_pending_txn("g", "in", 0), "a marker on another offsets partition is not ours");
         c.complete_txn(7, true, p);
         assert_eq!(c.group("g").unwrap().offsets[&("in".to_string(), 0)].offset, 20);
+    }
+
+    #[test]
+    fn should_keep_a_plain_commit_written_after_a_transactional_one_when_the_transaction_commits() {
+        // Kafka completes a transactional offset commit only over offsets written before it.
+        let mut c = coordinator();
+        let p = c.partition_of("g");
+        c.add_pending_txn(7, record("g", 0, 10));
+        c.apply(record("g", 0, 30));
+        c.add_pending_txn(7, record("g", 1, 11));
+        c.complete_txn(7, true, p);
+        let offsets = &c.group("g").unwrap().offsets;
+        assert_eq!(offsets[&("in".to_string(), 0)].offset, 30, "the later plain commit stays");
+        assert_eq!(offsets[&("in".to_string(), 1)].offset, 11);
+        // A transactional commit written after a plain one replaces it.
+        c.apply(record("g", 0, 40));
+        c.add_pending_txn(8, record("g", 0, 50));
+        c.complete_txn(8, true, p);
+        assert_eq!(c.group("g").unwrap().offsets[&("in".to_string(), 0)].offset, 50);
     }
 
     #[test]
