@@ -174,6 +174,18 @@ impl OutputProducer {
         })
     }
 
+    /// Whether the producer is fenced or otherwise broken for good (librdkafka's fatal error):
+    /// it must be replaced.
+    pub(crate) fn is_fatal(&self) -> bool {
+        match self.producer.client().fatal_error() {
+            Some((code, reason)) => {
+                tracing::debug!(?code, %reason, "the producer has a fatal error");
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether a transaction is open.
     pub(crate) fn in_txn(&self) -> bool {
         self.in_txn

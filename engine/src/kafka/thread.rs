@@ -674,6 +674,9 @@ impl StreamThread {
         self.spec.shared.recoveries.fetch_add(1, Ordering::Relaxed);
         self.abort_all();
         self.close_tasks();
+        // Whatever failed first (a record's delivery, say), a fenced or broken producer is
+        // replaced now, not after another roll-back.
+        let new_producer = new_producer || self.producer.is_fatal();
         if new_producer {
             // The old producer's count goes with it otherwise.
             self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
