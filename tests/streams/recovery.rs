@@ -298,3 +298,32 @@ fn should_refuse_a_second_instance_on_the_same_state_directory() {
     third.close().unwrap();
     cluster.shutdown();
 }
+
+/// A repartition topic an older version created with the broker's time retention is switched
+/// to `retention.ms=-1` at start, keeping its other topic configs.
+#[test]
+fn should_switch_an_existing_repartition_topic_to_no_time_retention() {
+    let (cluster, bootstrap) = start_cluster_with(1, &["text", "counts"], 2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin = admin(&bootstrap);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topic = "upgrade-words-repartition";
+    let old = NewTopic::new(topic, 2, TopicReplication::Fixed(1)).set("max.message.bytes", "2000000");
+    for r in rt.block_on(admin.create_topics([&old], &opts)).unwrap() {
+        r.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("upgrade", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut app = KafkaStreams::new(word_count(), config).unwrap();
+    app.start().unwrap();
+    produce_strings(&bootstrap, "text", &[("1", "x y x", BASE)]);
+    let got = count_updates(&bootstrap, 3);
+    app.close().unwrap();
+    assert_eq!(got["x"], vec![1, 2]);
+    let described =
+        rt.block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)).unwrap().remove(0).unwrap();
+    let value = |k: &str| described.get(k).and_then(|e| e.value.clone());
+    assert_eq!(value("retention.ms").as_deref(), Some("-1"), "no time retention on a repartition topic");
+    assert_eq!(value("max.message.bytes").as_deref(), Some("2000000"), "its other configs are kept");
+    cluster.shutdown();
+}

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use rustc_hash::FxHashMap;
@@ -188,6 +190,19 @@ pub(crate) fn prepare(topology: &Topology, names: &TopicNames, config: &StreamsC
         cc.create().map_err(|e| Error::kafka("creating the admin client", e))?;
     let existing = list_topics(&admin)?;
     let plan = plan(topology, names, &existing)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| Error::kafka("starting the admin runtime", e))?;
+    let repartition_existing: Vec<&str> = plan
+        .internal
+        .iter()
+        .filter(|t| t.kind == TopicKind::Repartition && existing.contains_key(&t.name))
+        .map(|t| t.name.as_str())
+        .collect();
+    for topic in repartition_existing {
+        without_time_retention(&admin, &runtime, topic)?;
+    }
     let mut missing: Vec<InternalTopic> =
         plan.internal.iter().filter(|t| !existing.contains_key(&t.name)).cloned().collect();
     if let super::DeserializationHandler::DeadLetter(t) = &config.deserialization_handler {
@@ -210,10 +225,6 @@ pub(crate) fn prepare(topology: &Topology, names: &TopicNames, config: &StreamsC
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| Error::kafka("starting the admin runtime", e))?;
     let results = runtime
         .block_on(admin.create_topics(new.iter(), &opts))
         .map_err(|e| Error::kafka("creating internal topics", e))?;
@@ -225,6 +236,43 @@ pub(crate) fn prepare(topology: &Topology, names: &TopicNames, config: &StreamsC
     }
     tracing::info!(topics = ?missing.iter().map(|t| &t.name).collect::<Vec<_>>(), "created internal topics");
     Ok(plan)
+}
+
+/// Sets `retention.ms=-1` on repartition topic `topic` if it has a time limit (created by an
+/// older version with the broker's default), keeping its other topic configs (AlterConfigs
+/// replaces the whole set).
+fn without_time_retention(
+    admin: &AdminClient<DefaultClientContext>,
+    runtime: &tokio::runtime::Runtime,
+    topic: &str,
+) -> Result<()> {
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let op = || format!("reading the configs of repartition topic '{topic}'");
+    let described = runtime
+        .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &opts))
+        .map_err(|e| Error::kafka(op(), e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::kafka(op(), "no answer"))?
+        .map_err(|e| Error::kafka(op(), e))?;
+    let retention = described.get("retention.ms").and_then(|e| e.value.clone());
+    if retention.as_deref() == Some("-1") {
+        return Ok(());
+    }
+    let mut entries: std::collections::HashMap<&str, &str> = described
+        .entries
+        .iter()
+        .filter(|e| e.source == ConfigSource::DynamicTopic && e.name != "retention.ms")
+        .filter_map(|e| Some((e.name.as_str(), e.value.as_deref()?)))
+        .collect();
+    entries.insert("retention.ms", "-1");
+    let alter = AlterConfig { specifier: ResourceSpecifier::Topic(topic), entries };
+    let op = format!("setting retention.ms=-1 on repartition topic '{topic}'");
+    for r in runtime.block_on(admin.alter_configs([&alter], &opts)).map_err(|e| Error::kafka(&op, e))? {
+        r.map_err(|(_, e)| Error::kafka(&op, e))?;
+    }
+    tracing::info!(topic, was = ?retention, "repartition topic set to no time retention (retention.ms=-1)");
+    Ok(())
 }
 
 /// Every topic of the cluster and its partition count.
