@@ -50,16 +50,18 @@ impl StreamThread {
             let meta = TaskMeta::newest(
                 parts.iter().filter_map(|(_, physical, p)| committed.get(&(physical.to_string(), *p))?.1.clone()),
             );
-            // Nothing committed yet: the input is processed from the start, so the committed
-            // state is empty, and whatever the changelog holds was written by a run that never
-            // committed (a crash before the first commit). Offsets committed without our
-            // metadata (an older version, a reset tool) restore to the changelog's end.
+            // Nothing committed yet, at least once: the input is processed from the start, so
+            // the committed state is empty, and whatever the changelog holds was written by a
+            // run that never committed (a crash before the first commit). Exactly-once has no
+            // such records (read_committed), and whatever it has was committed (a punctuation's
+            // writes before any input). Offsets committed without our metadata (an older
+            // version, a reset tool) restore to the changelog's end.
             let nothing_committed = parts
                 .iter()
                 .all(|(_, physical, p)| committed.get(&(physical.to_string(), *p)).is_none_or(|c| c.0.is_none()));
             let limit = |store: &str, high: i64| match &meta {
                 Some(m) => m.changelog.get(store).map(|u| (*u).min(high)),
-                None if nothing_committed => Some(0),
+                None if nothing_committed && !self.eos => Some(0),
                 None => None,
             };
 
