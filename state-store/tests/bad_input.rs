@@ -189,3 +189,14 @@ fn should_refuse_specs_that_make_no_sense() {
     .unwrap_err();
     assert!(e.to_string().contains("must be positive"), "{e}");
 }
+
+#[test]
+fn should_say_the_lock_is_held_when_another_handle_has_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = MemoryBudget::new(16 << 20, 0.25);
+    let first = RocksStore::open(&dir.path().join("s"), "s", &budget).unwrap();
+    let e = RocksStore::open(&dir.path().join("s"), "s", &budget).expect_err("locked");
+    assert!(e.is_lock_held(), "{e} / {e:?}");
+    drop(first);
+    RocksStore::open(&dir.path().join("s"), "s", &budget).unwrap();
+}

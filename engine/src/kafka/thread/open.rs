@@ -204,7 +204,9 @@ fn open_store(
 ) -> Result<(RocksStore, Option<moldau_state_store::Error>)> {
     for attempt in 0u64.. {
         match RocksStore::open_or_rebuild(path, name, budget) {
-            Err(e) if e.is_lock_held() && !shutdown.load(Ordering::Relaxed) => {
+            // Closing while waiting: a clean stop, not an error.
+            Err(e) if e.is_lock_held() && shutdown.load(Ordering::Relaxed) => return Err(Error::ShuttingDown),
+            Err(e) if e.is_lock_held() => {
                 // Said once, then every 10 s.
                 if attempt.is_multiple_of(200) {
                     tracing::info!(store = name, error = %e, "the store is still held by another handle; waiting");
