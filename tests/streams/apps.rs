@@ -1,12 +1,12 @@
 //! Topologies shared by the streams tests.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moldau_dsl::state::{StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder};
 use moldau_engine::Topology;
-use moldau_tests::streams_util::read_topic;
+use moldau_tests::streams_util::{produce, read_topic, Produce};
 use moldau_tests::{init_logging, must_create_topic, must_start_cluster};
 
 /// A cluster of `brokers` brokers with `topics` of `partitions` partitions, replicated on
@@ -37,6 +37,35 @@ pub fn start_eos_app_cluster() -> (moldau_broker_sim::Cluster, String) {
 /// Input record `i` of the crash-test application over `keys` keys: its key and value.
 pub fn eos_record(i: usize, keys: usize) -> (String, u64) {
     (format!("k{}", i % keys), i as u64)
+}
+
+/// Produces the crash-test application's input records `indices` over `keys` keys to `data`,
+/// record `i` with timestamp `timestamp(i)` (`None`: the producer's clock).
+pub fn produce_eos_records(
+    bootstrap: &str,
+    indices: impl IntoIterator<Item = usize>,
+    keys: usize,
+    timestamp: impl Fn(usize) -> Option<i64>,
+) {
+    let owned: Vec<(usize, String, [u8; 8])> = indices
+        .into_iter()
+        .map(|i| {
+            let (k, v) = eos_record(i, keys);
+            (i, k, v.to_be_bytes())
+        })
+        .collect();
+    let rs: Vec<Produce<'_>> =
+        owned.iter().map(|(i, k, v)| (Some(k.as_bytes()), Some(&v[..]), timestamp(*i))).collect();
+    produce(bootstrap, "data", &rs);
+}
+
+/// Waits until `done` holds, failing after a minute with `what`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The crash-test application's expected `count:sum` updates per key for input records

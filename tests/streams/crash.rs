@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use moldau_engine::ProcessingGuarantee;
 use moldau_tests::eos_app::RunOptions;
-use moldau_tests::streams_util::{produce, read_topic, Produce};
+use moldau_tests::streams_util::read_topic;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::apps::{eos_record, expected_agg, start_eos_app_cluster};
+use crate::apps::{eos_record, expected_agg, produce_eos_records, start_eos_app_cluster, wait_until};
 
 const RECORDS: usize = 200_000;
 const KEYS: usize = 100;
@@ -51,11 +51,7 @@ impl Instance {
     /// Waits (up to 60 s) until the child has committed three times since it started: it has
     /// been processing for a while, past its first rebalances.
     fn must_be_processing(&self) {
-        let start = Instant::now();
-        while self.reported.lock().unwrap().commits < 3 {
-            assert!(start.elapsed() < Duration::from_secs(60), "a restarted child never committed");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("a restarted child has committed three times", || self.reported.lock().unwrap().commits >= 3);
     }
 
     /// SIGKILLs the child, after checking it had not exited on its own (a crash of the
@@ -149,14 +145,7 @@ fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outco
         let bootstrap = bootstrap.clone();
         std::thread::spawn(move || {
             for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(2_000) {
-                let owned: Vec<(String, [u8; 8])> =
-                    chunk.iter().map(|&i| record(i)).map(|(k, v)| (k, v.to_be_bytes())).collect();
-                let rs: Vec<Produce<'_>> = owned
-                    .iter()
-                    .zip(chunk)
-                    .map(|((k, v), &i)| (Some(k.as_bytes()), Some(&v[..]), Some(1_000_000 + i as i64)))
-                    .collect();
-                produce(&bootstrap, "data", &rs);
+                produce_eos_records(&bootstrap, chunk.iter().copied(), KEYS, |i| Some(1_000_000 + i as i64));
                 std::thread::sleep(Duration::from_millis(200));
             }
         })

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
 use moldau_tests::eos_app;
-use moldau_tests::streams_util::{produce, read_topic, streams_config, Produce};
+use moldau_tests::streams_util::{read_topic, streams_config};
 
-use crate::apps::{eos_record, expected_agg, start_eos_app_cluster};
+use crate::apps::{expected_agg, produce_eos_records, start_eos_app_cluster};
 
 const RECORDS: usize = 30_000;
 const KEYS: usize = 50;
@@ -17,14 +17,7 @@ const KEYS: usize = 50;
 #[test]
 fn should_process_while_a_commit_is_under_way_and_stay_exactly_once() {
     let (cluster, bootstrap) = start_eos_app_cluster();
-    let owned: Vec<(String, [u8; 8])> =
-        (0..RECORDS).map(|i| eos_record(i, KEYS)).map(|(k, v)| (k, v.to_be_bytes())).collect();
-    let rs: Vec<Produce<'_>> = owned
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| (Some(k.as_bytes()), Some(&v[..]), Some(1_000_000 + i as i64)))
-        .collect();
-    produce(&bootstrap, "data", &rs);
+    produce_eos_records(&bootstrap, 0..RECORDS, KEYS, |i| Some(1_000_000 + i as i64));
 
     // Commits every 10 ms over a backlog: most commits find records waiting.
     let dir = tempfile::tempdir().unwrap();

@@ -5,12 +5,11 @@
 //! counts stay exactly-once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState, TaskId};
 use moldau_tests::streams_util::{produce_strings, streams_config};
 
-use crate::apps::{count_updates, start_word_count_cluster, word_count};
+use crate::apps::{count_updates, start_word_count_cluster, wait_until, word_count};
 
 const PARTITIONS: usize = 4;
 /// Tasks of the word count: two sub-topologies × the partitions.
@@ -18,15 +17,6 @@ const TASKS: usize = 2 * PARTITIONS;
 
 fn tasks(app: &KafkaStreams) -> BTreeSet<TaskId> {
     app.metrics().tasks.values().flatten().copied().collect()
-}
-
-/// Waits until `done` holds, failing after a minute with `what`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

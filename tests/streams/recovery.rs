@@ -3,17 +3,17 @@
 //! serve, and a broker outage. Each test failed on the runtime before its fix.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moldau_dsl::state::{StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder, TimeWindows};
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState, Topology};
-use moldau_tests::streams_util::{produce, produce_strings, read_topic, streams_config, Produce};
+use moldau_tests::streams_util::{produce_strings, read_topic, streams_config};
 use moldau_tests::{admin, client_config, init_logging};
 use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::apps::{count_updates, eos_record, expected_agg, start_cluster_with, word_count};
+use crate::apps::{count_updates, expected_agg, produce_eos_records, start_cluster_with, wait_until, word_count};
 
 /// Event time of the window tests: a multiple of the 10 s window (0 would mean "now" to the
 /// producer).
@@ -59,7 +59,7 @@ fn should_drop_a_late_record_after_a_restart_as_before_it() {
     app.start().unwrap();
     let got = window_updates(&bootstrap, 10);
     assert_eq!(got["a@0"], (1..=9).collect::<Vec<u64>>(), "the late record is dropped: {got:?}");
-    wait_for(|| app.metrics().processed == 11, "all 11 records processed");
+    wait_until("all 11 records processed", || app.metrics().processed == 11);
     app.close().unwrap();
 
     // The same late record again, then a record that shows processing got past it.
@@ -132,15 +132,12 @@ fn should_lose_no_repartitioned_record_to_time_retention_and_purge_what_was_cons
     // last transaction's commit marker, which the committed offset (the next record's) never
     // passes.
     let consumer: BaseConsumer = client_config(&bootstrap).create().unwrap();
-    wait_for(
-        || {
-            (0..2).all(|p| {
-                let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap();
-                high > 1 && high - low <= 1
-            })
-        },
-        "the repartition topic purged up to its end",
-    );
+    wait_until("the repartition topic is purged up to its end", || {
+        (0..2).all(|p| {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap();
+            high > 1 && high - low <= 1
+        })
+    });
     app.close().unwrap();
     cluster.shutdown();
 }
@@ -158,7 +155,7 @@ fn should_wipe_and_restore_a_store_whose_checkpoint_is_past_its_changelog_end() 
     let mut app = KafkaStreams::new(word_count(), config()).unwrap();
     app.start().unwrap();
     assert_eq!(count_updates(&bootstrap, 2).len(), 2);
-    wait_for(|| app.metrics().processed == 3, "a line and its two words processed");
+    wait_until("a line and its two words processed", || app.metrics().processed == 3);
     app.close().unwrap();
 
     // The changelog is lost: recreated empty.
@@ -170,10 +167,9 @@ fn should_wipe_and_restore_a_store_whose_checkpoint_is_past_its_changelog_end() 
         r.unwrap();
     }
     let recreated = NewTopic::new(changelog, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    wait_for(
-        || rt.block_on(admin.create_topics([&recreated], &opts)).is_ok_and(|r| r.iter().all(Result::is_ok)),
-        "the changelog recreated",
-    );
+    wait_until("the changelog is recreated", || {
+        rt.block_on(admin.create_topics([&recreated], &opts)).is_ok_and(|r| r.iter().all(Result::is_ok))
+    });
 
     produce_strings(&bootstrap, "text", &[("2", "y", BASE + 1)]);
     let mut app = KafkaStreams::new(word_count(), config()).unwrap();
@@ -218,14 +214,7 @@ fn should_ride_out_broker_outages_exactly_once() {
     let t0 = now_ms();
     let chunks: Vec<Vec<usize>> = (0..RECORDS).collect::<Vec<_>>().chunks(RECORDS / 6).map(<[usize]>::to_vec).collect();
     for (n, chunk) in chunks.iter().enumerate() {
-        let owned: Vec<(String, [u8; 8])> =
-            chunk.iter().map(|&i| eos_record(i, KEYS)).map(|(k, v)| (k, v.to_be_bytes())).collect();
-        let rs: Vec<Produce<'_>> = owned
-            .iter()
-            .zip(chunk)
-            .map(|((k, v), &i)| (Some(k.as_bytes()), Some(&v[..]), Some(t0 + i as i64)))
-            .collect();
-        produce(&bootstrap, "data", &rs);
+        produce_eos_records(&bootstrap, chunk.iter().copied(), KEYS, |i| Some(t0 + i as i64));
         if n == 1 || n == 3 {
             std::thread::sleep(Duration::from_millis(500));
             cluster.take().unwrap().shutdown();
@@ -263,15 +252,6 @@ fn free_ports(n: u16) -> u16 {
         }
     }
     panic!("no {n} consecutive free ports");
-}
-
-/// Waits up to 60 s for `done`, checking every 100 ms.
-fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -6,22 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
-use moldau_tests::streams_util::{produce, read_topic, streams_config, Produce};
+use moldau_tests::streams_util::{read_topic, streams_config};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::apps::{eos_record, expected_agg, start_cluster_with};
+use crate::apps::{eos_record, expected_agg, produce_eos_records, start_cluster_with, wait_until};
 
 /// EndTxn's API key.
 const END_TXN: i16 = 26;
 const KEYS: usize = 20;
-
-/// Produces records `from..to` of the crash-test application's input.
-fn produce_range(bootstrap: &str, from: usize, to: usize) {
-    let owned: Vec<(String, [u8; 8])> =
-        (from..to).map(|i| eos_record(i, KEYS)).map(|(k, v)| (k, v.to_be_bytes())).collect();
-    let rs: Vec<Produce<'_>> = owned.iter().map(|(k, v)| (Some(k.as_bytes()), Some(&v[..]), None)).collect();
-    produce(bootstrap, "data", &rs);
-}
 
 /// Checks the echo and aggregate topics hold exactly records `0..n`'s output.
 fn assert_exact(bootstrap: &str, n: usize) {
@@ -79,11 +71,7 @@ fn should_hand_partitions_over_while_every_commit_outlasts_the_interval() {
             next
         })
     };
-    let start = Instant::now();
-    while first.metrics().commits < 5 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the first instance never committed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the first instance has committed 5 times", || first.metrics().commits >= 5);
     let mut second = KafkaStreams::new(moldau_tests::eos_app::topology(), config(1)).unwrap();
     second.start().unwrap();
     let joined = Instant::now();
@@ -118,7 +106,7 @@ fn should_hand_partitions_over_while_every_commit_outlasts_the_interval() {
 fn should_bound_what_it_holds_while_a_slow_commit_runs() {
     const RECORDS: usize = 200_000;
     let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
-    produce_range(&bootstrap, 0, RECORDS);
+    produce_eos_records(&bootstrap, 0..RECORDS, KEYS, |_| None);
     cluster.delay_responses(END_TXN, Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let config = streams_config("held", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);

@@ -10,6 +10,7 @@ mod producer;
 mod purge;
 mod queue;
 mod restore;
+mod retry;
 mod routes;
 mod streams;
 mod thread;

@@ -25,6 +25,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::StreamsConfig;
+use super::retry::until_answered;
 use crate::error::{Error, Result};
 
 /// Records applied per store write during a restore.
@@ -125,20 +126,9 @@ impl Restorer {
     /// The first and next offsets of changelog partition `topic`-`partition` (its log start
     /// and high watermark), waiting for the cluster while it cannot be reached.
     pub(crate) fn watermarks(&self, topic: &str, partition: i32, shutdown: &AtomicBool) -> Result<(i64, i64)> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-                Ok(w) => return Ok(w),
-                Err(e) => {
-                    if shutdown.load(Ordering::Relaxed) {
-                        return Err(Error::ShuttingDown);
-                    }
-                    tracing::warn!(topic, partition, error = %e, "reading the changelog's offsets; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+        until_answered(&format!("reading the offsets of {topic}-{partition}"), shutdown, || {
+            self.consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+        })
     }
 
     fn restore_topic(&self, topic: &str, works: Vec<RestoreWork>, shutdown: &AtomicBool) -> Result<Restored> {

@@ -112,8 +112,9 @@ struct TaskEntry {
     task: StreamTask,
     queues: Vec<PartitionQueue>,
     idle_since: Option<Instant>,
-    /// Whether changelog records went out since the transaction was last sealed (a commit
-    /// then carries the task's new changelog positions, even with no input consumed).
+    /// Whether changelog records went out since the transaction was last sealed or aborted
+    /// (a commit then carries the task's new changelog positions, even with no input
+    /// consumed).
     dirty: bool,
 }
 
@@ -201,8 +202,6 @@ struct StreamThread {
     last_purge: Instant,
     purged: BTreeMap<(Arc<str>, i32), i64>,
     buffered: usize,
-    /// Whether changelog records went out since the last commit.
-    changelog_sent: bool,
     /// The exactly-once commit under way, if any: nothing is sent until it has ended.
     committing: Option<Committing>,
     /// Records processed since that commit started (their output is held).
@@ -271,7 +270,6 @@ impl StreamThread {
             last_purge: clock.now(),
             purged: BTreeMap::new(),
             buffered: 0,
-            changelog_sent: false,
             committing: None,
             held: 0,
             eos,
@@ -297,11 +295,12 @@ impl StreamThread {
         if self.committing.as_ref().is_some_and(Committing::is_finished) {
             self.finish_commit()?;
         }
-        if self.clock.now().duration_since(self.last_purge) >= self.spec.config.repartition_purge_interval {
-            self.last_purge = self.clock.now();
+        let now = self.clock.now();
+        if now.duration_since(self.last_purge) >= self.spec.config.repartition_purge_interval {
+            self.last_purge = now;
             self.purge_repartition_topics();
         }
-        if self.clock.now().duration_since(self.last_commit) >= interval {
+        if now.duration_since(self.last_commit) >= interval {
             return self.start_commit();
         }
         if self.committing.is_some() && self.buffered == 0 && polled == 0 {
@@ -479,7 +478,6 @@ impl StreamThread {
             // Cleared, the buffer keeps its capacity for the next drain.
             self.changelog_buf.clear();
             if sent? {
-                self.changelog_sent = true;
                 if let Some(entry) = self.tasks.get_mut(&id) {
                     entry.dirty = true;
                 }
@@ -527,14 +525,8 @@ impl StreamThread {
                 Rebalance::Assign(tpl) => {
                     // No transaction stays open across the restore (the broker would abort it
                     // after its timeout): commit what the kept tasks did first.
-                    let rolled_back = match self.commit() {
-                        Ok(()) => None,
-                        Err(Failure::Stop(e)) => return Err(Failure::Stop(e)),
-                        Err(Failure::Recover { reason, new_producer }) => {
-                            self.abort_all();
-                            Some((reason, new_producer))
-                        }
-                    };
+                    let committed = self.commit();
+                    let rolled_back = self.abort_if_failed(committed)?;
                     let positions = self.open_tasks(&tpl)?;
                     if cooperative {
                         self.consumer.incremental_assign(&positions).map_err(|e| Error::kafka("assigning", e))?;
@@ -563,6 +555,21 @@ impl StreamThread {
         Ok(())
     }
 
+    /// A commit made while handling a rebalance: if it failed, everything since the last
+    /// commit is aborted, and the reason returned for a roll-back ([`Self::recover`]) once the
+    /// rebalance is handled.
+    fn abort_if_failed(&mut self, committed: CycleResult) -> CycleResult<Option<(String, bool)>> {
+        match committed {
+            Ok(()) => Ok(None),
+            Err(Failure::Stop(e)) => Err(Failure::Stop(e)),
+            Err(Failure::Recover { reason, new_producer }) => {
+                tracing::warn!(%reason, "the commit before a rebalance failed; rolled back");
+                self.abort_all();
+                Ok(Some((reason, new_producer)))
+            }
+        }
+    }
+
     /// Gives up `tpl`'s partitions: commits first (unless they were lost, and then nothing of
     /// theirs can be committed), closes their tasks, and hands them back. Under the cooperative
     /// protocol the other tasks stay open; if the commit failed they roll back to the last
@@ -575,15 +582,7 @@ impl StreamThread {
         } else {
             self.commit()
         };
-        let rolled_back = match committed {
-            Ok(()) => None,
-            Err(Failure::Stop(e)) => return Err(Failure::Stop(e)),
-            Err(Failure::Recover { reason, new_producer }) => {
-                tracing::warn!(%reason, "commit before handing partitions over failed; rolled back");
-                self.abort_all();
-                Some((reason, new_producer))
-            }
-        };
+        let rolled_back = self.abort_if_failed(committed)?;
         if !cooperative {
             self.close_tasks();
             self.assigned.clear();

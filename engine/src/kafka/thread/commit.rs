@@ -47,10 +47,10 @@ impl StreamThread {
             self.send_pending(*id)?;
         }
         let plan = self.commit_plan();
-        if plan.is_empty() && !self.changelog_sent && !self.producer.in_txn() {
+        let logged = self.tasks.values().any(|e| e.dirty);
+        if plan.is_empty() && !logged && !self.producer.in_txn() {
             return Ok(());
         }
-        self.changelog_sent = false;
         for entry in self.tasks.values_mut() {
             for (_, store) in entry.task.stores() {
                 store.borrow_mut().seal()?;
@@ -201,8 +201,8 @@ impl StreamThread {
             }
         }
         self.producer.abort_txn();
-        self.changelog_sent = false;
         for entry in self.tasks.values_mut() {
+            entry.dirty = false;
             for (_, store) in entry.task.stores() {
                 store.borrow_mut().abort();
             }

@@ -13,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{PartitionQueue, StreamThread, TaskEntry, TaskPartition, PERSIST_INTERVAL};
 use crate::error::{Error, Result};
 use crate::kafka::restore::RestoreWork;
+use crate::kafka::retry::until_answered;
 use crate::processor::TaskId;
 use crate::runtime::offset_meta::TaskMeta;
 use crate::runtime::task::StreamTask;
@@ -165,20 +166,9 @@ impl StreamThread {
     /// read_committed, so a transactional commit still pending is waited for). Waits for the
     /// cluster while it cannot be reached.
     fn committed_offsets(&self, tpl: &TopicPartitionList) -> Result<Committed> {
-        let mut backoff = Duration::from_millis(100);
-        let committed = loop {
-            match self.consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
-                Ok(c) => break c,
-                Err(e) => {
-                    if self.shutting_down() {
-                        return Err(Error::ShuttingDown);
-                    }
-                    tracing::warn!(error = %e, "reading the committed offsets; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        };
+        let committed = until_answered("reading the committed offsets", &self.spec.shared.shutdown, || {
+            self.consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))
+        })?;
         Ok(committed
             .elements()
             .iter()
@@ -202,19 +192,20 @@ fn open_store(
     budget: &MemoryBudget,
     shutdown: &AtomicBool,
 ) -> Result<(RocksStore, Option<moldau_state_store::Error>)> {
-    for attempt in 0u64.. {
+    let mut attempts = 0u64;
+    loop {
         match RocksStore::open_or_rebuild(path, name, budget) {
             // Closing while waiting: a clean stop, not an error.
             Err(e) if e.is_lock_held() && shutdown.load(Ordering::Relaxed) => return Err(Error::ShuttingDown),
             Err(e) if e.is_lock_held() => {
                 // Said once, then every 10 s.
-                if attempt.is_multiple_of(200) {
+                if attempts.is_multiple_of(200) {
                     tracing::info!(store = name, error = %e, "the store is still held by another handle; waiting");
                 }
+                attempts += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other.map_err(Error::from),
         }
     }
-    unreachable!("the attempts never run out")
 }
