@@ -18,9 +18,13 @@ fn main() -> anyhow::Result<()> {
     }
     ex::flush(&producer)?;
     let state = tempfile::tempdir()?;
-    let config = StreamsConfig::new("order-enrichment", &bootstrap)
+    let mut config = StreamsConfig::new("order-enrichment", &bootstrap)
         .with_guarantee(ProcessingGuarantee::ExactlyOnceV2)
         .with_state_dir(state.path());
+    // A join task waits this long for a partition with nothing fetched yet, so the customers
+    // (earlier timestamps) are in the table before the orders that look them up: without it, an
+    // order fetched before its partition's customers was joined with no customer.
+    config.max_task_idle = Duration::from_secs(1);
     let mut app = KafkaStreams::new(ex::order_enrichment()?, config)?;
     app.start()?;
     let orders =
