@@ -8,6 +8,7 @@
 //! ```
 
 mod error;
+pub mod failpoint;
 pub mod kafka;
 pub mod processor;
 mod runtime;

@@ -33,30 +33,43 @@ const THREADS: usize = 2;
 
 /// What a child reported last (its metrics lines), per incarnation.
 #[derive(Debug, Default, Clone, Copy)]
-struct Reported {
-    restored: u64,
-    relogged: u64,
-    recoveries: u64,
-    rebalances: u64,
-    commits: u64,
+pub(crate) struct Reported {
+    pub(crate) restored: u64,
+    pub(crate) relogged: u64,
+    pub(crate) recoveries: u64,
+    pub(crate) rebalances: u64,
+    pub(crate) commits: u64,
+}
+
+impl Reported {
+    /// Adds another incarnation's report.
+    pub(crate) fn add(&mut self, r: Reported) {
+        self.restored += r.restored;
+        self.relogged += r.relogged;
+        self.recoveries += r.recoveries;
+        self.rebalances += r.rebalances;
+        self.commits += r.commits;
+    }
 }
 
 /// A running child and what it reports.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
     reported: Arc<Mutex<Reported>>,
+    /// The fail points it said it aborted at (see `moldau_engine::failpoint`).
+    aborted_at: Arc<Mutex<Vec<String>>>,
 }
 
 impl Instance {
     /// Waits (up to 60 s) until the child has committed three times since it started: it has
     /// been processing for a while, past its first rebalances.
-    fn must_be_processing(&self) {
+    pub(crate) fn must_be_processing(&self) {
         wait_until("a restarted child has committed three times", || self.reported.lock().unwrap().commits >= 3);
     }
 
     /// SIGKILLs the child, after checking it had not exited on its own (a crash of the
     /// application, which the test must not mistake for one of its kills); returns its report.
-    fn must_kill(mut self) -> Reported {
+    pub(crate) fn must_kill(mut self) -> Reported {
         if let Some(status) = self.child.try_wait().expect("child status") {
             panic!("an application process exited on its own ({status}) before it was killed");
         }
@@ -64,16 +77,52 @@ impl Instance {
         self.child.wait().expect("reaped");
         *self.reported.lock().unwrap()
     }
+
+    /// Waits (up to two minutes) for the child to abort at fail point `point`: it must die of
+    /// SIGABRT after saying it reached that point (the premise of a fail-point kill); returns
+    /// its report.
+    pub(crate) fn must_abort_at(mut self, point: &str) -> Reported {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the child never reached fail point {point}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(6), "the child died of SIGABRT at {point}, not {status}");
+        // Its last words may still be in the pipe.
+        wait_until("the child's abort message read", || !self.aborted_at.lock().unwrap().is_empty());
+        assert_eq!(*self.aborted_at.lock().unwrap(), vec![point.to_string()], "where the child aborted");
+        *self.reported.lock().unwrap()
+    }
 }
 
-fn spawn(bootstrap: &str, guarantee: &str, dir: &Path, options: &RunOptions) -> Instance {
+/// Starts the crash-test application as a child process with `fail_points` (see
+/// `moldau_engine::failpoint`; "" for none) and waits until it is running.
+pub(crate) fn spawn(bootstrap: &str, guarantee: &str, dir: &Path, options: &RunOptions, fail_points: &str) -> Instance {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eos-app"))
         .args([bootstrap, guarantee, dir.to_str().expect("utf-8 path")])
         .args(options.to_args())
         .env("RUST_LOG", "warn")
+        .env(moldau_engine::failpoint::ENV, fail_points)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("eos-app starts");
+    let aborted_at = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let into = aborted_at.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+            eprintln!("[child] {line}");
+            if let Some(point) = line.strip_prefix("fail point ").and_then(|l| l.strip_suffix(": aborting the process"))
+            {
+                into.lock().unwrap().push(point.to_string());
+            }
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     loop {
@@ -104,11 +153,11 @@ fn spawn(bootstrap: &str, guarantee: &str, dir: &Path, options: &RunOptions) -> 
             r.commits = field("commits").unwrap_or(r.commits);
         }
     });
-    Instance { child, reported }
+    Instance { child, reported, aborted_at }
 }
 
 /// The value of record `i` and its key.
-fn record(i: usize) -> (String, u64) {
+pub(crate) fn record(i: usize) -> (String, u64) {
     eos_record(i, KEYS)
 }
 
@@ -130,15 +179,9 @@ fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outco
     };
     let root = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = (0..2).map(|i| root.path().join(format!("child-{i}"))).collect();
-    let mut children: Vec<Option<Instance>> = dirs.iter().map(|d| Some(spawn(&bootstrap, g, d, options))).collect();
+    let mut children: Vec<Option<Instance>> = dirs.iter().map(|d| Some(spawn(&bootstrap, g, d, options, ""))).collect();
     let mut reported = Reported::default();
-    let mut add = |r: Reported| {
-        reported.restored += r.restored;
-        reported.relogged += r.relogged;
-        reported.recoveries += r.recoveries;
-        reported.rebalances += r.rebalances;
-        reported.commits += r.commits;
-    };
+    let mut add = |r: Reported| reported.add(r);
 
     // The driver: produce in chunks in the background.
     let producer = {
@@ -161,7 +204,7 @@ fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outco
         children[c].as_ref().expect("running").must_be_processing();
         std::thread::sleep(Duration::from_millis(rng.random_range(100..1_500)));
         add(children[c].take().expect("running").must_kill());
-        children[c] = Some(spawn(&bootstrap, g, &dirs[c], options));
+        children[c] = Some(spawn(&bootstrap, g, &dirs[c], options, ""));
     }
     producer.join().expect("the driver finished");
 
@@ -185,7 +228,7 @@ fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outco
 }
 
 /// The records of every partition of `topic` up to its end, read uncommitted.
-fn read_uncommitted_count(bootstrap: &str, topic: &str) -> usize {
+pub(crate) fn read_uncommitted_count(bootstrap: &str, topic: &str) -> usize {
     let consumer: BaseConsumer = moldau_tests::client_config(bootstrap)
         .set("group.id", "moldau-test-uncommitted")
         .set("isolation.level", "read_uncommitted")
@@ -210,22 +253,17 @@ fn read_uncommitted_count(bootstrap: &str, topic: &str) -> usize {
     n
 }
 
-#[test]
-fn should_produce_exactly_once_output_when_instances_are_killed() {
-    let started = Instant::now();
-    // Through a repartition topic; transactions of half a second, so that a kill at a random
-    // moment finds one open.
-    let options = RunOptions { threads: THREADS, repartition: true, commit_interval: Duration::from_millis(500) };
-    let out = run(ProcessingGuarantee::ExactlyOnceV2, 7, &options);
-    eprintln!("exactly-once crash run took {:?}", started.elapsed());
-    let mut echo = out.echo.clone();
+/// Checks the echo and aggregate outputs are exactly those of inputs `0..records` over
+/// `keys` keys: every input echoed once, every key's running aggregate in order.
+pub(crate) fn assert_exact(echo: &[(String, u64)], agg: &BTreeMap<String, Vec<String>>, records: usize, keys: usize) {
+    let mut echo = echo.to_vec();
     echo.sort_by_key(|(_, v)| *v);
-    let expected: Vec<(String, u64)> = (0..RECORDS).map(record).collect();
-    assert_eq!(echo.len(), RECORDS, "every input echoed exactly once");
+    let expected: Vec<(String, u64)> = (0..records).map(|i| eos_record(i, keys)).collect();
+    assert_eq!(echo.len(), records, "every input echoed exactly once");
     assert!(echo == expected, "the echo topic is not the input exactly once");
-    let want = expected_agg(RECORDS, KEYS);
+    let want = expected_agg(records, keys);
     for (k, updates) in &want {
-        let got = out.agg.get(k).map_or(&[][..], Vec::as_slice);
+        let got = agg.get(k).map_or(&[][..], Vec::as_slice);
         if got != updates.as_slice() {
             let first = got.iter().zip(updates).position(|(a, b)| a != b).unwrap_or(got.len().min(updates.len()));
             panic!(
@@ -237,7 +275,18 @@ fn should_produce_exactly_once_output_when_instances_are_killed() {
             );
         }
     }
-    assert_eq!(out.agg.len(), KEYS);
+    assert_eq!(agg.len(), keys);
+}
+
+#[test]
+fn should_produce_exactly_once_output_when_instances_are_killed() {
+    let started = Instant::now();
+    // Through a repartition topic; transactions of half a second, so that a kill at a random
+    // moment finds one open.
+    let options = RunOptions { threads: THREADS, repartition: true, commit_interval: Duration::from_millis(500) };
+    let out = run(ProcessingGuarantee::ExactlyOnceV2, 7, &options);
+    eprintln!("exactly-once crash run took {:?}", started.elapsed());
+    assert_exact(&out.echo, &out.agg, RECORDS, KEYS);
     // The premise: the kills hit open transactions (aborted records sit in the topic), the
     // restarted instances restored state, and partitions moved.
     assert!(

@@ -4,11 +4,13 @@
 mod apps;
 mod changelog;
 mod crash;
+mod fail_points;
 mod fencing;
 mod handlers;
 mod operators;
 mod pipelined_commit;
 mod rebalance;
 mod recovery;
+mod restore;
 mod slow_commits;
 mod word_count;

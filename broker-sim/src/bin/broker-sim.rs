@@ -23,8 +23,6 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    println!("broker-sim: {} broker(s), cluster id {}", args.broker.brokers, cluster.cluster_id());
-    println!("bootstrap.servers={}", cluster.bootstrap_servers());
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -32,8 +30,29 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    // The handlers are in place before the bootstrap line, which tells a supervisor (or a
+    // test) the cluster is up and may be stopped: a SIGINT right after it still shuts down
+    // cleanly (it used to kill the process before the handler was registered).
+    let stop = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt())?;
+        let terminate = signal(SignalKind::terminate())?;
+        Ok::<_, std::io::Error>((interrupt, terminate))
+    });
+    let (mut interrupt, mut terminate) = match stop {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: installing the signal handlers: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    println!("broker-sim: {} broker(s), cluster id {}", args.broker.brokers, cluster.cluster_id());
+    println!("bootstrap.servers={}", cluster.bootstrap_servers());
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     });
     println!("shutting down");
     cluster.shutdown();

@@ -9,30 +9,44 @@
 //! applied, and each key they name is logged again with its restored value, so that any later
 //! replay of the changelog ends at the state the task resumes from.
 //!
-//! A consumer error (the brokers unreachable, a coordinator moving) is retried: the restore
-//! waits for the cluster, however long, unless the application closes.
+//! A restore is incremental: the stream thread calls [`Restorer::step`] once per turn of its
+//! loop, which applies at most a bounded slice of records, so the thread keeps polling its
+//! group consumer (no eviction past `max.poll.interval.ms`), processing and committing its
+//! running tasks, and handling rebalances while a large store restores. A consumer error
+//! (the brokers unreachable, a coordinator moving) is logged and the next step fetches again.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use moldau_state_store::{ChangelogRecord, StateStore};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::clock::SystemClock;
 use super::config::StreamsConfig;
 use super::retry::until_answered;
 use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::processor::TaskId;
 
 /// Records applied per store write during a restore.
 const RESTORE_BATCH: usize = 10_000;
+/// The most records one [`Restorer::step`] reads.
+const STEP_RECORDS: usize = 20_000;
+/// The longest one [`Restorer::step`] runs (it stops at the first record past it).
+const STEP_TIME: Duration = Duration::from_millis(50);
 
 /// One store partition to restore.
 pub(crate) struct RestoreWork {
+    /// The task the store belongs to.
+    pub(crate) task: TaskId,
     /// Changelog topic.
     pub(crate) topic: String,
     /// Partition (the task's).
@@ -44,13 +58,15 @@ pub(crate) struct RestoreWork {
     pub(crate) until: Option<i64>,
 }
 
-/// What a restore did.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a restore step did.
+#[derive(Debug, Default)]
 pub(crate) struct Restored {
     /// Records applied.
     pub(crate) applied: u64,
     /// Keys logged again (records past the committed position).
     pub(crate) relogged: u64,
+    /// Tasks whose stores are all restored (they leave the restorer).
+    pub(crate) done: Vec<TaskId>,
 }
 
 /// Client context of the restore consumer: end-of-partition events are how it knows a
@@ -70,14 +86,21 @@ impl rdkafka::ClientContext for RestoreContext {
 
 impl rdkafka::consumer::ConsumerContext for RestoreContext {}
 
-/// A consumer outside the group that reads changelog partitions by assignment.
+/// A consumer outside the group that reads changelog partitions by assignment, each from its
+/// own queue (an end-of-partition event names only the partition, its queue the topic), and
+/// the stores restoring from them.
 pub(crate) struct Restorer {
-    consumer: BaseConsumer<RestoreContext>,
+    consumer: Arc<BaseConsumer<RestoreContext>>,
+    /// The partitions restoring (changelog topic, partition), each with its queue once
+    /// assigned.
+    active: BTreeMap<(String, i32), Pending>,
+    /// Whether the assignment must be made again (partitions came or went).
+    reassign: bool,
 }
 
 impl std::fmt::Debug for Restorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Restorer")
+        f.debug_struct("Restorer").field("tasks", &self.tasks()).finish()
     }
 }
 
@@ -102,116 +125,185 @@ impl Restorer {
         );
         let consumer: BaseConsumer<RestoreContext> =
             cc.create_with_context(RestoreContext).map_err(|e| Error::kafka("creating the restore consumer", e))?;
-        Ok(Restorer { consumer })
-    }
-
-    /// Restores every store in `work` up to the end of its changelog partition; returns the
-    /// number of records applied. Stops early with [`Error::ShuttingDown`] when `shutdown` is
-    /// set; the stores' checkpoints say how far each got.
-    pub(crate) fn restore(&self, work: Vec<RestoreWork>, shutdown: &AtomicBool) -> Result<Restored> {
-        let mut by_topic: BTreeMap<String, Vec<RestoreWork>> = BTreeMap::new();
-        for w in work {
-            by_topic.entry(w.topic.clone()).or_default().push(w);
-        }
-        let mut total = Restored::default();
-        // One topic at a time: an end-of-partition event names only the partition.
-        for (topic, works) in by_topic {
-            let r = self.restore_topic(&topic, works, shutdown)?;
-            total.applied += r.applied;
-            total.relogged += r.relogged;
-        }
-        Ok(total)
+        Ok(Restorer { consumer: Arc::new(consumer), active: BTreeMap::new(), reassign: false })
     }
 
     /// The first and next offsets of changelog partition `topic`-`partition` (its log start
-    /// and high watermark), waiting for the cluster while it cannot be reached.
+    /// and last stable offset), waiting for the cluster while it cannot be reached.
     pub(crate) fn watermarks(&self, topic: &str, partition: i32, shutdown: &AtomicBool) -> Result<(i64, i64)> {
         until_answered(&format!("reading the offsets of {topic}-{partition}"), shutdown, || {
             self.consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
         })
     }
 
-    fn restore_topic(&self, topic: &str, works: Vec<RestoreWork>, shutdown: &AtomicBool) -> Result<Restored> {
-        let mut tpl = TopicPartitionList::new();
-        let mut pending: HashMap<i32, Pending> = HashMap::new();
-        for w in works {
-            let from = w.store.borrow().checkpoint().changelog_offset.max(0);
-            tpl.add_partition_offset(topic, w.partition, Offset::Offset(from))
-                .map_err(|e| Error::kafka(format!("restoring {topic}"), e))?;
-            pending.insert(w.partition, Pending { work: w, buf: Vec::new(), last: -1, tail: BTreeMap::new() });
+    /// Adds stores to restore.
+    pub(crate) fn add(&mut self, work: Vec<RestoreWork>) {
+        for w in work {
+            let next = w.store.borrow().checkpoint().changelog_offset.max(0);
+            let key = (w.topic.clone(), w.partition);
+            self.active.insert(
+                key,
+                Pending { work: w, queue: None, next, ended: false, buf: Vec::new(), last: -1, tail: BTreeMap::new() },
+            );
+            self.reassign = true;
         }
-        self.consumer.assign(&tpl).map_err(|e| Error::kafka(format!("assigning {topic} for restore"), e))?;
-        let mut total = Restored::default();
-        let result = (|| {
-            while !pending.is_empty() {
-                if shutdown.load(Ordering::Relaxed) {
-                    return Err(Error::ShuttingDown);
+    }
+
+    /// The tasks with stores still to restore.
+    pub(crate) fn tasks(&self) -> BTreeSet<TaskId> {
+        self.active.values().map(|p| p.work.task).collect()
+    }
+
+    /// Whether nothing is left to restore.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Drops the stores of task `id` (closed before its restore ended; each store's checkpoint
+    /// says how far it got).
+    pub(crate) fn cancel(&mut self, id: TaskId) {
+        let before = self.active.len();
+        self.active.retain(|_, p| p.work.task != id);
+        if self.active.len() != before {
+            self.reassign = true;
+            if self.active.is_empty() {
+                let _ = self.consumer.unassign();
+                self.reassign = false;
+            }
+        }
+    }
+
+    /// Drops everything (every task closed).
+    pub(crate) fn clear(&mut self) {
+        if !self.active.is_empty() {
+            self.active.clear();
+            let _ = self.consumer.unassign();
+        }
+        self.reassign = false;
+    }
+
+    /// Restores the next slice: reads up to `STEP_RECORDS` records or for about `STEP_TIME`,
+    /// from every restoring partition in turn, waiting up to `wait` when none has any. A store
+    /// whose changelog partition reached its end is finished; the tasks whose stores are all
+    /// finished are returned.
+    pub(crate) fn step(&mut self, wait: Duration, clock: SystemClock) -> Result<Restored> {
+        let mut out = Restored::default();
+        if self.active.is_empty() {
+            return Ok(out);
+        }
+        if self.reassign {
+            self.assign()?;
+        }
+        let start = clock.now();
+        let mut read = 0;
+        'step: while read < STEP_RECORDS {
+            let mut any = false;
+            for (key, p) in &mut self.active {
+                if p.ended {
+                    continue;
                 }
-                match self.consumer.poll(Duration::from_millis(100)) {
-                    None => {}
-                    Some(Ok(m)) => {
-                        let Some(p) = pending.get_mut(&m.partition()) else { continue };
-                        let Some(key) = m.key() else {
-                            return Err(Error::Store(moldau_state_store::Error::BadChangelog {
-                                store: p.work.store.borrow().name().to_string(),
-                                key: String::new(),
-                                reason: format!(
-                                    "the record at offset {} of {topic}-{} has a null key",
-                                    m.offset(),
-                                    m.partition()
-                                ),
-                            }));
-                        };
-                        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
-                        if p.work.until.is_some_and(|u| m.offset() >= u) {
-                            p.tail.insert(key.to_vec(), timestamp);
-                            continue;
-                        }
-                        p.buf.push(ChangelogRecord {
-                            key: key.to_vec(),
-                            value: m.payload().map(<[u8]>::to_vec),
-                            timestamp,
-                        });
-                        p.last = m.offset();
-                        if p.buf.len() >= RESTORE_BATCH {
-                            total.applied += p.flush()?;
-                        }
-                    }
-                    Some(Err(KafkaError::PartitionEOF(partition))) => {
-                        if let Some(mut p) = pending.remove(&partition) {
-                            total.applied += p.flush()?;
-                            let mut store = p.work.store.borrow_mut();
-                            store.finish_restore()?;
-                            if !p.tail.is_empty() {
-                                tracing::info!(
-                                    store = store.name(),
-                                    topic,
-                                    partition,
-                                    keys = p.tail.len(),
-                                    "changelog records past the committed position: relogging their keys"
-                                );
-                            }
-                            total.relogged += p.tail.len() as u64;
-                            for (key, timestamp) in std::mem::take(&mut p.tail) {
-                                store.relog(key, timestamp)?;
+                let Some(queue) = p.queue.take() else { continue };
+                // A share per partition per round, so each progresses.
+                for _ in 0..1_000 {
+                    match queue.poll(Duration::ZERO) {
+                        None => break,
+                        Some(Ok(m)) => {
+                            any = true;
+                            read += 1;
+                            p.take(&m)?;
+                            if p.buf.len() >= RESTORE_BATCH {
+                                out.applied += p.flush()?;
                             }
                         }
+                        Some(Err(KafkaError::PartitionEOF(_))) => {
+                            p.ended = true;
+                            break;
+                        }
+                        // The cluster unreachable, a leader moving: librdkafka reconnects and
+                        // fetches again.
+                        Some(Err(e)) => {
+                            tracing::warn!(topic = key.0, partition = key.1, error = %e, "restore consumer error; retrying");
+                            break;
+                        }
                     }
-                    // The cluster unreachable, a leader moving: librdkafka reconnects and
-                    // fetches again.
-                    Some(Err(e)) => tracing::warn!(topic, error = %e, "restore consumer error; retrying"),
+                }
+                p.queue = Some(queue);
+                if clock.now().duration_since(start) >= STEP_TIME {
+                    break 'step;
                 }
             }
-            Ok(())
-        })();
-        let _ = self.consumer.unassign();
-        result.map(|()| total)
+            // The consumer's own queue serves its callbacks; it holds records only when some
+            // were queued before a partition's queue was split off.
+            let ending = self.active.values().any(|p| p.ended);
+            match self.consumer.poll(if any || ending { Duration::ZERO } else { wait }) {
+                None => {}
+                Some(Ok(m)) => {
+                    any = true;
+                    let key = (m.topic().to_string(), m.partition());
+                    if let Some(p) = self.active.get_mut(&key) {
+                        read += 1;
+                        p.take(&m)?;
+                    }
+                }
+                // Its topic unknown: assigned again, each queue sees its end anew.
+                Some(Err(KafkaError::PartitionEOF(_))) => self.reassign = true,
+                Some(Err(e)) => tracing::warn!(error = %e, "restore consumer error; retrying"),
+            }
+            if !any {
+                break;
+            }
+        }
+        // What a step read is applied by its end: a slice ends durable (and a crash test's
+        // fail point sees the store's progress).
+        for p in self.active.values_mut() {
+            out.applied += p.flush()?;
+        }
+        let ended: Vec<(String, i32)> = self.active.iter().filter(|(_, p)| p.ended).map(|(k, _)| k.clone()).collect();
+        for key in ended {
+            let Some(mut p) = self.active.remove(&key) else { continue };
+            let (applied, relogged) = p.finish(&key.0, key.1)?;
+            out.applied += applied;
+            out.relogged += relogged;
+            let task = p.work.task;
+            drop(p);
+            self.reassign = true;
+            if !self.active.values().any(|p| p.work.task == task) {
+                out.done.push(task);
+            }
+        }
+        if self.active.is_empty() && self.reassign {
+            let _ = self.consumer.unassign();
+            self.reassign = false;
+        }
+        Ok(out)
+    }
+
+    /// Assigns every restoring partition from its next offset, each with its own queue.
+    fn assign(&mut self) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), p) in &mut self.active {
+            p.queue = None;
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(p.next))
+                .map_err(|e| Error::kafka(format!("restoring {topic}"), e))?;
+        }
+        self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning changelogs for restore", e))?;
+        for ((topic, partition), p) in &mut self.active {
+            p.queue = self.consumer.split_partition_queue(topic, *partition);
+        }
+        self.reassign = false;
+        Ok(())
     }
 }
 
 /// One partition being restored.
 struct Pending {
     work: RestoreWork,
+    /// Its records (and end) once assigned.
+    queue: Option<PartitionQueue<RestoreContext>>,
+    /// The offset to read from next (where an assignment starts).
+    next: i64,
+    /// Whether its end was reached (it is finished at the end of the step).
+    ended: bool,
     /// Records read, not yet applied.
     buf: Vec<ChangelogRecord>,
     /// Offset of the last record in `buf`.
@@ -221,13 +313,63 @@ struct Pending {
 }
 
 impl Pending {
+    /// Takes record `m`: buffered to apply, or its key noted to relog when past the committed
+    /// position.
+    fn take(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        self.next = m.offset() + 1;
+        let Some(key) = m.key() else {
+            return Err(Error::Store(moldau_state_store::Error::BadChangelog {
+                store: self.work.store.borrow().name().to_string(),
+                key: String::new(),
+                reason: format!(
+                    "the record at offset {} of {}-{} has a null key",
+                    m.offset(),
+                    self.work.topic,
+                    self.work.partition
+                ),
+            }));
+        };
+        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        if self.work.until.is_some_and(|u| m.offset() >= u) {
+            self.tail.insert(key.to_vec(), timestamp);
+        } else {
+            self.buf.push(ChangelogRecord { key: key.to_vec(), value: m.payload().map(<[u8]>::to_vec), timestamp });
+            self.last = m.offset();
+        }
+        Ok(())
+    }
+
     /// Applies the buffered records.
     fn flush(&mut self) -> Result<u64> {
         if self.buf.is_empty() {
             return Ok(0);
         }
+        failpoint::hit("restore.batch");
         let n = self.buf.len() as u64;
         self.work.store.borrow_mut().restore(std::mem::take(&mut self.buf), self.last)?;
         Ok(n)
+    }
+
+    /// Ends the store's restore at the end of its partition: applies what is buffered, makes
+    /// it durable and relogs the keys past the committed position; returns the records applied
+    /// and the keys relogged.
+    fn finish(&mut self, topic: &str, partition: i32) -> Result<(u64, u64)> {
+        let applied = self.flush()?;
+        let mut store = self.work.store.borrow_mut();
+        store.finish_restore()?;
+        if !self.tail.is_empty() {
+            tracing::info!(
+                store = store.name(),
+                topic,
+                partition,
+                keys = self.tail.len(),
+                "changelog records past the committed position: relogging their keys"
+            );
+        }
+        let relogged = self.tail.len() as u64;
+        for (key, timestamp) in std::mem::take(&mut self.tail) {
+            store.relog(key, timestamp)?;
+        }
+        Ok((applied, relogged))
     }
 }

@@ -49,7 +49,7 @@ pub struct StreamsMetrics {
     pub sent: u64,
     /// Records skipped or sent to the dead-letter topic by an error handler.
     pub skipped: u64,
-    /// Changelog records restored into stores.
+    /// Changelog records restored into stores (counted as each slice of a restore is applied).
     pub restored: u64,
     /// Keys logged again after a restore found changelog records past the position committed
     /// with the input offsets (written after the last commit; their input is processed again).
@@ -65,8 +65,11 @@ pub struct StreamsMetrics {
     /// Tasks created (opened with their stores), counting reopenings after a rebalance or a
     /// roll-back.
     pub tasks_created: u64,
-    /// Tasks owned, per thread.
+    /// Tasks owned, per thread (running or restoring).
     pub tasks: BTreeMap<usize, Vec<TaskId>>,
+    /// Of those, the tasks whose stores are restoring, per thread: their input waits until
+    /// they are restored, while the thread's other tasks run.
+    pub restoring: BTreeMap<usize, Vec<TaskId>>,
 }
 
 /// A topology running against Kafka (Kafka Streams' `KafkaStreams`).
@@ -114,6 +117,7 @@ impl KafkaStreams {
             return Err(Error::Config(format!("start: the application is {:?}, not Created", self.state)));
         }
         let names = Arc::new(TopicNames::new(&self.config.application_id, &self.topology));
+        crate::failpoint::configure_from_env()?;
         let plan = topics::prepare(&self.topology, &names, &self.config)?;
         tracing::info!(app = %self.config.application_id, subtopologies = ?plan.subtopologies, "starting");
         let app_dir = self.config.state_dir.join(&self.config.application_id);
@@ -173,6 +177,7 @@ impl KafkaStreams {
             commit_stalls: s.commit_stalls.load(Ordering::Relaxed),
             tasks_created: s.tasks_created.load(Ordering::Relaxed),
             tasks: s.tasks.lock().clone(),
+            restoring: s.restoring.lock().clone(),
         }
     }
 

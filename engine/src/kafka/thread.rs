@@ -36,6 +36,7 @@ use super::restore::Restorer;
 use super::routes::Routes;
 use super::topics::TopicNames;
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::processor::{Headers, TaskId};
 use crate::runtime::collector::OutputRecord;
 use crate::runtime::task::StreamTask;
@@ -79,6 +80,7 @@ pub(crate) struct Shared {
     pub(crate) recoveries: AtomicU64,
     pub(crate) tasks_created: AtomicU64,
     pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
+    pub(crate) restoring: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) errors: Mutex<Vec<String>>,
 }
 
@@ -178,6 +180,7 @@ pub(crate) fn run(spec: ThreadSpec) {
         shared.errors.lock().push(e.to_string());
     }
     shared.tasks.lock().remove(&index);
+    shared.restoring.lock().remove(&index);
 }
 
 struct StreamThread {
@@ -186,7 +189,14 @@ struct StreamThread {
     consumer: BaseConsumer<GroupContext>,
     producer: OutputProducer,
     restorer: Restorer,
+    /// The tasks running: processed and committed.
     tasks: BTreeMap<TaskId, TaskEntry>,
+    /// The tasks whose stores are restoring (a slice per turn of the loop, see
+    /// [`Restorer::step`]): their partitions are paused, and they join `tasks` once restored.
+    restoring: BTreeMap<TaskId, TaskEntry>,
+    /// Restoring tasks whose stores are all restored: they start running once no commit is
+    /// under way (a commit covers the tasks that were running when it was sealed).
+    restored: BTreeSet<TaskId>,
     /// Where each consumed partition's records go.
     routes: Routes,
     /// Output drained from a task, reused between sends.
@@ -261,6 +271,8 @@ impl StreamThread {
             producer,
             restorer,
             tasks: BTreeMap::new(),
+            restoring: BTreeMap::new(),
+            restored: BTreeSet::new(),
             routes: Routes::default(),
             out: Vec::new(),
             changelog_buf: Vec::new(),
@@ -292,6 +304,7 @@ impl StreamThread {
         let polled = self.poll()?;
         self.handle_rebalances()?;
         self.process()?;
+        self.restore_step()?;
         if self.committing.as_ref().is_some_and(Committing::is_finished) {
             self.finish_commit()?;
         }
@@ -337,7 +350,7 @@ impl StreamThread {
     /// many it took.
     fn poll(&mut self) -> CycleResult<usize> {
         self.producer.poll();
-        let busy = self.buffered > 0 || self.committing.is_some();
+        let busy = self.buffered > 0 || self.committing.is_some() || !self.restoring.is_empty();
         let mut timeout = if busy { Duration::ZERO } else { Duration::from_millis(20) };
         let mut taken = 0;
         for _ in 0..POLL_BATCH {
@@ -345,7 +358,7 @@ impl StreamThread {
                 None => break,
                 Some(Ok(m)) => {
                     taken += 1;
-                    if route(&mut self.tasks, &mut self.routes, self.clock, &m) {
+                    if route([&mut self.tasks, &mut self.restoring], &mut self.routes, self.clock, &m) {
                         self.buffered += 1;
                     }
                 }
@@ -523,10 +536,12 @@ impl StreamThread {
             match event {
                 Rebalance::Revoke(tpl) => self.revoke(&tpl, cooperative)?,
                 Rebalance::Assign(tpl) => {
-                    // No transaction stays open across the restore (the broker would abort it
-                    // after its timeout): commit what the kept tasks did first.
+                    // The kept tasks' work so far is committed first: opening the new tasks
+                    // reads committed offsets and changelog ends, round trips a transaction
+                    // need not wait for.
                     let committed = self.commit();
                     let rolled_back = self.abort_if_failed(committed)?;
+                    failpoint::hit("rebalance.assign");
                     let positions = self.open_tasks(&tpl)?;
                     if cooperative {
                         self.consumer.incremental_assign(&positions).map_err(|e| Error::kafka("assigning", e))?;
@@ -535,6 +550,7 @@ impl StreamThread {
                         self.assigned.clear();
                         self.last_commit = self.clock.now();
                     }
+                    self.pause_restoring()?;
                     self.assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
                     if let Some((reason, new_producer)) = rolled_back {
                         // The kept tasks' records since the last commit were rolled back.
@@ -621,27 +637,96 @@ impl StreamThread {
             .filter(|(_, e)| e.queues.iter().any(|q| gone.contains(&(&*q.physical, q.partition))))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
-            let mut entry = self.tasks.remove(&id).expect("listed");
-            entry.task.close();
-            for q in &entry.queues {
-                self.buffered -= q.records.len();
-                self.routes.remove(&q.physical, q.partition);
-            }
+        let restoring: Vec<TaskId> = self
+            .restoring
+            .iter()
+            .filter(|(_, e)| e.queues.iter().any(|q| gone.contains(&(&*q.physical, q.partition))))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in restoring {
+            // Its stores keep what they restored so far (their checkpoints say how far).
+            self.restorer.cancel(id);
+            self.restored.remove(&id);
+            let entry = self.restoring.remove(&id).expect("listed");
+            self.drop_task(entry);
         }
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        tracing::info!(thread = self.spec.index, tasks = ?ids, "tasks kept");
-        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
+        for id in ids {
+            let entry = self.tasks.remove(&id).expect("listed");
+            self.drop_task(entry);
+        }
+        tracing::info!(thread = self.spec.index, tasks = ?self.tasks.keys().collect::<Vec<_>>(), "tasks kept");
+        self.publish_tasks();
+    }
+
+    /// Closes a task that was taken out of `tasks` or `restoring`.
+    fn drop_task(&mut self, mut entry: TaskEntry) {
+        entry.task.close();
+        for q in &entry.queues {
+            self.buffered -= q.records.len();
+            self.routes.remove(&q.physical, q.partition);
+        }
     }
 
     fn close_tasks(&mut self) {
-        for entry in self.tasks.values_mut() {
+        self.restorer.clear();
+        self.restored.clear();
+        for entry in self.tasks.values_mut().chain(self.restoring.values_mut()) {
             entry.task.close();
         }
         self.tasks.clear();
+        self.restoring.clear();
         self.routes.clear();
         self.buffered = 0;
         self.spec.shared.tasks.lock().remove(&self.spec.index);
+        self.spec.shared.restoring.lock().remove(&self.spec.index);
+    }
+
+    /// Says in the shared state which tasks this thread runs and restores.
+    fn publish_tasks(&self) {
+        let ids: Vec<TaskId> = self.tasks.keys().chain(self.restoring.keys()).copied().collect();
+        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
+        let restoring: Vec<TaskId> = self.restoring.keys().copied().collect();
+        self.spec.shared.restoring.lock().insert(self.spec.index, restoring);
+    }
+
+    /// Pauses the partitions of the tasks still restoring (after they were assigned or
+    /// rewound): their records are fetched once the tasks run.
+    fn pause_restoring(&self) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for q in self.restoring.values().flat_map(|e| &e.queues) {
+            tpl.add_partition(&q.physical, q.partition);
+        }
+        if tpl.count() > 0 {
+            self.consumer.pause(&tpl).map_err(|e| Error::kafka("pausing the partitions of restoring tasks", e))?;
+        }
+        Ok(())
+    }
+
+    /// Restores the next slice of the restoring tasks' stores (see [`Restorer::step`]); the
+    /// tasks it finished start running, their partitions resumed, once no commit is under way.
+    fn restore_step(&mut self) -> CycleResult {
+        if !self.restorer.is_idle() {
+            // Nothing else to do: wait a little for the restore's records.
+            let idle = self.buffered == 0 && self.committing.is_none();
+            let step = self.restorer.step(if idle { Duration::from_millis(10) } else { Duration::ZERO }, self.clock)?;
+            self.spec.shared.restored.fetch_add(step.applied, Ordering::Relaxed);
+            self.spec.shared.relogged.fetch_add(step.relogged, Ordering::Relaxed);
+            self.restored.extend(step.done);
+        }
+        if self.restored.is_empty() || self.committing.is_some() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for id in std::mem::take(&mut self.restored) {
+            let Some(entry) = self.restoring.remove(&id) else { continue };
+            for q in &entry.queues {
+                tpl.add_partition(&q.physical, q.partition);
+            }
+            self.start_task(id, entry);
+        }
+        self.consumer.resume(&tpl).map_err(|e| Error::kafka("resuming the partitions of restored tasks", e))?;
+        self.publish_tasks();
+        Ok(())
     }
 
     /// [`Self::recover`], again and again while it fails on Kafka (the cluster unreachable:
@@ -687,10 +772,12 @@ impl StreamThread {
         let tpl = self.assigned_list()?;
         // A partition without a committed offset starts from the beginning (auto.offset.reset).
         let rewind = self.open_tasks(&tpl)?;
+        // Partitions paused earlier run again unless their task restores.
+        self.consumer.resume(&tpl).map_err(|e| Error::kafka("resuming the assignment", e))?;
         self.consumer
             .seek_partitions(rewind, Duration::from_secs(30))
             .map_err(|e| Error::kafka("rewinding to the committed offsets", e))?;
-        Ok(())
+        self.pause_restoring()
     }
 
     /// Leaves the group: a last commit when `clean`, then tasks closed and partitions handed
@@ -738,15 +825,17 @@ fn make_producer(spec: &ThreadSpec, eos: bool) -> Result<OutputProducer> {
     OutputProducer::new(&spec.config, &format!("{}-producer", client_id(spec)), eos.then_some(txn_id.as_str()))
 }
 
-/// Queues message `m` in its task; false if no task owns its partition any more.
+/// Queues message `m` in its task (running or restoring: a record fetched before its
+/// partition was paused waits there); false if no task owns its partition any more.
 fn route(
-    tasks: &mut BTreeMap<TaskId, TaskEntry>,
+    tasks: [&mut BTreeMap<TaskId, TaskEntry>; 2],
     routes: &mut Routes,
     clock: SystemClock,
     m: &BorrowedMessage<'_>,
 ) -> bool {
     let Some((task, q)) = routes.get(m) else { return false };
-    let Some(entry) = tasks.get_mut(&task) else { return false };
+    let [running, restoring] = tasks;
+    let Some(entry) = running.get_mut(&task).or_else(|| restoring.get_mut(&task)) else { return false };
     let queue = &mut entry.queues[q];
     let mut headers = Headers::new();
     if let Some(h) = m.headers() {

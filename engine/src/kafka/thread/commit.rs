@@ -21,6 +21,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 
 use super::{CycleResult, Failure, StreamThread, DRAIN_TIMEOUT, PERSIST_INTERVAL};
 use crate::error::Error;
+use crate::failpoint;
 use crate::kafka::commit_plan::{CommitPlan, StorePosition, TaskPlan};
 use crate::kafka::config::ErrorHandler;
 use crate::kafka::producer::Deliveries;
@@ -139,6 +140,7 @@ impl StreamThread {
     /// and the sealed input offsets, and writes the stores' commits to RocksDB once per
     /// `PERSIST_INTERVAL`.
     fn commit_stores(&mut self, deliveries: &Deliveries) -> CycleResult {
+        failpoint::hit("commit.after_kafka");
         for entry in self.tasks.values_mut() {
             let partition = entry.task.id().partition;
             let inputs: Vec<(String, i32, i64)> =
@@ -164,6 +166,8 @@ impl StreamThread {
                     store.borrow_mut().persist()?;
                 }
             }
+        } else if !self.tasks.is_empty() && self.spec.config.effective_commit_interval() < PERSIST_INTERVAL {
+            failpoint::hit("commit.deferred");
         }
         self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);

@@ -1,6 +1,7 @@
 //! Opening tasks on assignment: the committed offsets first, then each store checked
-//! against its changelog and restored up to the committed position, and the task resumed at
-//! the committed stream time (see [`TaskMeta`]).
+//! against its changelog and queued for restoring up to the committed position, and the task
+//! resumed at the committed stream time (see [`TaskMeta`]). A task with stores to restore
+//! waits in `restoring` (its partitions paused) until the restorer has them all.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +23,9 @@ use crate::runtime::task::StreamTask;
 type Committed = BTreeMap<(String, i32), (Option<i64>, Option<TaskMeta>)>;
 
 impl StreamThread {
-    /// Creates the tasks of `tpl`'s partitions and restores their stores; returns where the
-    /// consumer starts reading each partition.
+    /// Creates the tasks of `tpl`'s partitions and queues their stores for restoring; returns
+    /// where the consumer starts reading each partition (the caller pauses the restoring
+    /// tasks' partitions once they are assigned).
     ///
     /// The committed offsets are read first (stable: no transactional commit pending), then
     /// each store is restored up to the changelog position committed with them (their
@@ -44,7 +46,7 @@ impl StreamThread {
         let wall = self.clock.wall_ms();
         let mut work = Vec::new();
         for (id, parts) in by_task {
-            if self.tasks.contains_key(&id) {
+            if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
                 tracing::warn!(task = %id, "a task was assigned twice; keeping the open one");
                 continue;
             }
@@ -114,9 +116,11 @@ impl StreamThread {
                 wall,
             )?;
             task.resume_stream_time(meta.as_ref().map_or(-1, |m| m.stream_time));
+            let before = work.len();
             for (name, store) in task.stores() {
                 if let Some(&(_, _, until)) = changelogs.get(name) {
                     work.push(RestoreWork {
+                        task: id,
                         topic: self.spec.names.changelog(name),
                         partition: id.partition,
                         store,
@@ -141,24 +145,35 @@ impl StreamThread {
                     committed: offset,
                 });
             }
-            self.tasks.insert(id, TaskEntry { task, queues, idle_since: None, dirty: false });
+            let entry = TaskEntry { task, queues, idle_since: None, dirty: false };
+            if work.len() > before {
+                self.restoring.insert(id, entry);
+            } else {
+                self.start_task(id, entry);
+            }
             self.spec.shared.tasks_created.fetch_add(1, Ordering::Relaxed);
         }
-        let restored = self.restorer.restore(work, &self.spec.shared.shutdown)?;
-        self.spec.shared.restored.fetch_add(restored.applied, Ordering::Relaxed);
-        self.spec.shared.relogged.fetch_add(restored.relogged, Ordering::Relaxed);
+        self.restorer.add(work);
+        tracing::info!(
+            thread = self.spec.index,
+            running = ?self.tasks.keys().collect::<Vec<_>>(),
+            restoring = ?self.restoring.keys().collect::<Vec<_>>(),
+            "tasks assigned"
+        );
+        self.publish_tasks();
+        Ok(positions)
+    }
+
+    /// Makes restored task `id` run.
+    pub(super) fn start_task(&mut self, id: TaskId, entry: TaskEntry) {
         // Commits more often than stores persist: each commit's writes stay in memory and go
         // to RocksDB once per PERSIST_INTERVAL, each key once (see `commit`).
         let every_commit = self.spec.config.effective_commit_interval() >= PERSIST_INTERVAL;
-        for entry in self.tasks.values() {
-            for (_, store) in entry.task.stores() {
-                store.borrow_mut().set_persist_on_commit(every_commit);
-            }
+        for (_, store) in entry.task.stores() {
+            store.borrow_mut().set_persist_on_commit(every_commit);
         }
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        tracing::info!(thread = self.spec.index, tasks = ?ids, restored = restored.applied, "tasks assigned");
-        self.spec.shared.tasks.lock().insert(self.spec.index, ids);
-        Ok(positions)
+        tracing::debug!(thread = self.spec.index, task = %id, "task running");
+        self.tasks.insert(id, entry);
     }
 
     /// The committed offset and task metadata of each of `tpl`'s partitions (`None`: none
