@@ -13,11 +13,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use moldau_engine::ProcessingGuarantee;
-use moldau_tests::eos_app::RunOptions;
+use moldau_tests::eos_app::{App, RunOptions};
 use moldau_tests::streams_util::read_topic;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -25,7 +27,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::apps::{eos_record, expected_agg, produce_eos_records, start_eos_app_cluster, wait_until};
 
-const RECORDS: usize = 200_000;
+/// Input records at least: the driver produces until the kills are over.
+const MIN_RECORDS: usize = 100_000;
 const KEYS: usize = 100;
 const KILLS_PER_CHILD: usize = 3;
 /// Stream threads per process.
@@ -61,10 +64,23 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// Waits (up to 60 s) until the child has committed three times since it started: it has
-    /// been processing for a while, past its first rebalances.
+    /// Waits (up to 60 s) until the child has committed three more times: it is processing
+    /// now (not waiting for a rebalance to end).
     pub(crate) fn must_be_processing(&self) {
-        wait_until("a restarted child has committed three times", || self.reported.lock().unwrap().commits >= 3);
+        let from = self.commits();
+        wait_until("a child has committed three more times", || self.commits() >= from + 3);
+    }
+
+    /// Commits the child has reported since it started.
+    pub(crate) fn commits(&self) -> u64 {
+        self.reported.lock().unwrap().commits
+    }
+
+    /// Panics if the child has exited (the application failed).
+    pub(crate) fn must_be_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("child status") {
+            panic!("an application process exited on its own ({status})");
+        }
     }
 
     /// SIGKILLs the child, after checking it had not exited on its own (a crash of the
@@ -96,6 +112,14 @@ impl Instance {
         wait_until("the child's abort message read", || !self.aborted_at.lock().unwrap().is_empty());
         assert_eq!(*self.aborted_at.lock().unwrap(), vec![point.to_string()], "where the child aborted");
         *self.reported.lock().unwrap()
+    }
+}
+
+impl Drop for Instance {
+    /// A test that fails leaves no process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -162,6 +186,8 @@ pub(crate) fn record(i: usize) -> (String, u64) {
 }
 
 struct Outcome {
+    /// Input records produced.
+    records: usize,
     echo: Vec<(String, u64)>,
     /// Records on `echo` read uncommitted: more than read committed when kills hit open
     /// transactions (their records are there, aborted).
@@ -171,49 +197,113 @@ struct Outcome {
     reported: Reported,
 }
 
-fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outcome {
-    let (cluster, bootstrap) = start_eos_app_cluster();
-    let g = match guarantee {
+/// Produces chunks of `chunk` input records (`produce(range)`) every 100 ms (a steady flow: most
+/// of the time a transaction is open) until `killed` is
+/// set and at least `min` went out, starting after `delay`; returns how many went out.
+pub(crate) fn drive(
+    killed: Arc<AtomicBool>,
+    min: usize,
+    delay: Duration,
+    chunk: usize,
+    produce: impl Fn(std::ops::Range<usize>) + Send + 'static,
+) -> JoinHandle<usize> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let mut n = 0;
+        while n < min || !killed.load(Ordering::Relaxed) {
+            produce(n..n + chunk);
+            n += chunk;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        n
+    })
+}
+
+/// The child processes' name for `guarantee`.
+pub(crate) fn guarantee_arg(guarantee: ProcessingGuarantee) -> &'static str {
+    match guarantee {
         ProcessingGuarantee::AtLeastOnce => "at_least_once",
         ProcessingGuarantee::ExactlyOnceV2 => "exactly_once_v2",
-    };
-    let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (0..2).map(|i| root.path().join(format!("child-{i}"))).collect();
-    let mut children: Vec<Option<Instance>> = dirs.iter().map(|d| Some(spawn(&bootstrap, g, d, options, ""))).collect();
-    let mut reported = Reported::default();
-    let mut add = |r: Reported| reported.add(r);
-
-    // The driver: produce in chunks in the background.
-    let producer = {
-        let bootstrap = bootstrap.clone();
-        std::thread::spawn(move || {
-            for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(2_000) {
-                produce_eos_records(&bootstrap, chunk.iter().copied(), KEYS, |i| Some(1_000_000 + i as i64));
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
-
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kills: Vec<usize> = (0..2).flat_map(|c| std::iter::repeat_n(c, KILLS_PER_CHILD)).collect();
-    for i in (1..kills.len()).rev() {
-        kills.swap(i, rng.random_range(0..=i));
     }
-    for c in kills {
+}
+
+/// How [`run_with_kills`] kills.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kills {
+    /// Seeds the order of the kills and their moments.
+    pub(crate) seed: u64,
+    /// Each kill comes at a random moment up to this long after the child was seen processing.
+    pub(crate) max_delay: Duration,
+    /// Whether the first restart is on an empty state directory (a full restore).
+    pub(crate) wipe_first: bool,
+}
+
+impl Kills {
+    /// Kills up to 1.5 s after processing was seen, seeded by `seed`, state kept.
+    pub(crate) fn seeded(seed: u64) -> Self {
+        Kills { seed, max_delay: Duration::from_millis(1_500), wipe_first: false }
+    }
+}
+
+/// Runs two children of the crash-test application with `options` (state directories under
+/// `root`) while a driver produces, SIGKILLing each `KILLS_PER_CHILD` times as `kills` says,
+/// and restarting it on its state directory; then sets `killed` (a driver that produces until
+/// then keeps every child processing through the kills). Returns the children, still running,
+/// and what the killed incarnations reported.
+pub(crate) fn run_with_kills(
+    bootstrap: &str,
+    guarantee: ProcessingGuarantee,
+    options: &RunOptions,
+    kills: Kills,
+    root: &Path,
+    killed: &AtomicBool,
+) -> (Vec<Instance>, Reported) {
+    let g = guarantee_arg(guarantee);
+    let dirs: Vec<PathBuf> = (0..2).map(|i| root.join(format!("child-{i}"))).collect();
+    let mut children: Vec<Option<Instance>> = dirs.iter().map(|d| Some(spawn(bootstrap, g, d, options, ""))).collect();
+    let mut reported = Reported::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(kills.seed);
+    let mut order: Vec<usize> = (0..2).flat_map(|c| std::iter::repeat_n(c, KILLS_PER_CHILD)).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    for (n, c) in order.into_iter().enumerate() {
         // Kill a child that is processing (it committed since it started), at a random moment.
         children[c].as_ref().expect("running").must_be_processing();
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..1_500)));
-        add(children[c].take().expect("running").must_kill());
-        children[c] = Some(spawn(&bootstrap, g, &dirs[c], options, ""));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..=kills.max_delay.as_millis() as u64)));
+        let r = children[c].take().expect("running").must_kill();
+        eprintln!("killed child {c} after {} commits", r.commits);
+        reported.add(r);
+        if kills.wipe_first && n == 0 {
+            std::fs::remove_dir_all(&dirs[c]).expect("state directory deleted");
+        }
+        children[c] = Some(spawn(bootstrap, g, &dirs[c], options, ""));
     }
-    producer.join().expect("the driver finished");
+    killed.store(true, Ordering::Relaxed);
+    (children.into_iter().map(|c| c.expect("running")).collect(), reported)
+}
+
+fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outcome {
+    let (cluster, bootstrap) = start_eos_app_cluster();
+    let root = tempfile::tempdir().unwrap();
+    // The driver: produce in chunks in the background, through the kills.
+    let killed = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let bootstrap = bootstrap.clone();
+        drive(killed.clone(), MIN_RECORDS, Duration::ZERO, 1_000, move |range| {
+            produce_eos_records(&bootstrap, range, KEYS, |i| Some(1_000_000 + i as i64))
+        })
+    };
+    let (children, mut reported) =
+        run_with_kills(&bootstrap, guarantee, options, Kills::seeded(seed), root.path(), &killed);
+    let records = driver.join().expect("the driver finished");
 
     let settle = Duration::from_secs(3);
-    let echo = read_topic(&bootstrap, "echo", RECORDS, Duration::from_secs(300), settle);
-    let agg_records = read_topic(&bootstrap, "agg", RECORDS, Duration::from_secs(300), settle);
+    let echo = read_topic(&bootstrap, "echo", records, Duration::from_secs(300), settle);
+    let agg_records = read_topic(&bootstrap, "agg", records, Duration::from_secs(300), settle);
     let echo_uncommitted = read_uncommitted_count(&bootstrap, "echo");
     for c in children {
-        add(c.expect("running").must_kill());
+        reported.add(c.must_kill());
     }
     cluster.shutdown();
     let echo = echo
@@ -224,7 +314,7 @@ fn run(guarantee: ProcessingGuarantee, seed: u64, options: &RunOptions) -> Outco
     for r in agg_records {
         agg.entry(r.key_str()).or_default().push(r.value_str());
     }
-    Outcome { echo, echo_uncommitted, agg, reported }
+    Outcome { records, echo, echo_uncommitted, agg, reported }
 }
 
 /// The records of every partition of `topic` up to its end, read uncommitted.
@@ -283,34 +373,36 @@ fn should_produce_exactly_once_output_when_instances_are_killed() {
     let started = Instant::now();
     // Through a repartition topic; transactions of half a second, so that a kill at a random
     // moment finds one open.
-    let options = RunOptions { threads: THREADS, repartition: true, commit_interval: Duration::from_millis(500) };
+    let options =
+        RunOptions { app: App::Agg, threads: THREADS, repartition: true, commit_interval: Duration::from_millis(500) };
     let out = run(ProcessingGuarantee::ExactlyOnceV2, 7, &options);
     eprintln!("exactly-once crash run took {:?}", started.elapsed());
-    assert_exact(&out.echo, &out.agg, RECORDS, KEYS);
+    assert_exact(&out.echo, &out.agg, out.records, KEYS);
     // The premise: the kills hit open transactions (aborted records sit in the topic), the
     // restarted instances restored state, and partitions moved.
     assert!(
-        out.echo_uncommitted > RECORDS,
+        out.echo_uncommitted > out.records,
         "no kill hit an open transaction: {} records uncommitted",
         out.echo_uncommitted
     );
     assert!(out.reported.restored > 0, "no restore ran: {:?}", out.reported);
     assert!(out.reported.rebalances > 0, "no rebalance: {:?}", out.reported);
-    eprintln!("exactly-once: {} aborted echo records, {:?}", out.echo_uncommitted - RECORDS, out.reported);
+    eprintln!("exactly-once: {} aborted echo records, {:?}", out.echo_uncommitted - out.records, out.reported);
 }
 
 #[test]
 fn should_lose_nothing_at_least_once_when_instances_are_killed() {
     // The aggregate reads the input directly: records an at-least-once upstream repeats in a
     // repartition topic are input no downstream can tell from new records.
-    let options = RunOptions { threads: THREADS, repartition: false, commit_interval: Duration::from_millis(100) };
+    let options =
+        RunOptions { app: App::Agg, threads: THREADS, repartition: false, commit_interval: Duration::from_millis(100) };
     let out = run(ProcessingGuarantee::AtLeastOnce, 11, &options);
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
     for (k, v) in &out.echo {
         assert_eq!(*k, record(*v as usize).0, "echo key of {v}");
         *seen.entry(*v).or_default() += 1;
     }
-    let missing: Vec<u64> = (0..RECORDS as u64).filter(|i| !seen.contains_key(i)).take(10).collect();
+    let missing: Vec<u64> = (0..out.records as u64).filter(|i| !seen.contains_key(i)).take(10).collect();
     assert!(missing.is_empty(), "lost inputs (first 10): {missing:?}");
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!("at-least-once: {} echoed, {duplicates} duplicates", out.echo.len());
@@ -319,7 +411,7 @@ fn should_lose_nothing_at_least_once_when_instances_are_killed() {
     // count (hole 10 of the exactly-once issue: a restore past the committed input offsets made
     // values like `6892:15` where the 15th value of the key is `6349:15`).
     let mut repeats = 0;
-    for (k, updates) in expected_agg(RECORDS, KEYS) {
+    for (k, updates) in expected_agg(out.records, KEYS) {
         let got = out.agg.get(&k).expect("an aggregate per key");
         let exact: std::collections::BTreeSet<&String> = updates.iter().collect();
         if let Some(bad) = got.iter().find(|v| !exact.contains(v)) {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use moldau_tests::eos_app::RunOptions;
+use moldau_tests::eos_app::{App, RunOptions};
 use moldau_tests::streams_util::read_topic;
 
 use crate::apps::{produce_eos_records, start_eos_app_cluster};
@@ -24,7 +24,8 @@ const EOS: &str = "exactly_once_v2";
 fn should_produce_exactly_once_output_when_killed_at_named_points() {
     let (cluster, bootstrap) = start_eos_app_cluster();
     // Commits every 100 ms: stores persist once a second, so most commits are in memory only.
-    let options = RunOptions { threads: 2, repartition: true, commit_interval: Duration::from_millis(100) };
+    let options =
+        RunOptions { app: App::Agg, threads: 2, repartition: true, commit_interval: Duration::from_millis(100) };
     let root = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("child-{i}"))).collect();
     let driver = {

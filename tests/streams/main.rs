@@ -2,8 +2,10 @@
 //! test with its own cluster.
 
 mod apps;
+mod broker_kill;
 mod changelog;
 mod crash;
+mod crash_matrix;
 mod fail_points;
 mod fencing;
 mod handlers;

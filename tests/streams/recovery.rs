@@ -240,7 +240,7 @@ fn should_ride_out_broker_outages_exactly_once() {
 }
 
 /// `n` consecutive free ports on 127.0.0.1; returns the first.
-fn free_ports(n: u16) -> u16 {
+pub(crate) fn free_ports(n: u16) -> u16 {
     for _ in 0..100 {
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         if first > u16::MAX - n {
@@ -255,7 +255,7 @@ fn free_ports(n: u16) -> u16 {
 }
 
 /// Milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
