@@ -18,7 +18,8 @@
 //!   drifts by ±15% on a shared VM and the stream thread's speed with it.
 //! - `BENCH_THREADS`: stream threads (default 1).
 //! - `BENCH_ONLY=stateless|windowed`: one application; `BENCH_GUARANTEE=alos|eos`: one
-//!   guarantee (for profiling).
+//!   guarantee (for profiling). `BENCH_ONLY=restore`: the windowed count's restore from its
+//!   changelog into an empty state directory, records/s.
 //! - `BENCH_PROPS=key=value,...`: streams properties, such as `producer.linger.ms=1`.
 //! - `BENCH_EOS_COMMIT_MS` (default 100): the exactly-once commit interval.
 //! - `BENCH_CPU=1`: prints each run's CPU time per record by kind of thread (Linux).
@@ -178,6 +179,51 @@ fn measure(
     Ok(Run { rate: n as f64 / elapsed.as_secs_f64(), recoveries, cores: cpu / elapsed.as_secs_f64() })
 }
 
+/// Restores the windowed count of application `app` (already run over the input, so its
+/// changelog holds one record per input record and its offsets are committed at the end) into
+/// an empty state directory; returns the restored records per second, from the start (the
+/// group join included) until no task restores.
+fn measure_restore(bootstrap: &str, app: &str, topology: Topology, n: u64) -> anyhow::Result<f64> {
+    let state = tempfile::tempdir()?;
+    let config = StreamsConfig::new(app, bootstrap).with_state_dir(state.path());
+    let mut streams = KafkaStreams::new(topology, config)?;
+    streams.start()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let m = streams.metrics();
+        if m.restored >= n && m.restoring.values().all(Vec::is_empty) {
+            break;
+        }
+        if let Some(e) = streams.errors().first() {
+            bail!("{app}: {e}");
+        }
+        if Instant::now() > deadline {
+            bail!("{app}: only {} of {n} records restored", m.restored);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = started.elapsed();
+    let restored = streams.metrics().restored;
+    streams.close().context("closing")?;
+    Ok(restored as f64 / elapsed.as_secs_f64())
+}
+
+/// `BENCH_ONLY=restore`: the windowed count runs once over the input, then its stores are
+/// restored from the changelog into an empty state directory, `rounds` times.
+fn restore_rounds(bootstrap: &str, n: u64, rounds: usize) -> anyhow::Result<()> {
+    let app = "bench-restore";
+    measure(bootstrap, app, windowed("bench-input", "bench-output-0")?, ProcessingGuarantee::AtLeastOnce, n)?;
+    let mut rates = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let rate = measure_restore(bootstrap, app, windowed("bench-input", "bench-output-0")?, n)?;
+        println!("  restore round {}: {rate:.0} rec/s", round + 1);
+        rates.push(rate);
+    }
+    println!("restore of {n} changelog records: median {:.0} rec/s", median(&rates));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     ex::init_logging();
     let n: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(DEFAULT_RECORDS);
@@ -202,6 +248,11 @@ fn main() -> anyhow::Result<()> {
          median of {rounds} round(s), the guarantees alternating and taking turns to go first; release build"
     );
     let only = std::env::var("BENCH_ONLY").ok();
+    if only.as_deref() == Some("restore") {
+        restore_rounds(&bootstrap, n, rounds)?;
+        cluster.shutdown();
+        return Ok(());
+    }
     let guarantee = std::env::var("BENCH_GUARANTEE").ok();
     let apps = [("stateless", stateless as fn(&str, &str) -> anyhow::Result<Topology>), ("windowed count", windowed)];
     let guarantees = [("alos", ProcessingGuarantee::AtLeastOnce), ("eos", ProcessingGuarantee::ExactlyOnceV2)];

@@ -11,13 +11,14 @@
 //!   empty state directory, so the customers table is restored from its changelog.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moldau_engine::{KafkaStreams, ProcessingGuarantee};
 use moldau_tests::eos_app::{windows_topology, App, RunOptions};
-use moldau_tests::streams_util::{produce, produce_strings, read_topic, streams_config, Produce};
+use moldau_tests::streams_util::{produce_strings, read_topic, streams_config};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::apps::{produce_eos_records, start_cluster_with};
 use crate::crash::{drive, read_uncommitted_count, run_with_kills, Kills};
@@ -162,24 +163,39 @@ fn should_enrich_every_order_once_when_instances_are_killed() {
     produce_strings(&bootstrap, "customers", &rows);
     let root = tempfile::tempdir().unwrap();
     let killed = Arc::new(AtomicBool::new(false));
+    // The orders start once the application has read the customers (which a restarted task
+    // restores before it processes anything), so every order finds its customer; and they
+    // come in a steady flow from one producer, a few every 10 ms, so that a transaction is
+    // open nearly all the time.
     let driver = {
-        let bootstrap = bootstrap.clone();
-        // The orders start once the application has read the customers (which a restarted
-        // task restores before it processes anything): every order finds its customer.
-        drive(killed.clone(), 10_000, Duration::from_secs(5), 200, move |range| {
-            let owned: Vec<(usize, String, [u8; 8])> =
-                range.map(|i| (i, format!("c{}", i % CUSTOMERS), (i as u64).to_be_bytes())).collect();
-            let records: Vec<Produce<'_>> = owned
-                .iter()
-                .map(|(i, k, v)| (Some(k.as_bytes()), Some(&v[..]), Some(BASE + 1_000 + *i as i64)))
-                .collect();
-            produce(&bootstrap, "orders", &records);
+        let (bootstrap, killed) = (bootstrap.clone(), killed.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            let producer: BaseProducer = moldau_tests::client_config(&bootstrap)
+                .set("partitioner", "murmur2_random")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "2")
+                .create()
+                .expect("producer");
+            let mut n = 0;
+            while n < 10_000 || !killed.load(Ordering::Relaxed) {
+                for i in n..n + 20 {
+                    let (key, value) = (format!("c{}", i % CUSTOMERS), (i as u64).to_be_bytes());
+                    let record =
+                        BaseRecord::to("orders").key(&key).payload(&value[..]).timestamp(BASE + 1_000 + i as i64);
+                    producer.send(record).map_err(|(e, _)| e).expect("queued");
+                }
+                n += 20;
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            producer.flush(Duration::from_secs(60)).expect("every order acknowledged");
+            n
         })
     };
     let options = RunOptions { threads: 2, ..RunOptions::new(App::Join) };
     // Kills within a commit interval of seeing the child commit: a join rebalances eagerly, and
-    // every restart stalls both processes until the dead member's session ends, so a kill at a
-    // later moment often finds no transaction open.
+    // every restart stalls both processes until the dead member's session ends.
     let kills = Kills { seed: 31, max_delay: Duration::from_millis(100), wipe_first: true };
     let (children, mut reported) =
         run_with_kills(&bootstrap, ProcessingGuarantee::ExactlyOnceV2, &options, kills, root.path(), &killed);
