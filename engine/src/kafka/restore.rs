@@ -10,7 +10,8 @@
 //! replay of the changelog ends at the state the task resumes from.
 //!
 //! A restore is incremental: the stream thread calls [`Restorer::step`] once per turn of its
-//! loop, which applies at most a bounded slice of records, so the thread keeps polling its
+//! loop, which reads a bounded slice of records (applied to the stores in batches of
+//! `RESTORE_BATCH` per partition), so the thread keeps polling its
 //! group consumer (no eviction past `max.poll.interval.ms`), processing and committing its
 //! running tasks, and handling rebalances while a large store restores. A consumer error
 //! (the brokers unreachable, a coordinator moving) is logged and the next step fetches again.
@@ -36,7 +37,8 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::processor::TaskId;
 
-/// Records applied per store write during a restore.
+/// Records applied per store write during a restore (a partition's records wait in memory
+/// across steps until this many, or its end, are read).
 const RESTORE_BATCH: usize = 10_000;
 /// The most records one [`Restorer::step`] reads.
 const STEP_RECORDS: usize = 20_000;
@@ -94,7 +96,8 @@ pub(crate) struct Restorer {
     /// The partitions restoring (changelog topic, partition), each with its queue once
     /// assigned.
     active: BTreeMap<(String, i32), Pending>,
-    /// Whether the assignment must be made again (partitions came or went).
+    /// Whether the whole assignment must be made again (an end-of-partition event came
+    /// through the consumer's own queue, so its topic is unknown).
     reassign: bool,
 }
 
@@ -145,7 +148,6 @@ impl Restorer {
                 key,
                 Pending { work: w, queue: None, next, ended: false, buf: Vec::new(), last: -1, tail: BTreeMap::new() },
             );
-            self.reassign = true;
         }
     }
 
@@ -162,13 +164,29 @@ impl Restorer {
     /// Drops the stores of task `id` (closed before its restore ended; each store's checkpoint
     /// says how far it got).
     pub(crate) fn cancel(&mut self, id: TaskId) {
-        let before = self.active.len();
-        self.active.retain(|_, p| p.work.task != id);
-        if self.active.len() != before {
-            self.reassign = true;
-            if self.active.is_empty() {
-                let _ = self.consumer.unassign();
-                self.reassign = false;
+        let gone: Vec<(String, i32)> =
+            self.active.iter().filter(|(_, p)| p.work.task == id).map(|(k, _)| k.clone()).collect();
+        for key in &gone {
+            if let Some(p) = self.active.remove(key) {
+                self.unassign(key, p.queue.is_some());
+            }
+        }
+    }
+
+    /// Stops reading partition `key` (assigned: it was in the assignment), leaving the others'
+    /// fetches alone.
+    fn unassign(&mut self, key: &(String, i32), assigned: bool) {
+        if self.active.is_empty() {
+            let _ = self.consumer.unassign();
+            self.reassign = false;
+            return;
+        }
+        if assigned {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&key.0, key.1);
+            if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+                tracing::debug!(topic = key.0, partition = key.1, error = %e, "restore consumer: unassigning failed");
+                self.reassign = true;
             }
         }
     }
@@ -193,10 +211,13 @@ impl Restorer {
         }
         if self.reassign {
             self.assign()?;
+        } else if self.active.values().any(|p| p.queue.is_none()) {
+            self.assign_new()?;
         }
         let start = clock.now();
         let mut read = 0;
-        'step: while read < STEP_RECORDS {
+        let mut waited = false;
+        while read < STEP_RECORDS && clock.now().duration_since(start) < STEP_TIME {
             let mut any = false;
             for (key, p) in &mut self.active {
                 if p.ended {
@@ -204,38 +225,15 @@ impl Restorer {
                 }
                 let Some(queue) = p.queue.take() else { continue };
                 // A share per partition per round, so each progresses.
-                for _ in 0..1_000 {
-                    match queue.poll(Duration::ZERO) {
-                        None => break,
-                        Some(Ok(m)) => {
-                            any = true;
-                            read += 1;
-                            p.take(&m)?;
-                            if p.buf.len() >= RESTORE_BATCH {
-                                out.applied += p.flush()?;
-                            }
-                        }
-                        Some(Err(KafkaError::PartitionEOF(_))) => {
-                            p.ended = true;
-                            break;
-                        }
-                        // The cluster unreachable, a leader moving: librdkafka reconnects and
-                        // fetches again.
-                        Some(Err(e)) => {
-                            tracing::warn!(topic = key.0, partition = key.1, error = %e, "restore consumer error; retrying");
-                            break;
-                        }
-                    }
-                }
+                let polled = p.drain(&queue, key, 1_000, Duration::ZERO, &mut out);
                 p.queue = Some(queue);
-                if clock.now().duration_since(start) >= STEP_TIME {
-                    break 'step;
-                }
+                let n = polled?;
+                read += n;
+                any |= n > 0;
             }
             // The consumer's own queue serves its callbacks; it holds records only when some
             // were queued before a partition's queue was split off.
-            let ending = self.active.values().any(|p| p.ended);
-            match self.consumer.poll(if any || ending { Duration::ZERO } else { wait }) {
+            match self.consumer.poll(Duration::ZERO) {
                 None => {}
                 Some(Ok(m)) => {
                     any = true;
@@ -249,14 +247,21 @@ impl Restorer {
                 Some(Err(KafkaError::PartitionEOF(_))) => self.reassign = true,
                 Some(Err(e)) => tracing::warn!(error = %e, "restore consumer error; retrying"),
             }
-            if !any {
+            if any || self.active.values().any(|p| p.ended) {
+                continue;
+            }
+            // Nothing fetched yet: wait (once per step) on one partition's queue, which wakes
+            // as soon as its next fetch lands (the partitions of a broker are fetched together).
+            if waited || wait.is_zero() {
                 break;
             }
-        }
-        // What a step read is applied by its end: a slice ends durable (and a crash test's
-        // fail point sees the store's progress).
-        for p in self.active.values_mut() {
-            out.applied += p.flush()?;
+            waited = true;
+            if let Some((key, p)) = self.active.iter_mut().find(|(_, p)| p.queue.is_some()) {
+                let queue = p.queue.take().expect("found with a queue");
+                let polled = p.drain(&queue, key, 1, wait, &mut out);
+                p.queue = Some(queue);
+                read += polled?;
+            }
         }
         let ended: Vec<(String, i32)> = self.active.iter().filter(|(_, p)| p.ended).map(|(k, _)| k.clone()).collect();
         for key in ended {
@@ -266,16 +271,31 @@ impl Restorer {
             out.relogged += relogged;
             let task = p.work.task;
             drop(p);
-            self.reassign = true;
+            self.unassign(&key, true);
             if !self.active.values().any(|p| p.work.task == task) {
                 out.done.push(task);
             }
         }
-        if self.active.is_empty() && self.reassign {
-            let _ = self.consumer.unassign();
-            self.reassign = false;
-        }
         Ok(out)
+    }
+
+    /// Adds the partitions not yet assigned to the assignment, each from its next offset and
+    /// with its own queue; the others' fetches go on undisturbed.
+    fn assign_new(&mut self) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), p) in &self.active {
+            if p.queue.is_none() {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(p.next))
+                    .map_err(|e| Error::kafka(format!("restoring {topic}"), e))?;
+            }
+        }
+        self.consumer.incremental_assign(&tpl).map_err(|e| Error::kafka("assigning changelogs for restore", e))?;
+        for ((topic, partition), p) in &mut self.active {
+            if p.queue.is_none() {
+                p.queue = self.consumer.split_partition_queue(topic, *partition);
+            }
+        }
+        Ok(())
     }
 
     /// Assigns every restoring partition from its next offset, each with its own queue.
@@ -313,6 +333,44 @@ struct Pending {
 }
 
 impl Pending {
+    /// Takes up to `max` records from `queue` (the partition's), waiting up to `wait` for the
+    /// first; notes the partition's end. Returns the records taken.
+    fn drain(
+        &mut self,
+        queue: &PartitionQueue<RestoreContext>,
+        key: &(String, i32),
+        max: usize,
+        wait: Duration,
+        out: &mut Restored,
+    ) -> Result<usize> {
+        let mut timeout = wait;
+        let mut taken = 0;
+        while taken < max {
+            match queue.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    taken += 1;
+                    self.take(&m)?;
+                    if self.buf.len() >= RESTORE_BATCH {
+                        out.applied += self.flush()?;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.ended = true;
+                    break;
+                }
+                // The cluster unreachable, a leader moving: librdkafka reconnects and fetches
+                // again.
+                Some(Err(e)) => {
+                    tracing::warn!(topic = key.0, partition = key.1, error = %e, "restore consumer error; retrying");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(taken)
+    }
+
     /// Takes record `m`: buffered to apply, or its key noted to relog when past the committed
     /// position.
     fn take(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {

@@ -49,7 +49,7 @@ pub struct StreamsMetrics {
     pub sent: u64,
     /// Records skipped or sent to the dead-letter topic by an error handler.
     pub skipped: u64,
-    /// Changelog records restored into stores (counted as each slice of a restore is applied).
+    /// Changelog records restored into stores (counted as each batch of a restore is applied).
     pub restored: u64,
     /// Keys logged again after a restore found changelog records past the position committed
     /// with the input offsets (written after the last commit; their input is processed again).
