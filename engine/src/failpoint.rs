@@ -16,6 +16,7 @@
 //! | point | where |
 //! |---|---|
 //! | `restore.batch` | before a batch of changelog records is applied to a store during a restore |
+//! | `restore.assigned` | after changelog partitions joined the restore consumer's assignment |
 //! | `commit.after_kafka` | after Kafka has a commit (the transaction or the offsets), before the stores commit |
 //! | `commit.deferred` | after the stores committed in memory only (their writes wait for the next persist) |
 //! | `rebalance.assign` | when newly assigned partitions are about to be opened |
@@ -32,7 +33,8 @@ use crate::error::{Error, Result};
 pub const ENV: &str = "MOLDAU_FAIL_POINTS";
 
 /// The points a configuration may name.
-pub const POINTS: [&str; 4] = ["restore.batch", "commit.after_kafka", "commit.deferred", "rebalance.assign"];
+pub const POINTS: [&str; 5] =
+    ["restore.batch", "restore.assigned", "commit.after_kafka", "commit.deferred", "rebalance.assign"];
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static CONFIG: Mutex<Option<HashMap<String, Point>>> = Mutex::new(None);

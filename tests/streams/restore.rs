@@ -13,6 +13,7 @@ use moldau_tests::streams_util::{produce, produce_strings, streams_config, Produ
 use moldau_tests::{client_config, init_logging, must_create_topic};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::apps::wait_until;
@@ -130,6 +131,176 @@ fn should_run_other_tasks_and_stay_in_the_group_while_a_large_store_restores() {
             }
         }
     }
+    app.close().unwrap();
+    cluster.shutdown();
+}
+
+/// Counts per key of `in` → `out` (store `cnt`).
+fn one_count() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream_keyed("in", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .count("cnt")
+        .to_stream()
+        .map_values(|n: Option<u64>| n.unwrap_or(0))
+        .to("out", Produced::with(StringSerde, U64Serde));
+    b.build().expect("the count builds")
+}
+
+/// The `(read_committed, read_uncommitted)` end offsets of partition 0 of `topic`: the last
+/// stable offset and the high watermark.
+fn stable_and_high(bootstrap: &str, topic: &str) -> (i64, i64) {
+    let end = |isolation: &str| {
+        let c: BaseConsumer = client_config(bootstrap).set("isolation.level", isolation).create().expect("consumer");
+        c.fetch_watermarks(topic, 0, Duration::from_secs(10)).expect("watermarks").1
+    };
+    (end("read_committed"), end("read_uncommitted"))
+}
+
+/// A store's restore that reaches the changelog's readable end (its last stable offset, held
+/// back by a transaction still open, as a killed producer leaves it) short of the changelog
+/// position committed with the task's offsets waits for the rest instead of starting the task
+/// on a short store (which counted on from 5 where 10 was committed, and broke exactly-once
+/// in the crash tests). It resumes as soon as the transaction is aborted.
+#[test]
+fn should_wait_for_the_committed_changelog_position_held_back_by_an_open_transaction() {
+    init_logging();
+    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).start().expect("cluster starts");
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    for topic in ["in", "out"] {
+        rt.block_on(must_create_topic(&bootstrap, topic, 1, 1));
+    }
+    let changelog = "held-cnt-changelog";
+    let config = |dir: &std::path::Path| streams_config("held", &bootstrap, dir, ProcessingGuarantee::ExactlyOnceV2);
+    let run = |dir: &std::path::Path, from: i64, n: i64| {
+        let mut app = KafkaStreams::new(one_count(), config(dir)).unwrap();
+        app.start().unwrap();
+        let records: Vec<(&str, &str, i64)> = (from..from + n).map(|i| ("k", "x", 1_000 + i)).collect();
+        produce_strings(&bootstrap, "in", &records);
+        wait_until("the run processed its records", || app.metrics().processed == n as u64);
+        app.close().unwrap();
+    };
+
+    // Five counts committed, then a transaction left open on the changelog (the zombie), then
+    // five more counts committed past it.
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), 0, 5);
+    let zombie: BaseProducer = client_config(&bootstrap)
+        .set("transactional.id", "a-killed-instance")
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .expect("producer");
+    zombie.init_transactions(Duration::from_secs(30)).expect("init");
+    zombie.begin_transaction().expect("begin");
+    zombie.send(BaseRecord::to(changelog).partition(0).key("k").payload(&99u64.to_be_bytes()[..])).expect("send");
+    zombie.flush(Duration::from_secs(30)).expect("the open transaction's record is written");
+    run(dir.path(), 5, 5);
+    // The premise: the changelog's committed records past the open transaction are not
+    // readable.
+    let (stable, high) = stable_and_high(&bootstrap, changelog);
+    assert!(high >= stable + 6, "five committed counts past the open transaction: stable {stable}, high {high}");
+
+    // A new state directory: the store restores while the transaction is open.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut app = KafkaStreams::new(one_count(), config(fresh.path())).unwrap();
+    app.start().unwrap();
+    wait_until("the task assigned", || app.metrics().rebalances > 0);
+    produce_strings(&bootstrap, "in", &[("k", "x", 2_000)]);
+    let reader = tail(&bootstrap, "out");
+    let mut outputs = Vec::new();
+    let held_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < held_until {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
+            outputs.push(u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count")));
+        }
+    }
+    let m = app.metrics();
+    assert_eq!(outputs.len(), 10, "no count while the store is short of its committed state: {outputs:?}");
+    assert!(m.restoring.values().any(|t| !t.is_empty()), "the task waits in its restore: {m:?}");
+
+    // The open transaction aborted: the restore reads on and the count goes on from 10.
+    zombie.abort_transaction(Duration::from_secs(30)).expect("abort");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outputs.len() < 11 {
+        assert!(Instant::now() < deadline, "no count after the abort: {outputs:?} {:?}", app.metrics());
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
+            outputs.push(u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count")));
+        }
+    }
+    assert_eq!(outputs, (1..=11).collect::<Vec<u64>>(), "exactly the counts of a run without the open transaction");
+    assert_eq!(app.metrics().restored, 10, "the ten committed counts restored, the aborted record not");
+    app.close().unwrap();
+    cluster.shutdown();
+}
+
+/// A restore applies a changelog's records in their order: records fetched before the
+/// partition's own queue was split off (slowed here by a fail point) went to the consumer's
+/// queue and were applied after newer ones, so a key's older count overwrote its newer one
+/// (the exactly-once crash tests' counts came out behind, the restore "ending" short of its
+/// committed position).
+#[test]
+fn should_apply_a_changelog_in_order_when_records_are_fetched_while_the_restore_assigns() {
+    init_logging();
+    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).start().expect("cluster starts");
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let changelog = "ordered-cnt-changelog";
+    for topic in ["in", "out", changelog] {
+        rt.block_on(must_create_topic(&bootstrap, topic, 1, 1));
+    }
+    // A changelog written as the count would write it, uncached: keys k0..k2 in turn, each
+    // record the key's count so far, 10,000 each.
+    const KEYS: usize = 3;
+    const RECORDS: usize = 30_000;
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("k{k}")).collect();
+    let values: Vec<[u8; 8]> = (0..RECORDS).map(|i| ((i / KEYS + 1) as u64).to_be_bytes()).collect();
+    // Small batches, so that a fetch holds a few of them.
+    let producer: BaseProducer = client_config(&bootstrap)
+        .set("enable.idempotence", "true")
+        .set("batch.num.messages", "100")
+        .create()
+        .expect("producer");
+    for i in 0..RECORDS {
+        let mut record = BaseRecord::to(changelog).partition(0).key(&keys[i % KEYS]).payload(&values[i][..]);
+        while let Err((_, back)) = producer.send(record) {
+            producer.poll(Duration::from_millis(5));
+            record = back;
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("every changelog record acknowledged");
+
+    // Restore with small fetches, stalled right after the changelog partition is assigned.
+    failpoint::configure("restore.assigned=sleep(3)").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("ordered", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2)
+        .with_property("consumer.max.partition.fetch.bytes", "8192");
+    let mut app = KafkaStreams::new(one_count(), config).unwrap();
+    app.start().unwrap();
+    wait_until("the restore ended", || {
+        let m = app.metrics();
+        m.rebalances > 0 && m.restoring.values().all(Vec::is_empty) && !m.tasks.is_empty()
+    });
+    failpoint::configure("").unwrap();
+    assert_eq!(app.metrics().restored, RECORDS as u64, "the whole changelog restored");
+
+    // Each key counts on from 10,000.
+    let input: Vec<(&str, &str, i64)> = keys.iter().map(|k| (k.as_str(), "x", 1_000)).collect();
+    produce_strings(&bootstrap, "in", &input);
+    let reader = tail(&bootstrap, "out");
+    let mut counts = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counts.len() < KEYS {
+        assert!(Instant::now() < deadline, "not every key counted: {counts:?}");
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
+            let n = u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count"));
+            counts.insert(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(), n);
+        }
+    }
+    let expected: std::collections::BTreeMap<String, u64> =
+        keys.iter().map(|k| (k.clone(), (RECORDS / KEYS) as u64 + 1)).collect();
+    assert_eq!(counts, expected, "every key's count goes on from its newest restored value");
     app.close().unwrap();
     cluster.shutdown();
 }

@@ -9,6 +9,15 @@
 //! applied, and each key they name is logged again with its restored value, so that any later
 //! replay of the changelog ends at the state the task resumes from.
 //!
+//! The committed position can lie past the partition's readable end: a transaction left open
+//! by a killed producer holds the last stable offset back at its first record, and the
+//! records committed after it (by the task's next owner) stay unreadable until the broker
+//! aborts it at its transaction timeout. A store that reached the readable end short of its
+//! committed position waits for the rest (its task does not start on a short store, which
+//! broke exactly-once), asking the broker for the last stable offset about once a second: once
+//! that is at or past the committed position, what is missing was aborted or compacted away
+//! and the store is whole.
+//!
 //! A restore is incremental: the stream thread calls [`Restorer::step`] once per turn of its
 //! loop, which reads a bounded slice of records (applied to the stores in batches of
 //! `RESTORE_BATCH` per partition), so the thread keeps polling its
@@ -21,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moldau_state_store::{ChangelogRecord, StateStore};
 use rdkafka::consumer::base_consumer::PartitionQueue;
@@ -44,6 +53,10 @@ const RESTORE_BATCH: usize = 10_000;
 const STEP_RECORDS: usize = 20_000;
 /// The longest one [`Restorer::step`] runs (it stops at the first record past it).
 const STEP_TIME: Duration = Duration::from_millis(50);
+/// How often a store held short of its committed position asks for the last stable offset.
+const HELD_CHECK: Duration = Duration::from_secs(1);
+/// How often a store still held short of its committed position says so again.
+const HELD_WARN: Duration = Duration::from_secs(30);
 
 /// One store partition to restore.
 pub(crate) struct RestoreWork {
@@ -91,14 +104,18 @@ impl rdkafka::consumer::ConsumerContext for RestoreContext {}
 /// A consumer outside the group that reads changelog partitions by assignment, each from its
 /// own queue (an end-of-partition event names only the partition, its queue the topic), and
 /// the stores restoring from them.
+///
+/// A partition's queue is split off before the partition is assigned: split after, the
+/// records fetched in between went to the consumer's own queue and were read after newer ones
+/// from the partition's queue, so older values overwrote newer ones in the store.
 pub(crate) struct Restorer {
     consumer: Arc<BaseConsumer<RestoreContext>>,
+    /// Reads uncommitted offsets: a changelog's high watermark (the restore consumer's end
+    /// offsets are last stable offsets).
+    offsets: BaseConsumer,
     /// The partitions restoring (changelog topic, partition), each with its queue once
     /// assigned.
     active: BTreeMap<(String, i32), Pending>,
-    /// Whether the whole assignment must be made again (an end-of-partition event came
-    /// through the consumer's own queue, so its topic is unknown).
-    reassign: bool,
 }
 
 impl std::fmt::Debug for Restorer {
@@ -128,14 +145,19 @@ impl Restorer {
         );
         let consumer: BaseConsumer<RestoreContext> =
             cc.create_with_context(RestoreContext).map_err(|e| Error::kafka("creating the restore consumer", e))?;
-        Ok(Restorer { consumer: Arc::new(consumer), active: BTreeMap::new(), reassign: false })
+        let offsets: BaseConsumer = config
+            .rdkafka_config("consumer", client_id, &[("isolation.level", "read_uncommitted")], &["isolation.level"])
+            .create()
+            .map_err(|e| Error::kafka("creating the changelog offsets reader", e))?;
+        Ok(Restorer { consumer: Arc::new(consumer), offsets, active: BTreeMap::new() })
     }
 
     /// The first and next offsets of changelog partition `topic`-`partition` (its log start
-    /// and last stable offset), waiting for the cluster while it cannot be reached.
+    /// and high watermark, transactions still open included), waiting for the cluster while
+    /// it cannot be reached.
     pub(crate) fn watermarks(&self, topic: &str, partition: i32, shutdown: &AtomicBool) -> Result<(i64, i64)> {
         until_answered(&format!("reading the offsets of {topic}-{partition}"), shutdown, || {
-            self.consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+            self.offsets.fetch_watermarks(topic, partition, Duration::from_secs(10))
         })
     }
 
@@ -146,7 +168,16 @@ impl Restorer {
             let key = (w.topic.clone(), w.partition);
             self.active.insert(
                 key,
-                Pending { work: w, queue: None, next, ended: false, buf: Vec::new(), last: -1, tail: BTreeMap::new() },
+                Pending {
+                    work: w,
+                    queue: None,
+                    next,
+                    ended: false,
+                    held: None,
+                    buf: Vec::new(),
+                    last: -1,
+                    tail: BTreeMap::new(),
+                },
             );
         }
     }
@@ -178,17 +209,31 @@ impl Restorer {
     fn unassign(&mut self, key: &(String, i32), assigned: bool) {
         if self.active.is_empty() {
             let _ = self.consumer.unassign();
-            self.reassign = false;
             return;
         }
         if assigned {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&key.0, key.1);
             if let Err(e) = self.consumer.incremental_unassign(&tpl) {
-                tracing::debug!(topic = key.0, partition = key.1, error = %e, "restore consumer: unassigning failed");
-                self.reassign = true;
+                tracing::warn!(topic = key.0, partition = key.1, error = %e, "restore consumer: unassigning failed");
             }
         }
+    }
+
+    /// Starts partition `key`'s restore again from its store's checkpoint (what the store
+    /// has applied): a record or end of it reached the consumer's own queue, out of order
+    /// with its partition's queue.
+    fn restart(&mut self, key: &(String, i32)) {
+        let Some(p) = self.active.get_mut(key) else { return };
+        let assigned = p.queue.take().is_some();
+        p.next = p.work.store.borrow().checkpoint().changelog_offset.max(0);
+        p.buf.clear();
+        p.last = -1;
+        p.tail.clear();
+        p.held = None;
+        p.ended = false;
+        tracing::warn!(topic = key.0, partition = key.1, from = p.next, "restore: reading the partition again");
+        self.unassign(key, assigned);
     }
 
     /// Drops everything (every task closed).
@@ -197,7 +242,6 @@ impl Restorer {
             self.active.clear();
             let _ = self.consumer.unassign();
         }
-        self.reassign = false;
     }
 
     /// Restores the next slice: reads up to `STEP_RECORDS` records or for about `STEP_TIME`,
@@ -209,9 +253,7 @@ impl Restorer {
         if self.active.is_empty() {
             return Ok(out);
         }
-        if self.reassign {
-            self.assign()?;
-        } else if self.active.values().any(|p| p.queue.is_none()) {
+        if self.active.values().any(|p| p.queue.is_none()) {
             self.assign_new()?;
         }
         let start = clock.now();
@@ -225,26 +267,34 @@ impl Restorer {
                 }
                 let Some(queue) = p.queue.take() else { continue };
                 // A share per partition per round, so each progresses.
-                let polled = p.drain(&queue, key, 1_000, Duration::ZERO, &mut out);
+                let polled = p.drain(&queue, key, 1_000, Duration::ZERO, &mut out, start);
                 p.queue = Some(queue);
                 let n = polled?;
                 read += n;
                 any |= n > 0;
             }
-            // The consumer's own queue serves its callbacks; it holds records only when some
-            // were queued before a partition's queue was split off.
+            // The consumer's own queue serves its callbacks. Every partition's queue is split
+            // off before it is assigned, so it holds no records; if one came, its order with
+            // the partition's queue is unknown and the partition is read again.
             match self.consumer.poll(Duration::ZERO) {
                 None => {}
                 Some(Ok(m)) => {
-                    any = true;
                     let key = (m.topic().to_string(), m.partition());
-                    if let Some(p) = self.active.get_mut(&key) {
-                        read += 1;
-                        p.take(&m)?;
+                    tracing::warn!(
+                        topic = key.0,
+                        partition = key.1,
+                        offset = m.offset(),
+                        "restore: a record outside its partition's queue"
+                    );
+                    self.restart(&key);
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    tracing::warn!(partition, "restore: an end of partition outside its partition's queue");
+                    let keys: Vec<_> = self.active.keys().filter(|k| k.1 == partition).cloned().collect();
+                    for key in &keys {
+                        self.restart(key);
                     }
                 }
-                // Its topic unknown: assigned again, each queue sees its end anew.
-                Some(Err(KafkaError::PartitionEOF(_))) => self.reassign = true,
                 Some(Err(e)) => tracing::warn!(error = %e, "restore consumer error; retrying"),
             }
             if any || self.active.values().any(|p| p.ended) {
@@ -258,11 +308,12 @@ impl Restorer {
             waited = true;
             if let Some((key, p)) = self.active.iter_mut().find(|(_, p)| p.queue.is_some()) {
                 let queue = p.queue.take().expect("found with a queue");
-                let polled = p.drain(&queue, key, 1, wait, &mut out);
+                let polled = p.drain(&queue, key, 1, wait, &mut out, start);
                 p.queue = Some(queue);
                 read += polled?;
             }
         }
+        self.check_held(clock);
         let ended: Vec<(String, i32)> = self.active.iter().filter(|(_, p)| p.ended).map(|(k, _)| k.clone()).collect();
         for key in ended {
             let Some(mut p) = self.active.remove(&key) else { continue };
@@ -279,40 +330,110 @@ impl Restorer {
         Ok(out)
     }
 
-    /// Adds the partitions not yet assigned to the assignment, each from its next offset and
-    /// with its own queue; the others' fetches go on undisturbed.
-    fn assign_new(&mut self) -> Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), p) in &self.active {
-            if p.queue.is_none() {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(p.next))
-                    .map_err(|e| Error::kafka(format!("restoring {topic}"), e))?;
-            }
-        }
-        self.consumer.incremental_assign(&tpl).map_err(|e| Error::kafka("assigning changelogs for restore", e))?;
+    /// Asks the broker for the last stable offset of each partition that reached its readable
+    /// end short of its committed position (at most once per `HELD_CHECK`). One at or past the
+    /// committed position means the rest is readable now: the partition is assigned again from
+    /// where it stands, so that its next end of partition comes from a fetch that saw that
+    /// offset (an earlier fetch's could be in flight), and that end ends its restore even
+    /// short of the committed position (what is missing was aborted or compacted away).
+    /// Otherwise it goes on waiting for the transaction that holds it back to end.
+    fn check_held(&mut self, clock: SystemClock) {
+        let now = clock.now();
+        let mut readable = Vec::new();
         for ((topic, partition), p) in &mut self.active {
-            if p.queue.is_none() {
-                p.queue = self.consumer.split_partition_queue(topic, *partition);
+            let Some(held) = &mut p.held else { continue };
+            if !held.at_end || now < held.next_check {
+                continue;
+            }
+            held.next_check = now + HELD_CHECK;
+            let until = p.work.until.unwrap_or(0);
+            // The restore consumer reads committed records: its end offset is the last stable
+            // offset.
+            match self.consumer.fetch_watermarks(topic, *partition, HELD_CHECK) {
+                Ok((_, stable)) if stable >= until => {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        at = p.next,
+                        committed_position = until,
+                        stable,
+                        waited_ms = now.duration_since(held.since).as_millis() as u64,
+                        "restore: the changelog is readable past the committed position; reading on"
+                    );
+                    held.readable = true;
+                    held.at_end = false;
+                    readable.push((topic.clone(), *partition));
+                }
+                Ok((_, stable)) => {
+                    if now >= held.next_warn {
+                        held.next_warn = now + HELD_WARN;
+                        tracing::warn!(
+                            topic,
+                            partition,
+                            at = p.next,
+                            committed_position = until,
+                            stable,
+                            waiting_ms = now.duration_since(held.since).as_millis() as u64,
+                            "restore waits: an open transaction holds the changelog's last stable offset short of the \
+                             committed position (a killed producer's transaction, aborted at its timeout)"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(topic, partition, error = %e, "restore: reading the last stable offset failed; retrying")
+                }
             }
         }
-        Ok(())
+        for key in readable {
+            let assigned = self.active.get_mut(&key).and_then(|p| p.queue.take()).is_some();
+            self.unassign(&key, assigned);
+        }
     }
 
-    /// Assigns every restoring partition from its next offset, each with its own queue.
-    fn assign(&mut self) -> Result<()> {
+    /// Adds the partitions not yet assigned to the assignment, each from its next offset and
+    /// with its own queue, split off before the assignment (see [`Restorer`]); the others'
+    /// fetches go on undisturbed.
+    fn assign_new(&mut self) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), p) in &mut self.active {
-            p.queue = None;
+            if p.queue.is_some() {
+                continue;
+            }
+            let queue = self.consumer.split_partition_queue(topic, *partition).ok_or_else(|| {
+                Error::Config(format!("restoring {topic}-{partition}: the consumer has no queue for the partition"))
+            })?;
+            p.queue = Some(queue);
             tpl.add_partition_offset(topic, *partition, Offset::Offset(p.next))
                 .map_err(|e| Error::kafka(format!("restoring {topic}"), e))?;
         }
-        self.consumer.assign(&tpl).map_err(|e| Error::kafka("assigning changelogs for restore", e))?;
-        for ((topic, partition), p) in &mut self.active {
-            p.queue = self.consumer.split_partition_queue(topic, *partition);
+        if let Err(e) = self.consumer.incremental_assign(&tpl) {
+            // Split again, and assigned, on the next step.
+            for e in tpl.elements() {
+                if let Some(p) = self.active.get_mut(&(e.topic().to_string(), e.partition())) {
+                    p.queue = None;
+                }
+            }
+            return Err(Error::kafka("assigning changelogs for restore", e));
         }
-        self.reassign = false;
+        failpoint::hit("restore.assigned");
         Ok(())
     }
+}
+
+/// A partition whose restore reached the readable end short of its committed position.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// When it first did.
+    since: Instant,
+    /// Whether it is at the readable end now (no record read since).
+    at_end: bool,
+    /// When to ask for the last stable offset next.
+    next_check: Instant,
+    /// When to say again that it waits.
+    next_warn: Instant,
+    /// Whether the last stable offset was seen at or past the committed position (the next
+    /// end of partition ends the restore).
+    readable: bool,
 }
 
 /// One partition being restored.
@@ -324,6 +445,8 @@ struct Pending {
     next: i64,
     /// Whether its end was reached (it is finished at the end of the step).
     ended: bool,
+    /// Set once its readable end was reached short of the committed position.
+    held: Option<Held>,
     /// Records read, not yet applied.
     buf: Vec<ChangelogRecord>,
     /// Offset of the last record in `buf`.
@@ -342,6 +465,7 @@ impl Pending {
         max: usize,
         wait: Duration,
         out: &mut Restored,
+        now: Instant,
     ) -> Result<usize> {
         let mut timeout = wait;
         let mut taken = 0;
@@ -350,24 +474,44 @@ impl Pending {
                 None => break,
                 Some(Ok(m)) => {
                     taken += 1;
+                    if let Some(held) = &mut self.held {
+                        held.at_end = false;
+                    }
                     self.take(&m)?;
                     if self.buf.len() >= RESTORE_BATCH {
                         out.applied += self.flush()?;
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    if let Some(until) = self.work.until.filter(|u| self.next < *u) {
-                        // The store stays short of the state committed with the input offsets
-                        // (an open question of the exactly-once crash matrix: said loudly).
-                        tracing::warn!(
-                            topic = key.0,
-                            partition = key.1,
-                            at = self.next,
-                            committed_position = until,
-                            "restore reached the changelog's readable end short of the committed position"
-                        );
+                    match self.work.until.filter(|u| self.next < *u) {
+                        // Short of the committed state: `Restorer::check_held` finds out why.
+                        Some(until) => {
+                            if self.held.is_some_and(|h| h.readable) {
+                                tracing::info!(
+                                    topic = key.0,
+                                    partition = key.1,
+                                    at = self.next,
+                                    committed_position = until,
+                                    "restore: the changelog read to its end; the records short of the committed \
+                                     position were aborted or compacted away"
+                                );
+                                self.ended = true;
+                                break;
+                            }
+                            let held = self.held.get_or_insert_with(|| {
+                                tracing::info!(
+                                    topic = key.0,
+                                    partition = key.1,
+                                    at = self.next,
+                                    committed_position = until,
+                                    "restore reached the changelog's readable end short of the committed position"
+                                );
+                                Held { since: now, at_end: true, next_check: now, next_warn: now, readable: false }
+                            });
+                            held.at_end = true;
+                        }
+                        None => self.ended = true,
                     }
-                    self.ended = true;
                     break;
                 }
                 // The cluster unreachable, a leader moving: librdkafka reconnects and fetches
@@ -385,6 +529,10 @@ impl Pending {
     /// Takes record `m`: buffered to apply, or its key noted to relog when past the committed
     /// position.
     fn take(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        if m.offset() < self.next {
+            // Read already (a fetch from before the partition was last assigned).
+            return Ok(());
+        }
         self.next = m.offset() + 1;
         let Some(key) = m.key() else {
             return Err(Error::Store(moldau_state_store::Error::BadChangelog {

@@ -62,8 +62,23 @@ impl StreamThread {
             let nothing_committed = parts
                 .iter()
                 .all(|(_, physical, p)| committed.get(&(physical.to_string(), *p)).is_none_or(|c| c.0.is_none()));
+            // The committed position may lie past the last stable offset (a transaction left
+            // open holds it back; the restore waits), never past the high watermark unless the
+            // changelog lost records (deleted and made again): then the restore takes what is
+            // there.
             let limit = |store: &str, high: i64| match &meta {
-                Some(m) => m.changelog.get(store).map(|u| (*u).min(high)),
+                Some(m) => m.changelog.get(store).map(|u| {
+                    if *u > high {
+                        tracing::error!(
+                            store,
+                            task = %id,
+                            committed_position = *u,
+                            changelog_end = high,
+                            "the changelog ends before the committed position: it lost records; restoring what it has"
+                        );
+                    }
+                    (*u).min(high)
+                }),
                 None if nothing_committed && !self.eos => Some(0),
                 None => None,
             };
