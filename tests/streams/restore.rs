@@ -304,3 +304,89 @@ fn should_apply_a_changelog_in_order_when_records_are_fetched_while_the_restore_
     app.close().unwrap();
     cluster.shutdown();
 }
+
+/// A task's committed offsets are read before its stores restore, and read stable (the
+/// exactly-once issue's hole 7): a transaction holding offsets for the task's input (a killed
+/// instance's) is waited for, so the task resumes from those offsets with the changelog
+/// records of the same transaction restored, instead of redoing the input from the older
+/// offsets (its output would be there twice once the transaction commits).
+#[test]
+fn should_wait_for_a_pending_transactional_offset_commit_before_opening_a_task() {
+    init_logging();
+    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).start().expect("cluster starts");
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    for topic in ["in", "out"] {
+        rt.block_on(must_create_topic(&bootstrap, topic, 1, 1));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = || streams_config("pending", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut app = KafkaStreams::new(one_count(), config()).unwrap();
+    app.start().unwrap();
+    let records: Vec<(&str, &str, i64)> = (0..5).map(|i| ("k", "x", 1_000 + i)).collect();
+    produce_strings(&bootstrap, "in", &records);
+    wait_until("five records processed", || app.metrics().processed == 5);
+    app.close().unwrap();
+
+    // A sixth record, processed by an instance killed before its transaction ended: the
+    // count's output and changelog record, and the input offset after the record.
+    produce_strings(&bootstrap, "in", &[("k", "x", 1_005)]);
+    let group: BaseConsumer = client_config(&bootstrap).set("group.id", "pending").create().expect("consumer");
+    let zombie: BaseProducer = client_config(&bootstrap)
+        .set("transactional.id", "pending-killed-instance")
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .expect("producer");
+    zombie.init_transactions(Duration::from_secs(30)).expect("init");
+    zombie.begin_transaction().expect("begin");
+    let six = 6u64.to_be_bytes();
+    for topic in ["out", "pending-cnt-changelog"] {
+        zombie.send(BaseRecord::to(topic).partition(0).key("k").payload(&six[..])).expect("send");
+    }
+    zombie.flush(Duration::from_secs(30)).expect("flushed");
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset("in", 0, Offset::Offset(6)).unwrap();
+    let metadata = group.group_metadata().expect("group metadata");
+    zombie.send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30)).expect("offsets added");
+    // The premise: the group's offset of `in` is unstable (a stable read waits).
+    let reader: BaseConsumer = client_config(&bootstrap)
+        .set("group.id", "pending")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("in", 0);
+    assert!(reader.committed_offsets(tpl, Duration::from_secs(1)).is_err(), "the offset commit is pending");
+
+    let mut app = KafkaStreams::new(one_count(), config()).unwrap();
+    app.start().unwrap();
+    let out = tail(&bootstrap, "out");
+    let mut outputs = Vec::new();
+    let read = |outputs: &mut Vec<u64>| {
+        if let Some(Ok(m)) = out.poll(Duration::from_millis(50)) {
+            outputs.push(u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count")));
+        }
+    };
+    let held_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < held_until {
+        read(&mut outputs);
+    }
+    assert_eq!(outputs, vec![1, 2, 3, 4, 5], "nothing while the offsets are pending");
+    assert_eq!(app.metrics().processed, 0, "the record of the pending transaction is not processed again");
+
+    zombie.commit_transaction(Duration::from_secs(30)).expect("commit");
+    produce_strings(&bootstrap, "in", &[("k", "x", 1_006)]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outputs.len() < 7 {
+        assert!(Instant::now() < deadline, "no count after the commit: {outputs:?} {:?}", app.metrics());
+        read(&mut outputs);
+    }
+    let settle = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < settle {
+        read(&mut outputs);
+    }
+    assert_eq!(outputs, (1..=7).collect::<Vec<u64>>(), "the sixth count once, the seventh from the restored six");
+    assert_eq!(app.metrics().processed, 1, "only the record after the committed offsets");
+    app.close().unwrap();
+    cluster.shutdown();
+}
