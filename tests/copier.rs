@@ -56,7 +56,10 @@ pub struct CopierStats {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the copier until its input has been idle for `idle_exit`.
+/// The longest a copier runs (an error past it).
+const MAX_RUN: Duration = Duration::from_secs(300);
+
+/// Runs the copier until its input has been idle for `idle_exit` (`MAX_RUN` at most).
 pub fn run_copier(cfg: &CopierConfig) -> anyhow::Result<CopierStats> {
     let consumer: BaseConsumer = client_config(&cfg.bootstrap)
         .set("group.id", &cfg.group)
@@ -80,7 +83,11 @@ pub fn run_copier(cfg: &CopierConfig) -> anyhow::Result<CopierStats> {
     let mut stats = CopierStats::default();
     let mut last_input = Instant::now();
     let mut stdout = std::io::stdout();
+    let started = Instant::now();
     loop {
+        if started.elapsed() >= MAX_RUN {
+            bail!("the copier still runs after {MAX_RUN:?}: {stats:?}");
+        }
         // Gather a batch: first offset and next offset per input partition.
         let mut batch = Vec::new();
         let mut first: BTreeMap<i32, i64> = BTreeMap::new();
@@ -114,9 +121,15 @@ pub fn run_copier(cfg: &CopierConfig) -> anyhow::Result<CopierStats> {
                 record = record.payload(v);
             }
             let mut record = record;
+            let deadline = Instant::now() + TIMEOUT;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _))
+                        if Instant::now() >= deadline =>
+                    {
+                        bail!("send: the queue stayed full for {TIMEOUT:?}")
+                    }
                     Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
                         std::thread::sleep(Duration::from_millis(5));
                         record = r;

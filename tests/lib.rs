@@ -42,6 +42,7 @@ pub fn init_logging() {
         .try_init();
 }
 
+pub mod child;
 pub mod copier;
 pub mod eos_app;
 pub mod streams_util;

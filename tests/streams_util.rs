@@ -4,8 +4,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use moldau_engine::{ProcessingGuarantee, StreamsConfig};
@@ -76,13 +78,16 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[Produce<'_>]) {
         if let Some(ts) = ts {
             r = r.timestamp(*ts);
         }
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match producer.send(r) {
                 Ok(()) => break,
-                Err((_, back)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    assert!(Instant::now() < deadline, "a record to {topic} found the queue full for 60 s");
                     producer.poll(Duration::from_millis(5));
                     r = back;
                 }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
             }
         }
         producer.poll(Duration::ZERO);

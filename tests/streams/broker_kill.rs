@@ -5,13 +5,14 @@
 //! if one exits), and the output is exact.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use moldau_engine::ProcessingGuarantee;
+use moldau_tests::child::ChildLines;
 use moldau_tests::eos_app::{App, RunOptions};
 use moldau_tests::streams_util::read_topic;
 
@@ -44,16 +45,15 @@ impl BrokerProcess {
             .stdout(Stdio::piped())
             .spawn()
             .expect("broker-sim starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("bootstrap.servers=") => break,
-                Some(Ok(_)) => {}
-                _ => panic!("broker-sim exited before serving"),
-            }
+        let lines = ChildLines::new(child.stdout.take().expect("stdout"));
+        if lines.wait_for(Duration::from_secs(60), |l| l.starts_with("bootstrap.servers=").then_some(())).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("broker-sim did not serve within 60 s (or exited first)");
         }
         // Keep draining its output.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let lines = lines.into_receiver();
+        std::thread::spawn(move || lines.into_iter().for_each(drop));
         BrokerProcess { child }
     }
 

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use moldau_engine::ProcessingGuarantee;
+use moldau_tests::child::ChildLines;
 use moldau_tests::eos_app::{App, RunOptions};
 use moldau_tests::streams_util::read_topic;
 use rand::{Rng, SeedableRng};
@@ -147,20 +148,18 @@ pub(crate) fn spawn(bootstrap: &str, guarantee: &str, dir: &Path, options: &RunO
             }
         }
     });
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.trim() == "started" => break,
-            Some(Ok(_)) => {}
-            _ => panic!("eos-app exited before it started"),
-        }
+    let lines = ChildLines::new(child.stdout.take().expect("stdout"));
+    if lines.wait_for(Duration::from_secs(60), |l| (l.trim() == "started").then_some(())).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("eos-app did not start within 60 s (or exited first)");
     }
     // Keep draining its output (so it never blocks on a full pipe), and keep its last metrics.
     let reported = Arc::new(Mutex::new(Reported::default()));
     let into = reported.clone();
+    let lines = lines.into_receiver();
     std::thread::spawn(move || {
-        for line in lines.map_while(std::result::Result::ok) {
+        for line in lines {
             let Some(rest) = line.strip_prefix("metrics ") else {
                 // The child's log, for a failure's diagnosis.
                 eprintln!("[child] {line}");

@@ -263,7 +263,9 @@ fn should_apply_a_changelog_in_order_when_records_are_fetched_while_the_restore_
         .expect("producer");
     for i in 0..RECORDS {
         let mut record = BaseRecord::to(changelog).partition(0).key(&keys[i % KEYS]).payload(&values[i][..]);
-        while let Err((_, back)) = producer.send(record) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err((e, back)) = producer.send(record) {
+            assert!(Instant::now() < deadline, "changelog record {i} not queued within 60 s: {e}");
             producer.poll(Duration::from_millis(5));
             record = back;
         }

@@ -3,11 +3,11 @@
 //! transaction timeouts, and transaction state across a broker restart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use moldau_broker_sim::Cluster;
+use moldau_tests::child::{must_exit_within, ChildLines};
 use moldau_tests::copier::{run_copier, CopierConfig};
 use moldau_tests::{client_config, init_logging, must_create_topic, must_start_cluster};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -28,10 +28,12 @@ fn produce_input(bootstrap: &str, topic: &str, partitions: i32, per_partition: u
         for p in 0..partitions {
             let value = format!("{p}-{i}");
             let mut record = BaseRecord::<str, str>::to(topic).partition(p).key(&value).payload(&value);
+            let deadline = Instant::now() + TIMEOUT;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((_, r)) => {
+                    Err((e, r)) => {
+                        assert!(Instant::now() < deadline, "input record {value} not queued within {TIMEOUT:?}: {e}");
                         std::thread::sleep(Duration::from_millis(5));
                         record = r;
                     }
@@ -187,24 +189,25 @@ async fn should_copy_exactly_once_when_the_copier_is_killed_mid_transaction() {
         let mut kills = 0;
         for round in 0..6u64 {
             let mut child = spawn_copier(&bs, round);
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let lines = ChildLines::new(child.stdout.take().unwrap());
             if round < 5 {
                 // Wait for the copier to be inside a transaction a few times, then kill it there.
                 let mut seen = 0;
-                for line in lines.by_ref() {
-                    if line.unwrap() == "in-txn" {
-                        seen += 1;
-                        if seen == 2 + round as usize {
-                            break;
-                        }
-                    }
-                }
+                let inside = lines.wait_for(Duration::from_secs(60), |l| {
+                    seen += usize::from(l == "in-txn");
+                    (seen == 2 + round as usize).then_some(())
+                });
                 child.kill().expect("SIGKILL");
                 child.wait().unwrap();
+                assert!(
+                    inside.is_some(),
+                    "copier {round} was not inside a transaction {} times within 60 s",
+                    2 + round
+                );
                 kills += 1;
             } else {
-                let last = lines.map(Result::unwrap).filter(|l| l.starts_with("done")).last();
-                let status = child.wait().unwrap();
+                let status = must_exit_within(&mut child, Duration::from_secs(120), "the last copier");
+                let last = lines.into_receiver().into_iter().filter(|l| l.starts_with("done")).last();
                 assert!(status.success(), "the last copier finishes cleanly ({last:?})");
             }
         }

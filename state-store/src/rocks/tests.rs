@@ -15,7 +15,10 @@ fn should_serve_a_commit_from_its_batch_until_the_writer_applies_it() {
     let path = dir.path().join("s");
     let mut store = RocksStore::open(&path, "s", &budget).unwrap();
     let (release, gate) = sync_channel::<()>(0);
-    let blocker = writer::submit(Box::new(move || gate.recv().map_err(|e| e.to_string())));
+    let blocker = writer::submit(Box::new(move || {
+        gate.recv_timeout(std::time::Duration::from_secs(60))
+            .map_err(|e| format!("the test never released the writer: {e}"))
+    }));
 
     let mut batch = RawBatch::new();
     batch.entry(Space::Main).or_default().insert(b"k".to_vec(), Some(b"v".to_vec()));

@@ -97,7 +97,10 @@ mod tests {
     fn should_apply_jobs_in_order_and_report_each_outcome() {
         let (release, gate) = sync_channel::<()>(0);
         let (tx, rx) = channel::<u32>();
-        let blocker = submit(Box::new(move || gate.recv().map_err(|e| e.to_string())));
+        let blocker = submit(Box::new(move || {
+            gate.recv_timeout(std::time::Duration::from_secs(60))
+                .map_err(|e| format!("the test never released the writer: {e}"))
+        }));
         let tx2 = tx.clone();
         let first = submit(Box::new(move || tx.send(1).map_err(|e| e.to_string())));
         let failed = submit(Box::new(|| Err("refused".into())));
