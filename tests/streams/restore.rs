@@ -16,7 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::apps::wait_until;
+use crate::apps::{start_cluster_with, wait_until};
 
 /// Two independent counts in one topology: `big` → `big-counts` and `small` → `small-counts`
 /// (two sub-topologies, so one thread runs a task of each).
@@ -157,6 +157,11 @@ fn stable_and_high(bootstrap: &str, topic: &str) -> (i64, i64) {
     (end("read_committed"), end("read_uncommitted"))
 }
 
+/// The count a record of `out` holds.
+fn count_of(m: &impl Message) -> u64 {
+    u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count"))
+}
+
 /// A store's restore that reaches the changelog's readable end (its last stable offset, held
 /// back by a transaction still open, as a killed producer leaves it) short of the changelog
 /// position committed with the task's offsets waits for the rest instead of starting the task
@@ -164,13 +169,7 @@ fn stable_and_high(bootstrap: &str, topic: &str) -> (i64, i64) {
 /// in the crash tests). It resumes as soon as the transaction is aborted.
 #[test]
 fn should_wait_for_the_committed_changelog_position_held_back_by_an_open_transaction() {
-    init_logging();
-    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).start().expect("cluster starts");
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    for topic in ["in", "out"] {
-        rt.block_on(must_create_topic(&bootstrap, topic, 1, 1));
-    }
+    let (cluster, bootstrap) = start_cluster_with(1, &["in", "out"], 1);
     let changelog = "held-cnt-changelog";
     let config = |dir: &std::path::Path| streams_config("held", &bootstrap, dir, ProcessingGuarantee::ExactlyOnceV2);
     let run = |dir: &std::path::Path, from: i64, n: i64| {
@@ -212,7 +211,7 @@ fn should_wait_for_the_committed_changelog_position_held_back_by_an_open_transac
     let held_until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < held_until {
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
-            outputs.push(u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count")));
+            outputs.push(count_of(&m));
         }
     }
     let m = app.metrics();
@@ -225,7 +224,7 @@ fn should_wait_for_the_committed_changelog_position_held_back_by_an_open_transac
     while outputs.len() < 11 {
         assert!(Instant::now() < deadline, "no count after the abort: {outputs:?} {:?}", app.metrics());
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
-            outputs.push(u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count")));
+            outputs.push(count_of(&m));
         }
     }
     assert_eq!(outputs, (1..=11).collect::<Vec<u64>>(), "exactly the counts of a run without the open transaction");
@@ -241,14 +240,8 @@ fn should_wait_for_the_committed_changelog_position_held_back_by_an_open_transac
 /// committed position).
 #[test]
 fn should_apply_a_changelog_in_order_when_records_are_fetched_while_the_restore_assigns() {
-    init_logging();
-    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).start().expect("cluster starts");
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let changelog = "ordered-cnt-changelog";
-    for topic in ["in", "out", changelog] {
-        rt.block_on(must_create_topic(&bootstrap, topic, 1, 1));
-    }
+    let (cluster, bootstrap) = start_cluster_with(1, &["in", "out", changelog], 1);
     // A changelog written as the count would write it, uncached: keys k0..k2 in turn, each
     // record the key's count so far, 10,000 each.
     const KEYS: usize = 3;
@@ -296,7 +289,7 @@ fn should_apply_a_changelog_in_order_when_records_are_fetched_while_the_restore_
     while counts.len() < KEYS {
         assert!(Instant::now() < deadline, "not every key counted: {counts:?}");
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
-            let n = u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count"));
+            let n = count_of(&m);
             counts.insert(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(), n);
         }
     }
@@ -314,13 +307,7 @@ fn should_apply_a_changelog_in_order_when_records_are_fetched_while_the_restore_
 /// offsets (its output would be there twice once the transaction commits).
 #[test]
 fn should_wait_for_a_pending_transactional_offset_commit_before_opening_a_task() {
-    init_logging();
-    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).start().expect("cluster starts");
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    for topic in ["in", "out"] {
-        rt.block_on(must_create_topic(&bootstrap, topic, 1, 1));
-    }
+    let (cluster, bootstrap) = start_cluster_with(1, &["in", "out"], 1);
     let dir = tempfile::tempdir().unwrap();
     let config = || streams_config("pending", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
     let mut app = KafkaStreams::new(one_count(), config()).unwrap();
@@ -366,7 +353,7 @@ fn should_wait_for_a_pending_transactional_offset_commit_before_opening_a_task()
     let mut outputs = Vec::new();
     let read = |outputs: &mut Vec<u64>| {
         if let Some(Ok(m)) = out.poll(Duration::from_millis(50)) {
-            outputs.push(u64::from_be_bytes(m.payload().unwrap_or_default().try_into().expect("8-byte count")));
+            outputs.push(count_of(&m));
         }
     };
     let held_until = Instant::now() + Duration::from_secs(3);
