@@ -13,6 +13,10 @@ use crate::cluster::{BrokerInfo, ClusterCore};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 
+/// How long [`Cluster::shutdown`] waits for the brokers to stop (connections closed, logs
+/// flushed).
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Builds a [`Cluster`]. Defaults: one broker, ephemeral ports, in memory.
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
@@ -196,8 +200,20 @@ impl Cluster {
     fn stop(&mut self) {
         let _ = self.shutdown.send(true);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
-            tracing::info!("broker-sim cluster stopped");
+            // Bounded: a cluster that does not stop is left running (and said so) rather than
+            // hanging its owner.
+            const STEP: Duration = Duration::from_millis(5);
+            let mut waited = Duration::ZERO;
+            while !t.is_finished() && waited < STOP_TIMEOUT {
+                std::thread::sleep(STEP);
+                waited += STEP;
+            }
+            if t.is_finished() {
+                let _ = t.join();
+                tracing::info!("broker-sim cluster stopped");
+            } else {
+                tracing::error!(timeout = ?STOP_TIMEOUT, "broker-sim did not stop in time; leaving it running");
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod testing;
 pub mod topology;
 
 pub use error::{Error, Result};
-pub use kafka::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsState};
+pub use kafka::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsState, CLOSE_TIMEOUT};
 pub use processor::{
     InitContext, Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, RecordMetadata, StoreHandle,
     TaskId,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use moldau_dsl::state::{StringSerde, U64Serde};
 use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder, TimeWindows};
-use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState, Topology};
+use moldau_engine::{failpoint, KafkaStreams, ProcessingGuarantee, StreamsState, Topology};
 use moldau_tests::streams_util::{produce_strings, read_topic, streams_config};
 use moldau_tests::{admin, client_config, init_logging};
 use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -305,5 +305,32 @@ fn should_switch_an_existing_repartition_topic_to_no_time_retention() {
     let value = |k: &str| described.get(k).and_then(|e| e.value.clone());
     assert_eq!(value("retention.ms").as_deref(), Some("-1"), "no time retention on a repartition topic");
     assert_eq!(value("max.message.bytes").as_deref(), Some("2000000"), "its other configs are kept");
+    cluster.shutdown();
+}
+
+/// A close is bounded: with the stream thread stuck in a commit (a fail point sleeps 5 s after
+/// each Kafka commit), `close_timeout` of 500 ms fails naming the thread still running
+/// instead of waiting for it.
+#[test]
+fn should_fail_a_close_whose_thread_does_not_stop_in_time() {
+    init_logging();
+    let (cluster, bootstrap) = start_cluster_with(1, &["text", "counts"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("slow-close", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut app = KafkaStreams::new(word_count(), config).unwrap();
+    app.start().unwrap();
+    produce_strings(&bootstrap, "text", &[("1", "a b", BASE)]);
+    wait_until("the first line counted", || app.metrics().commits > 0 && app.metrics().processed > 0);
+    failpoint::configure("commit.after_kafka=sleep(5000)").unwrap();
+    let (commits, processed) = (app.metrics().commits, app.metrics().processed);
+    produce_strings(&bootstrap, "text", &[("2", "c", BASE + 1)]);
+    // The thread enters the commit of the second line within a commit interval of
+    // processing it, and stays there (each commit takes 5 s now).
+    wait_until("the second line processed", || app.metrics().processed > processed);
+    std::thread::sleep(Duration::from_millis(300));
+    let err = app.close_timeout(Duration::from_millis(500)).expect_err("the close gives up");
+    assert!(err.to_string().contains("still running"), "{err}");
+    assert!(app.metrics().commits <= commits + 1, "the thread was stuck in a commit: {:?}", app.metrics());
+    assert_eq!(app.state(), StreamsState::NotRunning);
     cluster.shutdown();
 }

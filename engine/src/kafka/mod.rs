@@ -18,4 +18,4 @@ mod topic_handle;
 mod topics;
 
 pub use config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
-pub use streams::{KafkaStreams, StreamsMetrics, StreamsState};
+pub use streams::{KafkaStreams, StreamsMetrics, StreamsState, CLOSE_TIMEOUT};

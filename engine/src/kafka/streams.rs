@@ -6,9 +6,11 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use moldau_state_store::MemoryBudget;
 
+use super::clock::SystemClock;
 use super::config::StreamsConfig;
 use super::purge::Purger;
 use super::thread::{self, Shared, ThreadSpec};
@@ -16,6 +18,10 @@ use super::topics::{self, TopicNames};
 use crate::error::{Error, Result};
 use crate::processor::TaskId;
 use crate::Topology;
+
+/// How long [`KafkaStreams::close`] waits for the stream threads (a last commit waits up to
+/// 30 s for the brokers, and leaving the group up to its own timeout).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where an application is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,14 +192,46 @@ impl KafkaStreams {
         &self.topology
     }
 
-    /// Stops the threads after a last commit and leaves the group; returns the first error a
-    /// thread stopped with, if any.
+    /// Stops the threads after a last commit and leaves the group, waiting for them up to
+    /// `CLOSE_TIMEOUT` (see [`Self::close_timeout`]); returns the first error a thread stopped
+    /// with, if any.
     pub fn close(&mut self) -> Result<()> {
+        self.close_timeout(CLOSE_TIMEOUT)
+    }
+
+    /// Stops the threads after a last commit and leaves the group, waiting up to `timeout` for
+    /// them (Kafka Streams' `close(Duration)`). Threads still running past it are left to
+    /// finish on their own and the close fails naming how many; the state directory stays
+    /// locked until the process exits, so no other instance starts on it meanwhile. Returns
+    /// the first error a thread stopped with, if any.
+    pub fn close_timeout(&mut self, timeout: Duration) -> Result<()> {
         self.shared.shutdown.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        let clock = SystemClock;
+        let start = clock.now();
+        while self.threads.iter().any(|t| !t.is_finished()) && clock.now().duration_since(start) < timeout {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (finished, running): (Vec<_>, Vec<_>) = self.threads.drain(..).partition(|t| t.is_finished());
+        for t in finished {
             if t.join().is_err() {
                 self.shared.errors.lock().push("a stream thread panicked".into());
             }
+        }
+        if !running.is_empty() {
+            let n = running.len();
+            tracing::error!(
+                threads = n,
+                ?timeout,
+                "stream threads still running after the close timeout; leaving them"
+            );
+            // Detached: they end on their own. The directory stays locked until the process exits.
+            drop(running);
+            std::mem::forget(self.dir_lock.take());
+            self.state = StreamsState::NotRunning;
+            return Err(Error::Kafka {
+                op: "closing the application".into(),
+                reason: format!("{n} stream thread(s) still running after {timeout:?}"),
+            });
         }
         if let Some(p) = self.purger.take() {
             p.stop();
