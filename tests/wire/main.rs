@@ -1,9 +1,11 @@
 //! Real Kafka clients against broker-sim. Each test starts its own cluster on free ports.
 
 mod bad_input;
+mod group_conformance;
 mod kcat;
 mod python;
 mod raw;
+mod raw_group;
 mod rdkafka_admin;
 mod rdkafka_data;
 mod rdkafka_groups;

@@ -332,8 +332,8 @@ impl GroupCoordinator {
         codes::NONE
     }
 
-    /// Validates an OffsetCommit's member and generation (KIP-447 rules also apply to
-    /// TxnOffsetCommit). Generation -1 with no member is a "simple" commit, allowed only when
+    /// Validates an OffsetCommit's member, generation and then the group's state, in Kafka's
+    /// order (TxnOffsetCommit has its own check, without the state). Generation -1 with no member is a "simple" commit, allowed only when
     /// the group has no members.
     pub(crate) fn check_commit(
         &mut self,
@@ -352,14 +352,16 @@ impl GroupCoordinator {
         if generation < 0 && member_id.is_empty() && group.members.is_empty() {
             return CommitCheck::Accept;
         }
+        // Kafka's order: the member, then the generation, then the group's state (a member of
+        // an old generation learns it must rejoin, not that a rebalance is under way).
         if let Err(code) = check_member(group, member_id, instance_id) {
             return CommitCheck::Reject(code);
         }
-        if group.state == GroupState::CompletingRebalance {
-            return CommitCheck::Reject(codes::REBALANCE_IN_PROGRESS);
-        }
         if generation != group.generation {
             return CommitCheck::Reject(codes::ILLEGAL_GENERATION);
+        }
+        if group.state == GroupState::CompletingRebalance {
+            return CommitCheck::Reject(codes::REBALANCE_IN_PROGRESS);
         }
         if let Some(m) = group.members.get_mut(member_id) {
             m.last_seen_ms = now;

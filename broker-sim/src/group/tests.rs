@@ -153,6 +153,11 @@ fn should_validate_commits_against_generation_and_membership() {
     let (a, mut rx) = join_new(&mut gc, 0);
     rx.try_recv().unwrap();
     assert_eq!(gc.check_commit(0, "g", &a, None, 1), CommitCheck::Reject(codes::REBALANCE_IN_PROGRESS));
+    assert_eq!(
+        gc.check_commit(0, "g", &a, None, 0),
+        CommitCheck::Reject(codes::ILLEGAL_GENERATION),
+        "an old generation first"
+    );
     later(gc.sync(0, "g", &a, None, 1, (None, None), vec![]));
     assert_eq!(gc.check_commit(0, "g", &a, None, 1), CommitCheck::Accept);
     assert_eq!(gc.check_commit(0, "g", &a, None, 7), CommitCheck::Reject(codes::ILLEGAL_GENERATION));
