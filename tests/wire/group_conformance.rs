@@ -23,7 +23,7 @@ const ILLEGAL_GENERATION: i16 = 22;
 fn should_refuse_a_commit_of_an_old_generation_with_illegal_generation_during_a_rebalance() {
     init_logging();
     let cluster = must_start_cluster(1);
-    block_on(must_create_topic(&cluster.bootstrap_servers(), "t", 1, 1));
+    block_on(must_create_topic(cluster.bootstrap_servers(), "t", 1, 1));
     let (mut a, mut b) = (connect(&cluster), connect(&cluster));
     let first = join(&mut a, "g", "", None);
     assert_eq!(first.error_code, 0);
