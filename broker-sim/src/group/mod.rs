@@ -495,7 +495,6 @@ fn replace_static_member(
     if let Some(w) = member.sync_waiter.take() {
         let _ = w.send(SyncResult::error(codes::FENCED_INSTANCE_ID));
     }
-    let same = member.protocols == req.protocols;
     member.id = new_id.clone();
     member.protocols = req.protocols.clone();
     member.last_seen_ms = now;
@@ -509,8 +508,17 @@ fn replace_static_member(
         group.instances.insert(inst.clone(), new_id.clone());
     }
     group.members.insert(new_id.clone(), member);
-    if group.state == GroupState::Stable && same && !was_leader {
-        return Pending::Now(current_join_result(group, &new_id));
+    // Kafka's rule: a stable group whose chosen protocol stays the same answers at once with
+    // the current generation, and no rebalance. A restarted leader is told the old leader id,
+    // so it syncs as a follower and gets its stored assignment instead of assigning again.
+    if group.state == GroupState::Stable && group.select_protocol() == group.protocol_name {
+        let mut answer = current_join_result(group, &new_id);
+        if was_leader {
+            answer.leader = old_id.to_string();
+            answer.members.clear();
+        }
+        tracing::debug!(group = %group.id, old = %old_id, new = %new_id, "static member rejoined without a rebalance");
+        return Pending::Now(answer);
     }
     if let Some(m) = group.members.get_mut(&new_id) {
         m.join_waiter = Some(tx);
