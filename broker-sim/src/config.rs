@@ -142,6 +142,26 @@ pub(crate) static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Largest record batch the topic accepts, in bytes."
     ),
     def!(
+        "message.downconversion.enable",
+        "log.message.downconversion.enable",
+        "true",
+        Boolean,
+        0,
+        &[],
+        "Deprecated in Kafka 3: down-conversion for old fetch versions. Accepted and ignored: broker-sim \
+         serves record batches v2 only, to Fetch v4 and later."
+    ),
+    def!(
+        "message.format.version",
+        "log.message.format.version",
+        "3.0-IV1",
+        String,
+        0,
+        &[],
+        "Deprecated in Kafka 3: the on-disk record format. Accepted (a Kafka version such as 2.8 or \
+         3.0-IV1) and ignored: record batches are always v2, as in Kafka 3."
+    ),
+    def!(
         "message.timestamp.type",
         "log.message.timestamp.type",
         "CreateTime",
@@ -262,6 +282,11 @@ fn check_value(def: &TopicConfigDef, value: &str) -> Result<(), String> {
                 }
             }
         }
+        ConfigType::String if name == "message.format.version" => {
+            if !is_kafka_version(value.trim()) {
+                return Err(format!("{name}: '{value}' is not a Kafka version (such as 2.8 or 3.0-IV1)"));
+            }
+        }
         ConfigType::String => {
             if !def.allowed.is_empty() && !def.allowed.contains(&value.trim()) {
                 return Err(format!("{name}: '{value}' is not one of {}", def.allowed.join(", ")));
@@ -269,6 +294,20 @@ fn check_value(def: &TopicConfigDef, value: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A Kafka release or metadata version as `message.format.version` takes it: `0.10.2`, `2.8`,
+/// `3.0-IV1`, `2.8-IV0`.
+fn is_kafka_version(v: &str) -> bool {
+    let (release, iv) = match v.split_once('-') {
+        Some((r, iv)) => (r, Some(iv)),
+        None => (v, None),
+    };
+    let parts: Vec<&str> = release.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(numeric)
+        && iv.is_none_or(|iv| iv.strip_prefix("IV").is_some_and(|n| numeric(&n)))
 }
 
 /// Where a config value came from (DescribeConfigs `config_source`).
@@ -466,6 +505,12 @@ mod tests {
         assert!(validate_topic_config("cleanup.policy", "shred").is_err());
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_topic_config("no.such.key", "1").unwrap_err().contains("unknown"));
+        for good in ["0.10.2", "2.8", "3.0-IV1", "2.8-IV0"] {
+            assert!(validate_topic_config("message.format.version", good).is_ok(), "{good}");
+        }
+        for bad in ["banana", "3", "3.0-IV", "3.0-x1", "3..0"] {
+            assert!(validate_topic_config("message.format.version", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
