@@ -59,3 +59,9 @@ async fn should_show_only_committed_records_to_read_committed_python_consumers()
     require_python_modules("confluent-kafka and kafka-python", "import confluent_kafka, kafka").await;
     run_script_against_new_cluster("transactions.py").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn should_answer_every_authorized_operation_without_an_authorizer_to_confluent_kafka() {
+    require_python_modules("confluent-kafka", "import confluent_kafka").await;
+    run_script_against_new_cluster("authorized_operations.py").await;
+}

@@ -6,6 +6,7 @@
 //! unchecked length), the `kafka-protocol` decoder, and a handler. Anything malformed closes
 //! that one connection with a logged reason; it never panics and never affects other clients.
 
+pub(crate) mod acl;
 pub(crate) mod api_versions;
 pub(crate) mod codes;
 pub(crate) mod guard;

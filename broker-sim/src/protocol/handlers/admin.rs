@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 use super::sb;
 use crate::cluster::NewTopic;
 use crate::config::{self, TOPIC_CONFIGS};
-use crate::protocol::{codes, Ctx};
+use crate::protocol::{acl, codes, Ctx};
 
 pub(super) fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let core = ctx.core;
@@ -171,4 +171,5 @@ pub(super) fn describe_cluster(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> De
         .with_cluster_id(sb(&core.cluster_id))
         .with_controller_id(BrokerId(core.controller_id))
         .with_brokers(brokers)
+        .with_cluster_authorized_operations(acl::if_asked(req.include_cluster_authorized_operations, acl::CLUSTER))
 }

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 
 use super::sb;
 use crate::group::{JoinRequest, JoinResult, Pending, SyncResult};
-use crate::protocol::{codes, Ctx};
+use crate::protocol::{acl, codes, Ctx};
 
 /// NOT_COORDINATOR unless this broker coordinates `group`.
 pub(super) fn check_coordinator(ctx: &Ctx<'_>, group: &str) -> i16 {
@@ -182,42 +182,44 @@ pub(super) fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse
 
 pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let groups = ctx.core.groups.lock();
-    let described = req
-        .groups
-        .iter()
-        .map(|gid| {
-            let mut d = DescribedGroup::default().with_group_id(gid.clone());
-            let code = check_coordinator(ctx, gid);
-            if code != codes::NONE {
-                d.error_code = code;
-                return d;
-            }
-            let Some(g) = groups.group(gid) else {
-                d.group_state = sb("Dead");
-                return d;
-            };
-            d.group_state = sb(g.state.name());
-            d.protocol_type = sb(g.protocol_type.as_deref().unwrap_or(""));
-            d.protocol_data = sb(g.protocol_name.as_deref().unwrap_or(""));
-            let stable = g.state == crate::group::GroupState::Stable;
-            d.members = g
-                .members
-                .values()
-                .map(|m| {
-                    DescribedGroupMember::default()
-                        .with_member_id(sb(&m.id))
-                        .with_group_instance_id(m.instance_id.as_ref().map(|s| sb(s)))
-                        .with_client_id(sb(&m.client_id))
-                        .with_client_host(sb(&m.client_host))
-                        .with_member_metadata(
-                            g.protocol_name.as_ref().and_then(|p| m.metadata(p).cloned()).unwrap_or_default(),
-                        )
-                        .with_member_assignment(if stable { m.assignment.clone() } else { Default::default() })
-                })
-                .collect();
-            d
-        })
-        .collect();
+    let described =
+        req.groups
+            .iter()
+            .map(|gid| {
+                let mut d = DescribedGroup::default().with_group_id(gid.clone()).with_authorized_operations(
+                    acl::if_asked(ctx.version >= 3 && req.include_authorized_operations, acl::GROUP),
+                );
+                let code = check_coordinator(ctx, gid);
+                if code != codes::NONE {
+                    d.error_code = code;
+                    return d;
+                }
+                let Some(g) = groups.group(gid) else {
+                    d.group_state = sb("Dead");
+                    return d;
+                };
+                d.group_state = sb(g.state.name());
+                d.protocol_type = sb(g.protocol_type.as_deref().unwrap_or(""));
+                d.protocol_data = sb(g.protocol_name.as_deref().unwrap_or(""));
+                let stable = g.state == crate::group::GroupState::Stable;
+                d.members = g
+                    .members
+                    .values()
+                    .map(|m| {
+                        DescribedGroupMember::default()
+                            .with_member_id(sb(&m.id))
+                            .with_group_instance_id(m.instance_id.as_ref().map(|s| sb(s)))
+                            .with_client_id(sb(&m.client_id))
+                            .with_client_host(sb(&m.client_host))
+                            .with_member_metadata(
+                                g.protocol_name.as_ref().and_then(|p| m.metadata(p).cloned()).unwrap_or_default(),
+                            )
+                            .with_member_assignment(if stable { m.assignment.clone() } else { Default::default() })
+                    })
+                    .collect();
+                d
+            })
+            .collect();
     DescribeGroupsResponse::default().with_groups(described)
 }
 

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use super::sb;
 use crate::cluster::{NewTopic, Topic};
-use crate::protocol::{codes, Ctx};
+use crate::protocol::{acl, codes, Ctx};
 
 pub(super) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let core = ctx.core;
@@ -21,13 +21,16 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 .with_port(i32::from(b.port))
         })
         .collect();
+    let topic_ops = acl::if_asked(ctx.version >= 8 && req.include_topic_authorized_operations, acl::TOPIC);
+    let cluster_ops =
+        acl::if_asked((8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations, acl::CLUSTER);
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && ctx.version == 0,
     };
     let mut topics = Vec::new();
     if all {
-        topics.extend(core.topics().iter().map(|t| describe_topic(t)));
+        topics.extend(core.topics().iter().map(|t| describe_topic(t, topic_ops)));
     } else {
         let auto = core.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
         for rt in req.topics.unwrap_or_default() {
@@ -36,7 +39,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 None => core.topic_by_id(rt.topic_id),
             };
             match (found, rt.name) {
-                (Some(t), _) => topics.push(describe_topic(&t)),
+                (Some(t), _) => topics.push(describe_topic(&t, topic_ops)),
                 (None, None) => topics.push(
                     MetadataResponseTopic::default()
                         .with_error_code(codes::UNKNOWN_TOPIC_ID)
@@ -55,10 +58,10 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                         Err(codes::UNKNOWN_TOPIC_OR_PARTITION)
                     };
                     match created {
-                        Ok(t) => topics.push(describe_topic(&t)),
+                        Ok(t) => topics.push(describe_topic(&t, topic_ops)),
                         Err(code) if code == codes::TOPIC_ALREADY_EXISTS => {
                             if let Some(t) = core.topic(&name) {
-                                topics.push(describe_topic(&t));
+                                topics.push(describe_topic(&t, topic_ops));
                             }
                         }
                         Err(code) => {
@@ -74,9 +77,10 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         .with_cluster_id(Some(sb(&core.cluster_id)))
         .with_controller_id(BrokerId(core.controller_id))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_ops)
 }
 
-fn describe_topic(t: &Topic) -> MetadataResponseTopic {
+fn describe_topic(t: &Topic, authorized_operations: i32) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -95,4 +99,5 @@ fn describe_topic(t: &Topic) -> MetadataResponseTopic {
         .with_topic_id(t.id)
         .with_is_internal(t.internal)
         .with_partitions(partitions)
+        .with_topic_authorized_operations(authorized_operations)
 }
