@@ -10,6 +10,7 @@ mod raw_group;
 mod rdkafka_admin;
 mod rdkafka_data;
 mod rdkafka_groups;
+mod record_errors;
 mod tools;
 mod txn;
 mod txn_errors;

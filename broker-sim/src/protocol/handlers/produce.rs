@@ -1,7 +1,9 @@
 //! Produce: validate batches, check idempotent and transactional producers, assign offsets,
 //! append, answer (or stay silent for acks=0).
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::sb;
@@ -44,10 +46,19 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                     r.log_append_time_ms = now;
                                 }
                             }
-                            Err((code, msg)) => {
-                                tracing::debug!(topic = %t.name, partition = p.index, code, %msg, "produce rejected");
+                            Err(refused) => {
+                                let Refused { code, message, record_errors } = refused;
+                                tracing::debug!(topic = %t.name, partition = p.index, code, %message, "produce rejected");
                                 r.error_code = code;
-                                r.error_message = Some(sb(&msg));
+                                r.error_message = Some(sb(&message));
+                                r.record_errors = record_errors
+                                    .into_iter()
+                                    .map(|(i, m)| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(i)
+                                            .with_batch_index_error_message(Some(sb(&m)))
+                                    })
+                                    .collect();
                             }
                         }
                     }
@@ -66,6 +77,24 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
     Some(ProduceResponse::default().with_responses(responses))
 }
 
+/// Why a partition's records were refused: the error code, a message, and (KIP-467) the
+/// records at fault, by their index in the request's records, each with its own message.
+#[derive(Debug)]
+struct Refused {
+    code: i16,
+    message: String,
+    record_errors: Vec<(i32, String)>,
+}
+
+impl From<(i16, String)> for Refused {
+    fn from((code, message): (i16, String)) -> Self {
+        Refused { code, message, record_errors: Vec::new() }
+    }
+}
+
+/// Shown in full in a top-level message; the rest are counted (Kafka shows three too).
+const RECORD_ERRORS_SHOWN: usize = 3;
+
 /// Validates and appends one partition's records; returns (base offset, log start offset).
 fn append(
     ctx: &Ctx<'_>,
@@ -74,9 +103,9 @@ fn append(
     records: &[u8],
     acks: i16,
     now: i64,
-) -> Result<(i64, i64), (i16, String)> {
+) -> Result<(i64, i64), Refused> {
     if p.leader != ctx.node_id() {
-        return Err((codes::NOT_LEADER_OR_FOLLOWER, format!("broker {} is not the leader", ctx.node_id())));
+        return Err((codes::NOT_LEADER_OR_FOLLOWER, format!("broker {} is not the leader", ctx.node_id())).into());
     }
     let ranges = batch::split_batches(records).map_err(|e| {
         let code = match e {
@@ -86,10 +115,13 @@ fn append(
         (code, e.to_string())
     })?;
     if ranges.is_empty() {
-        return Err((codes::CORRUPT_MESSAGE, "produce request carries no record batch".into()));
+        return Err((codes::CORRUPT_MESSAGE, "produce request carries no record batch".to_string()).into());
     }
     let cfg = &topic.resolved;
     let mut from_producer = false;
+    // Index of the first record of the batch at hand, counted over the request's records.
+    let mut first_index = 0usize;
+    let mut record_errors: Vec<(i32, String)> = Vec::new();
     for range in &ranges {
         let bytes = &records[range.clone()];
         let h = batch::BatchHeader::parse(bytes).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
@@ -98,36 +130,45 @@ fn append(
             return Err((
                 codes::MESSAGE_TOO_LARGE,
                 format!("batch of {} bytes exceeds max.message.bytes {}", bytes.len(), cfg.max_message_bytes),
-            ));
+            )
+                .into());
         }
         if h.is_control() {
-            return Err((codes::INVALID_RECORD, "clients may not write control batches".into()));
+            return Err((codes::INVALID_RECORD, "clients may not write control batches".to_string()).into());
         }
         if cfg.compact {
-            let mut index = 0usize;
-            let mut keyless = None;
+            let mut index = first_index;
             records::for_each_record(bytes, records::client_batch_cap(bytes.len()), |r| {
                 if r.key.is_none() {
-                    keyless = Some(index);
-                    return false;
+                    record_errors.push((
+                        index as i32,
+                        format!("compacted topic {} requires a key on every record; this one has none", topic.name),
+                    ));
                 }
                 index += 1;
                 true
             })
             .map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
-            if let Some(i) = keyless {
-                return Err((
-                    codes::INVALID_RECORD,
-                    format!("compacted topic requires a key on every record (record {i} of the batch has none)"),
-                ));
-            }
         }
+        first_index += usize::try_from(h.records_count()).unwrap_or(0);
+    }
+    if !record_errors.is_empty() {
+        let shown: Vec<String> =
+            record_errors.iter().take(RECORD_ERRORS_SHOWN).map(|(i, m)| format!("record {i}: {m}")).collect();
+        let message = format!(
+            "{} record(s) refused, so the whole batch is refused{}: {}",
+            record_errors.len(),
+            if record_errors.len() > RECORD_ERRORS_SHOWN { "; the first three" } else { "" },
+            shown.join("; ")
+        );
+        return Err(Refused { code: codes::INVALID_RECORD, message, record_errors });
     }
     if acks == -1 && (p.replicas.len() as i32) < cfg.min_insync_replicas {
         return Err((
             codes::NOT_ENOUGH_REPLICAS,
             format!("{} in-sync replicas, min.insync.replicas is {}", p.replicas.len(), cfg.min_insync_replicas),
-        ));
+        )
+            .into());
     }
     let first =
         batch::BatchHeader::parse(&records[ranges[0].clone()]).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
@@ -136,7 +177,8 @@ fn append(
         return Err((
             codes::INVALID_RECORD,
             format!("{} batches for one partition: an idempotent producer sends exactly one", ranges.len()),
-        ));
+        )
+            .into());
     }
     // Lock order: transaction coordinator, then the partition log. Holding both makes the
     // "is this partition in the producer's open transaction" check and the append atomic with
@@ -147,7 +189,7 @@ fn append(
         match log.producers.check(&first) {
             Ok(Verdict::Duplicate { first_offset }) => return Ok((first_offset, log.log_start_offset())),
             Ok(Verdict::Append) => {}
-            Err(rejection) => return Err(rejection),
+            Err(rejection) => return Err(rejection.into()),
         }
         if let Some(txns) = &txns {
             txns.verify_produce(producer_id, first.producer_epoch(), &topic.name, p.index)?;
