@@ -100,9 +100,15 @@ pub fn order_enrichment() -> anyhow::Result<Topology> {
     Ok(b.build()?)
 }
 
-/// Starts an embedded cluster of `brokers` brokers.
+/// Starts an embedded cluster of `brokers` brokers. The demos' single application instance
+/// is the whole group, so the first rebalance does not wait for more members
+/// (`group.initial.rebalance.delay.ms=0`; Kafka's default is 3000).
 pub fn start_cluster(brokers: usize) -> anyhow::Result<Cluster> {
-    Cluster::builder().brokers(brokers).start().context("starting broker-sim")
+    Cluster::builder()
+        .brokers(brokers)
+        .config("group.initial.rebalance.delay.ms", "0")
+        .start()
+        .context("starting broker-sim")
 }
 
 /// Creates topics `(name, partitions)` with replication factor `rf`.

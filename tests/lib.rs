@@ -2,14 +2,20 @@
 
 use std::time::Duration;
 
-use moldau_broker_sim::Cluster;
+use moldau_broker_sim::{Cluster, ClusterBuilder};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
+/// A cluster builder for tests: Kafka's defaults except `group.initial.rebalance.delay.ms=0`
+/// (as Kafka's own test clusters), so a group's first rebalance does not wait 3 s.
+pub fn cluster_builder() -> ClusterBuilder {
+    Cluster::builder().config("group.initial.rebalance.delay.ms", "0")
+}
+
 /// Starts an in-memory cluster of `brokers` brokers on free ports; panics on failure.
 pub fn must_start_cluster(brokers: usize) -> Cluster {
-    Cluster::builder().brokers(brokers).start().expect("broker-sim cluster starts")
+    cluster_builder().brokers(brokers).start().expect("broker-sim cluster starts")
 }
 
 /// A client config pointing at `bootstrap`, with quiet logging.

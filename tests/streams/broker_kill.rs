@@ -39,7 +39,8 @@ impl BrokerProcess {
     /// Starts it and waits until it serves.
     fn start(port: u16, data: &Path) -> Self {
         let mut child = Command::new(broker_sim_binary())
-            .args(["--brokers", "3", "--port", &port.to_string(), "--data-dir"])
+            .args(["--brokers", "3", "--port", &port.to_string(), "--config", "group.initial.rebalance.delay.ms=0"])
+            .arg("--data-dir")
             .arg(data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -81,7 +81,7 @@ fn should_drop_a_late_record_after_a_restart_as_before_it() {
 #[test]
 fn should_lose_no_repartitioned_record_to_time_retention_and_purge_what_was_consumed() {
     init_logging();
-    let cluster = moldau_broker_sim::Cluster::builder()
+    let cluster = moldau_tests::cluster_builder()
         .brokers(1)
         .config("log.retention.check.interval.ms", "100")
         .config("log.segment.bytes", "16384")
@@ -192,7 +192,7 @@ fn should_ride_out_broker_outages_exactly_once() {
     let data = tempfile::tempdir().unwrap();
     let port = free_ports(3);
     let start = || {
-        moldau_broker_sim::Cluster::builder()
+        moldau_tests::cluster_builder()
             .brokers(3)
             .port(port)
             .data_dir(data.path())

@@ -54,7 +54,7 @@ fn tail(bootstrap: &str, topic: &str) -> BaseConsumer {
 #[test]
 fn should_run_other_tasks_and_stay_in_the_group_while_a_large_store_restores() {
     init_logging();
-    let cluster = moldau_broker_sim::Cluster::builder()
+    let cluster = moldau_tests::cluster_builder()
         .brokers(1)
         .config("group.min.session.timeout.ms", "1000")
         .start()

@@ -41,7 +41,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
 #[test]
 fn should_close_only_the_offending_connection_when_frames_are_malformed() {
     init_logging();
-    let cluster = Cluster::builder().start().unwrap();
+    let cluster = moldau_tests::cluster_builder().start().unwrap();
     let mut healthy = connect(&cluster);
     must_answer_api_versions(&mut healthy);
 
@@ -84,7 +84,7 @@ fn should_close_only_the_offending_connection_when_frames_are_malformed() {
 
 #[test]
 fn should_answer_v0_unsupported_version_when_api_versions_is_too_new() {
-    let cluster = Cluster::builder().start().unwrap();
+    let cluster = moldau_tests::cluster_builder().start().unwrap();
     let mut s = connect(&cluster);
     let mut req = request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     req[2..4].copy_from_slice(&42i16.to_be_bytes());
@@ -110,7 +110,7 @@ fn produce(s: &mut TcpStream, records: Vec<u8>) -> (i16, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn should_refuse_corrupt_batches_with_error_codes_and_keep_good_data_flowing() {
     init_logging();
-    let cluster = Cluster::builder().config("message.max.bytes", "10000").start().unwrap();
+    let cluster = moldau_tests::cluster_builder().config("message.max.bytes", "10000").start().unwrap();
     must_create_topic(cluster.bootstrap_servers(), "t", 1, 1).await;
     let mut s = connect(&cluster);
     assert_eq!(produce(&mut s, batch(3, 10)), (0, 0));

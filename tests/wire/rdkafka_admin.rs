@@ -75,7 +75,7 @@ async fn should_round_trip_create_describe_alter_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn should_describe_broker_configs_with_sources() {
     init_logging();
-    let cluster = moldau_broker_sim::Cluster::builder().brokers(1).config("log.retention.ms", "60000").start().unwrap();
+    let cluster = moldau_tests::cluster_builder().brokers(1).config("log.retention.ms", "60000").start().unwrap();
     let bs = cluster.bootstrap_servers().to_string();
     must_create_topic(&bs, "t", 1, 1).await;
     let admin = admin(&bs);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use moldau_broker_sim::{partition_for_key, Cluster};
+use moldau_broker_sim::partition_for_key;
 use moldau_tests::{client_config, init_logging, must_create_topic, must_start_cluster};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -154,8 +154,12 @@ async fn should_round_trip_records_with_every_compression_codec() {
 async fn should_keep_topics_records_and_offsets_when_restarted_on_the_same_data_dir() {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
-    let cluster =
-        Cluster::builder().brokers(3).data_dir(dir.path()).config("log.segment.bytes", "16384").start().unwrap();
+    let cluster = moldau_tests::cluster_builder()
+        .brokers(3)
+        .data_dir(dir.path())
+        .config("log.segment.bytes", "16384")
+        .start()
+        .unwrap();
     let bs = cluster.bootstrap_servers().to_string();
     let id = cluster.cluster_id().to_string();
     must_create_topic(&bs, "durable", 3, 1).await;
@@ -174,7 +178,7 @@ async fn should_keep_topics_records_and_offsets_when_restarted_on_the_same_data_
     .unwrap();
     cluster.shutdown();
 
-    let cluster = Cluster::builder().brokers(3).data_dir(dir.path()).start().unwrap();
+    let cluster = moldau_tests::cluster_builder().brokers(3).data_dir(dir.path()).start().unwrap();
     assert_eq!(cluster.cluster_id(), id, "cluster id is stable across restarts");
     let bs = cluster.bootstrap_servers().to_string();
     let records = tokio::task::spawn_blocking({

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use moldau_broker_sim::Cluster;
 use moldau_tests::child::{must_exit_within, ChildLines};
 use moldau_tests::copier::{run_copier, CopierConfig};
 use moldau_tests::{client_config, init_logging, must_create_topic, must_start_cluster};
@@ -249,7 +248,7 @@ async fn should_abort_a_transaction_that_exceeds_its_timeout_and_fence_its_produ
 async fn should_keep_open_and_committed_transactions_when_restarted_on_the_same_data_dir() {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::builder().brokers(3).data_dir(dir.path()).start().unwrap();
+    let cluster = moldau_tests::cluster_builder().brokers(3).data_dir(dir.path()).start().unwrap();
     let bs = cluster.bootstrap_servers().to_string();
     create_topics(&bs, &["durable-txn"], 1).await;
     tokio::task::spawn_blocking(move || {
@@ -267,7 +266,7 @@ async fn should_keep_open_and_committed_transactions_when_restarted_on_the_same_
     .unwrap();
     cluster.shutdown();
 
-    let cluster = Cluster::builder().brokers(3).data_dir(dir.path()).start().unwrap();
+    let cluster = moldau_tests::cluster_builder().brokers(3).data_dir(dir.path()).start().unwrap();
     let bs = cluster.bootstrap_servers().to_string();
     let (before, after, uncommitted) = tokio::task::spawn_blocking(move || {
         // The open transaction still holds the LSO back after the restart.

@@ -128,7 +128,7 @@ const PRODUCER_FENCED: i16 = 90;
 
 async fn cluster_with_topic() -> Cluster {
     init_logging();
-    let cluster = Cluster::builder().start().unwrap();
+    let cluster = moldau_tests::cluster_builder().start().unwrap();
     must_create_topic(cluster.bootstrap_servers(), "t", 1, 1).await;
     cluster
 }

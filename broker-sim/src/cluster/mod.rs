@@ -7,6 +7,7 @@
 //! Each partition log has its own mutex, so produce and fetch on different partitions never
 //! contend. No lock is held across an `.await`.
 
+mod configs;
 pub(crate) mod topic;
 mod txn_io;
 
@@ -18,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::{self, BrokerConfig};
+use crate::config::{self, BrokerConfig, DynamicConfigs};
 use crate::error::{Error, Result};
 use crate::group::GroupCoordinator;
 use crate::log::PartitionLog;
@@ -79,8 +80,10 @@ pub(crate) struct NewTopic {
 pub(crate) struct ClusterCore {
     /// Stable cluster id (persisted in `meta.properties`).
     pub(crate) cluster_id: String,
-    /// Broker settings.
+    /// Broker settings the cluster was started with.
     pub(crate) config: BrokerConfig,
+    /// Broker settings changed at run time (`configs.rs`).
+    dynamic: RwLock<DynamicConfigs>,
     /// All brokers, by node id order.
     pub(crate) brokers: Vec<BrokerInfo>,
     /// Controller node id.
@@ -120,8 +123,13 @@ impl ClusterCore {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io("creating metadata directory", e))?;
             }
         }
+        let dynamic = match &data_dir {
+            Some(dir) => DynamicConfigs::load(&configs::dynamic_path(dir))?,
+            None => DynamicConfigs::default(),
+        };
         let core = Arc::new(ClusterCore {
             cluster_id,
+            dynamic: RwLock::new(dynamic),
             groups: Mutex::new(GroupCoordinator::new(&config)),
             txns: Mutex::new(TxnCoordinator::new(ProducerIdAllocator::open(pid_file), config.txn_max_timeout_ms)),
             config,
@@ -178,16 +186,18 @@ impl ClusterCore {
             let file = entry.file_name().to_string_lossy().to_string();
             let Some(name) = file.strip_suffix(".meta") else { continue };
             let meta = topic::load_meta(&entry.path())?;
-            let resolved = config::resolve(&self.config, &meta.configs);
             let mut partitions = Vec::with_capacity(meta.partitions.len());
             for (i, (replicas, leader, epoch)) in meta.partitions.into_iter().enumerate() {
                 let pdir = Topic::partition_dir(dir, name, i as i32);
+                let leader = if leader >= 0 { leader } else { replicas.first().copied().unwrap_or(-1) };
+                let resolved = self.resolve_for(&meta.configs, leader);
                 let log = PartitionLog::open(Some(pdir), resolved.log.clone(), now)?;
                 partitions.push(Arc::new(Partition {
                     index: i as i32,
-                    leader: if leader >= 0 { leader } else { replicas.first().copied().unwrap_or(-1) },
+                    leader,
                     replicas,
                     leader_epoch: epoch,
+                    config: RwLock::new(resolved),
                     log: Mutex::new(log),
                 }));
             }
@@ -196,7 +206,6 @@ impl ClusterCore {
                 id: meta.id,
                 internal: meta.internal,
                 configs: meta.configs,
-                resolved,
                 partitions,
             };
             topics.insert(name.to_string(), Arc::new(t));
@@ -271,7 +280,7 @@ impl ClusterCore {
             validate_assignment(&req.assignment, &ids)?;
             return Ok(req.assignment.clone());
         }
-        let partitions = if req.partitions == -1 { self.config.num_partitions } else { req.partitions };
+        let partitions = if req.partitions == -1 { self.num_partitions() } else { req.partitions };
         if !(1..=100_000).contains(&partitions) {
             return Err(TopicError::new(
                 codes::INVALID_PARTITIONS,
@@ -297,28 +306,23 @@ impl ClusterCore {
     fn create_topic_inner(&self, req: NewTopic, internal: bool) -> std::result::Result<Arc<Topic>, TopicError> {
         let assignment = self.check_new_topic(&req)?;
         let io = |e: Error| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string());
-        let resolved = config::resolve(&self.config, &req.configs);
         let now = self.clock.now_ms();
         let mut partitions = Vec::with_capacity(assignment.len());
         for (i, replicas) in assignment.into_iter().enumerate() {
             let dir = self.data_dir.as_ref().map(|d| Topic::partition_dir(d, &req.name, i as i32));
+            let resolved = self.resolve_for(&req.configs, replicas[0]);
             let log = PartitionLog::open(dir, resolved.log.clone(), now).map_err(io)?;
             partitions.push(Arc::new(Partition {
                 index: i as i32,
                 leader: replicas[0],
                 replicas,
                 leader_epoch: 0,
+                config: RwLock::new(resolved),
                 log: Mutex::new(log),
             }));
         }
-        let topic = Arc::new(Topic {
-            name: req.name.clone(),
-            id: Uuid::new_v4(),
-            internal,
-            configs: req.configs,
-            resolved,
-            partitions,
-        });
+        let topic =
+            Arc::new(Topic { name: req.name.clone(), id: Uuid::new_v4(), internal, configs: req.configs, partitions });
         let mut topics = self.topics.write();
         if topics.contains_key(&req.name) {
             return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{}' already exists", req.name)));
@@ -400,13 +404,15 @@ impl ClusterCore {
         for replicas in extra {
             let i = partitions.len() as i32;
             let dir = self.data_dir.as_ref().map(|d| Topic::partition_dir(d, name, i));
-            let log = PartitionLog::open(dir, topic.resolved.log.clone(), now)
+            let resolved = self.resolve_for(&topic.configs, replicas[0]);
+            let log = PartitionLog::open(dir, resolved.log.clone(), now)
                 .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
             partitions.push(Arc::new(Partition {
                 index: i,
                 leader: replicas[0],
                 replicas,
                 leader_epoch: 0,
+                config: RwLock::new(resolved),
                 log: Mutex::new(log),
             }));
         }
@@ -415,7 +421,6 @@ impl ClusterCore {
             id: topic.id,
             internal: topic.internal,
             configs: topic.configs.clone(),
-            resolved: topic.resolved.clone(),
             partitions,
         })
     }
@@ -437,16 +442,14 @@ impl ClusterCore {
         if validate_only {
             return Ok(());
         }
-        let resolved = config::resolve(&self.config, &configs);
         for p in &topic.partitions {
-            p.log.lock().set_config(resolved.log.clone());
+            p.set_config(self.resolve_for(&configs, p.leader));
         }
         self.replace_topic(Topic {
             name: topic.name.clone(),
             id: topic.id,
             internal: topic.internal,
             configs,
-            resolved,
             partitions: topic.partitions.clone(),
         })
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::config::ResolvedTopicConfig;
@@ -26,6 +26,8 @@ pub(crate) struct Partition {
     pub(crate) leader: i32,
     /// Current leader epoch.
     pub(crate) leader_epoch: i32,
+    /// Enforced settings, resolved from the topic's configs and its leader's broker configs.
+    pub(crate) config: RwLock<ResolvedTopicConfig>,
     /// The partition's log.
     pub(crate) log: Mutex<PartitionLog>,
 }
@@ -41,8 +43,6 @@ pub(crate) struct Topic {
     pub(crate) internal: bool,
     /// Configs set on the topic itself.
     pub(crate) configs: BTreeMap<String, String>,
-    /// Enforced settings resolved from `configs` and broker defaults.
-    pub(crate) resolved: ResolvedTopicConfig,
     /// Partitions, indexed by partition number.
     pub(crate) partitions: Vec<Arc<Partition>>,
 }
@@ -62,6 +62,14 @@ pub(crate) fn validate_topic_name(name: &str) -> std::result::Result<(), String>
         return Err(format!("topic name '{name}' contains '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
     }
     Ok(())
+}
+
+impl Partition {
+    /// Applies newly resolved settings to the partition and its log.
+    pub(crate) fn set_config(&self, resolved: ResolvedTopicConfig) {
+        self.log.lock().set_config(resolved.log.clone());
+        *self.config.write() = resolved;
+    }
 }
 
 impl Topic {

@@ -1,9 +1,24 @@
 use super::*;
 use crate::protocol::codes;
 
+/// A coordinator without the initial rebalance delay (most tests are about what follows it).
 fn coordinator() -> GroupCoordinator {
-    let cfg = BrokerConfig::from_overrides(Default::default()).unwrap();
-    GroupCoordinator::new(&cfg)
+    let overrides = [("group.initial.rebalance.delay.ms".to_string(), "0".to_string())].into_iter().collect();
+    GroupCoordinator::new(&BrokerConfig::from_overrides(overrides).unwrap())
+}
+
+/// Kafka's default `group.initial.rebalance.delay.ms` (3000): an empty group's first join
+/// waits 3 s (capped by the rebalance timeout) for more members before completing.
+#[test]
+fn should_wait_the_initial_rebalance_delay_before_an_empty_groups_first_rebalance() {
+    let mut gc = GroupCoordinator::new(&BrokerConfig::from_overrides(Default::default()).unwrap());
+    let mut first = req("", None);
+    first.require_known_member_id = false;
+    let Pending::Later(mut rx) = gc.join(0, first) else { panic!("the join waits") };
+    gc.tick(2_999);
+    assert!(rx.try_recv().is_err(), "still waiting for more members at 2999 ms");
+    gc.tick(3_000);
+    assert_eq!(rx.try_recv().expect("joined at 3000 ms").generation, 1);
 }
 
 fn req(member: &str, instance: Option<&str>) -> JoinRequest {

@@ -69,18 +69,18 @@ pub(super) fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTo
                     r.replication_factor = rf;
                     if let Some(topic) = topic {
                         r.topic_id = topic.id;
-                        r.configs = Some(
+                        r.configs = Some(core.with_view(Some(ctx.node_id()), |view| {
                             TOPIC_CONFIGS
                                 .iter()
                                 .map(|d| {
-                                    let (v, src) = config::effective(&core.config, &topic.configs, d.name);
+                                    let (v, src) = config::effective(view, &topic.configs, d.name);
                                     CreatableTopicConfigs::default()
                                         .with_name(sb(d.name))
                                         .with_value(Some(sb(&v)))
                                         .with_config_source(src as i8)
                                 })
-                                .collect(),
-                        );
+                                .collect()
+                        }));
                     }
                 }
                 Err(e) => {

@@ -1,5 +1,7 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and describe for
-//! brokers). Every known config is reported with its value, source, synonyms and type.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers (the
+//! cluster-wide default, resource name "", or one broker by node id). Every known config is
+//! reported with its value, source, synonyms and type; broker keys that cannot change at run
+//! time are marked read-only.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use kafka_protocol::messages::{
 };
 
 use super::sb;
+use crate::config::dynamic::{self, Entity};
 use crate::config::{self, ConfigSource, BROKER_KEYS, TOPIC_CONFIGS};
 use crate::protocol::{codes, Ctx};
 
@@ -29,6 +32,7 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
                 .with_resource_name(res.resource_name.clone());
             let wanted =
                 |k: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|w| w.as_str() == k));
+            let doc = req.include_documentation;
             match res.resource_type {
                 TOPIC => {
                     let Some(topic) = core.topic(&res.resource_name) else {
@@ -36,64 +40,75 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
                         out.error_message = Some(sb(&format!("topic '{}' does not exist", res.resource_name.as_str())));
                         return out;
                     };
-                    out.configs = TOPIC_CONFIGS
-                        .iter()
-                        .filter(|d| wanted(d.name))
-                        .map(|d| {
-                            let (value, source) = config::effective(&core.config, &topic.configs, d.name);
-                            let mut synonyms = Vec::new();
-                            if req.include_synonyms {
-                                if source == ConfigSource::Topic {
-                                    synonyms.push(synonym(d.name, &value, ConfigSource::Topic));
+                    out.configs = core.with_view(Some(ctx.node_id()), |view| {
+                        TOPIC_CONFIGS
+                            .iter()
+                            .filter(|d| wanted(d.name))
+                            .map(|d| {
+                                let (value, source) = config::effective(view, &topic.configs, d.name);
+                                let mut synonyms = Vec::new();
+                                if req.include_synonyms {
+                                    if source == ConfigSource::Topic {
+                                        synonyms.push(synonym(d.name, &value, ConfigSource::Topic));
+                                    }
+                                    for (v, src) in view.layers(d.broker_synonym) {
+                                        synonyms.push(synonym(d.broker_synonym, &v, src));
+                                    }
+                                    synonyms.push(synonym(d.broker_synonym, d.default, ConfigSource::Default));
                                 }
-                                let (bv, bs) = core.config.topic_default(d);
-                                if bs == ConfigSource::StaticBroker {
-                                    synonyms.push(synonym(d.broker_synonym, &bv, bs));
-                                }
-                                synonyms.push(synonym(d.broker_synonym, d.default, ConfigSource::Default));
-                            }
-                            entry(d.name, &value, source, d.ty as i8, d.doc, req.include_documentation, synonyms)
-                        })
-                        .collect();
+                                entry(d.name, &value, source, d.ty as i8, d.doc, doc, synonyms)
+                            })
+                            .collect()
+                    });
                 }
-                BROKER => {
-                    let known = res.resource_name.is_empty()
-                        || res.resource_name.parse::<i32>().ok().and_then(|id| core.broker(id)).is_some();
-                    if !known {
-                        out.error_code = codes::INVALID_REQUEST;
-                        out.error_message =
-                            Some(sb(&format!("broker '{}' does not exist", res.resource_name.as_str())));
-                        return out;
+                BROKER => match core.broker_entity(&res.resource_name) {
+                    Err(e) => {
+                        out.error_code = e.code;
+                        out.error_message = Some(sb(&e.message));
                     }
-                    let mut configs = Vec::new();
-                    for (k, default, ty, doc) in BROKER_KEYS {
-                        if wanted(k) {
-                            let (v, src) = match core.config.overrides.get(*k) {
-                                Some(v) => (v.clone(), ConfigSource::StaticBroker),
-                                None => (default.to_string(), ConfigSource::Default),
+                    // The cluster-wide default entity: the dynamic defaults set on it, as Kafka.
+                    Ok(Entity::Default) => {
+                        out.configs = core
+                            .dynamic_configs(Entity::Default)
+                            .iter()
+                            .filter(|(k, _)| wanted(k))
+                            .map(|(k, v)| {
+                                let (ty, text) = broker_type_and_doc(k);
+                                let mut e = entry(k, v, ConfigSource::DynamicDefault, ty, text, doc, Vec::new());
+                                if req.include_synonyms {
+                                    e.synonyms = vec![synonym(k, v, ConfigSource::DynamicDefault)];
+                                }
+                                e
+                            })
+                            .collect();
+                    }
+                    Ok(Entity::Broker(id)) => {
+                        out.configs = core.with_view(Some(id), |view| {
+                            let mut configs = Vec::new();
+                            let mut push = |k: &str, (v, src): (String, ConfigSource), default: &str| {
+                                let (ty, text) = broker_type_and_doc(k);
+                                let mut e = entry(k, &v, src, ty, text, doc, Vec::new());
+                                e.read_only = !dynamic::is_dynamic(k);
+                                if req.include_synonyms {
+                                    e.synonyms = view.layers(k).iter().map(|(v, s)| synonym(k, v, *s)).collect();
+                                    e.synonyms.push(synonym(k, default, ConfigSource::Default));
+                                }
+                                configs.push(e);
                             };
-                            configs.push(entry(k, &v, src, *ty as i8, doc, req.include_documentation, Vec::new()));
-                        }
+                            for (k, default, ..) in BROKER_KEYS {
+                                if wanted(k) {
+                                    push(k, view.broker_value(k), default);
+                                }
+                            }
+                            for d in TOPIC_CONFIGS {
+                                if wanted(d.broker_synonym) {
+                                    push(d.broker_synonym, view.topic_default(d), d.default);
+                                }
+                            }
+                            configs
+                        });
                     }
-                    for d in TOPIC_CONFIGS {
-                        if wanted(d.broker_synonym) {
-                            let (v, src) = core.config.topic_default(d);
-                            configs.push(entry(
-                                d.broker_synonym,
-                                &v,
-                                src,
-                                d.ty as i8,
-                                d.doc,
-                                req.include_documentation,
-                                Vec::new(),
-                            ));
-                        }
-                    }
-                    for c in &mut configs {
-                        c.read_only = true;
-                    }
-                    out.configs = configs;
-                }
+                },
                 other => {
                     out.error_code = codes::INVALID_REQUEST;
                     out.error_message = Some(sb(&format!("resource type {other} is not supported")));
@@ -103,6 +118,14 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The type and documentation of a broker-level key.
+fn broker_type_and_doc(key: &str) -> (i8, &'static str) {
+    if let Some(d) = TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == key) {
+        return (d.ty as i8, d.doc);
+    }
+    config::broker_key_def(key).map_or((config::ConfigType::String as i8, ""), |(_, _, ty, doc)| (*ty as i8, *doc))
 }
 
 fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
@@ -127,7 +150,7 @@ fn entry(
         .with_documentation(if with_doc { Some(sb(doc)) } else { None })
 }
 
-/// Applies a full set of topic configs; returns (code, message).
+/// Applies a full set of configs to a topic or a broker entity; returns (code, message).
 fn apply(
     ctx: &Ctx<'_>,
     resource_type: i8,
@@ -135,20 +158,53 @@ fn apply(
     configs: Result<BTreeMap<String, String>, String>,
     validate_only: bool,
 ) -> (i16, Option<String>) {
-    if resource_type != TOPIC {
-        return (
-            codes::INVALID_REQUEST,
-            Some(format!("altering resource type {resource_type} is not supported; broker configs are static")),
-        );
-    }
     let configs = match configs {
         Ok(c) => c,
         Err(m) => return (codes::INVALID_CONFIG, Some(m)),
     };
-    match ctx.core.set_topic_configs(name, configs, validate_only) {
+    let result = match resource_type {
+        TOPIC => ctx.core.set_topic_configs(name, configs, validate_only),
+        BROKER => {
+            ctx.core.broker_entity(name).and_then(|entity| ctx.core.set_broker_configs(entity, configs, validate_only))
+        }
+        other => return (codes::INVALID_REQUEST, Some(format!("altering resource type {other} is not supported"))),
+    };
+    match result {
         Ok(()) => (codes::NONE, None),
         Err(e) => (e.code, Some(e.message)),
     }
+}
+
+/// The configs set on a resource now: a topic's own, or a broker entity's dynamic ones.
+fn current_configs(ctx: &Ctx<'_>, resource_type: i8, name: &str) -> BTreeMap<String, String> {
+    match resource_type {
+        TOPIC => ctx.core.topic(name).map(|t| t.configs.clone()).unwrap_or_default(),
+        BROKER => ctx.core.broker_entity(name).map(|e| ctx.core.dynamic_configs(e)).unwrap_or_default(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The value a list config has when the resource does not set it (APPEND starts from it).
+fn inherited(ctx: &Ctx<'_>, resource_type: i8, name: &str, key: &str) -> Option<String> {
+    let node = match resource_type {
+        BROKER => name.parse().ok(),
+        _ => Some(ctx.node_id()),
+    };
+    ctx.core.with_view(node, |view| {
+        let def = match resource_type {
+            BROKER => TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == key),
+            _ => config::topic_config_def(key),
+        }?;
+        Some(view.topic_default(def).0)
+    })
+}
+
+fn is_list(resource_type: i8, key: &str) -> bool {
+    let def = match resource_type {
+        BROKER => TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == key),
+        _ => config::topic_config_def(key),
+    };
+    def.is_some_and(|d| d.ty == config::ConfigType::List)
 }
 
 pub(super) fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -177,11 +233,11 @@ pub(super) fn incremental_alter(ctx: &Ctx<'_>, req: IncrementalAlterConfigsReque
         .resources
         .into_iter()
         .map(|res| {
-            let configs = ctx.core.topic(&res.resource_name).map(|t| t.configs.clone()).unwrap_or_default();
+            let configs = current_configs(ctx, res.resource_type, &res.resource_name);
             let merged = res.configs.iter().try_fold(configs, |mut acc, c| {
                 let name = c.name.to_string();
                 let value = c.value.as_ref().map(|v| v.to_string());
-                let is_list = config::topic_config_def(&name).is_some_and(|d| d.ty == config::ConfigType::List);
+                let is_list = is_list(res.resource_type, &name);
                 match c.config_operation {
                     0 => {
                         acc.insert(name, value.unwrap_or_default());
@@ -196,7 +252,7 @@ pub(super) fn incremental_alter(ctx: &Ctx<'_>, req: IncrementalAlterConfigsReque
                         let current = acc
                             .get(&name)
                             .cloned()
-                            .or_else(|| config::topic_config_def(&name).map(|d| ctx.core.config.topic_default(d).0));
+                            .or_else(|| inherited(ctx, res.resource_type, &res.resource_name, &name));
                         let mut items: Vec<String> = current
                             .unwrap_or_default()
                             .split(',')

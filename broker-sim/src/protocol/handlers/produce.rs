@@ -42,7 +42,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                 appended = true;
                                 r.base_offset = res.0;
                                 r.log_start_offset = res.1;
-                                if t.resolved.log_append_time {
+                                if p.config.read().log_append_time {
                                     r.log_append_time_ms = now;
                                 }
                             }
@@ -117,7 +117,7 @@ fn append(
     if ranges.is_empty() {
         return Err((codes::CORRUPT_MESSAGE, "produce request carries no record batch".to_string()).into());
     }
-    let cfg = &topic.resolved;
+    let cfg = &p.config.read().clone();
     let mut from_producer = false;
     // Index of the first record of the batch at hand, counted over the request's records.
     let mut first_index = 0usize;

@@ -1,10 +1,15 @@
 //! Topic and broker configuration: the known keys, their types, defaults and validation.
 //!
 //! A topic stores only the keys set on it (source TOPIC_CONFIG); everything else falls back to
-//! the broker's value (STATIC_BROKER_CONFIG when the cluster was started with it) or the
-//! built-in default (DEFAULT_CONFIG). DescribeConfigs reports every key with its source.
+//! the broker's value: a dynamic one set at run time for the broker or cluster-wide
+//! (`dynamic`), the one the cluster was started with (STATIC_BROKER_CONFIG), or the built-in
+//! default (DEFAULT_CONFIG). DescribeConfigs reports every key with its source.
+
+pub(crate) mod dynamic;
 
 use std::collections::BTreeMap;
+
+pub(crate) use dynamic::{BrokerView, DynamicConfigs};
 
 use crate::log::LogConfig;
 
@@ -315,6 +320,10 @@ fn is_kafka_version(v: &str) -> bool {
 pub(crate) enum ConfigSource {
     /// Set on the topic.
     Topic = 1,
+    /// Set at run time for this broker.
+    DynamicBroker = 2,
+    /// Set at run time for every broker (the cluster-wide default).
+    DynamicDefault = 3,
     /// Set when the cluster was started.
     StaticBroker = 4,
     /// Built in.
@@ -362,10 +371,26 @@ pub(crate) static BROKER_KEYS: &[(&str, &str, ConfigType, &str)] = &[
     ("group.max.session.timeout.ms", "1800000", ConfigType::Int, "Largest session timeout a consumer may ask for."),
     (
         "group.initial.rebalance.delay.ms",
-        "0",
+        "3000",
         ConfigType::Int,
-        "Wait for more members before the first rebalance of an empty group.",
+        "Wait for more members before the first rebalance of an empty group (Kafka's 3000 ms).",
     ),
+    ("log.cleaner.backoff.ms", "15000", ConfigType::Long, "Log cleaner: sleep when there is nothing to clean."),
+    (
+        "log.cleaner.dedupe.buffer.size",
+        "134217728",
+        ConfigType::Long,
+        "Log cleaner: memory for the key map across all cleaner threads.",
+    ),
+    ("log.cleaner.io.buffer.load.factor", "0.9", ConfigType::Double, "Log cleaner: how full the key map may get."),
+    ("log.cleaner.io.buffer.size", "524288", ConfigType::Int, "Log cleaner: I/O buffer memory across its threads."),
+    (
+        "log.cleaner.io.max.bytes.per.second",
+        "1.7976931348623157E308",
+        ConfigType::Double,
+        "Log cleaner: I/O throttle, read plus write bytes per second.",
+    ),
+    ("log.cleaner.threads", "1", ConfigType::Int, "Log cleaner: background threads."),
     ("socket.request.max.bytes", "104857600", ConfigType::Int, "Largest request the broker reads."),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention runs."),
     ("transaction.state.log.num.partitions", "50", ConfigType::Int, "Partitions of __transaction_state."),
@@ -389,14 +414,8 @@ impl BrokerConfig {
         for (k, v) in &overrides {
             if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == k || d.name == k) {
                 check_value(def, v)?;
-            } else if let Some((_, _, ty, _)) = BROKER_KEYS.iter().find(|(n, ..)| n == k) {
-                let ok = match ty {
-                    ConfigType::Boolean => matches!(v.as_str(), "true" | "false"),
-                    _ => v.parse::<i64>().is_ok(),
-                };
-                if !ok {
-                    return Err(format!("broker config {k}: '{v}' is not a valid value"));
-                }
+            } else if broker_key_def(k).is_some() {
+                dynamic::check_broker_value(k, v)?;
             } else {
                 return Err(format!("unknown broker config '{k}'"));
             }
@@ -433,20 +452,17 @@ impl BrokerConfig {
         }
         Ok(cfg)
     }
-
-    /// The broker-level value of a topic config and its source.
-    pub(crate) fn topic_default(&self, def: &TopicConfigDef) -> (String, ConfigSource) {
-        match self.overrides.get(def.broker_synonym).or_else(|| self.overrides.get(def.name)) {
-            Some(v) => (v.clone(), ConfigSource::StaticBroker),
-            None => (def.default.to_string(), ConfigSource::Default),
-        }
-    }
 }
 
-/// The effective value of a topic config.
-pub(crate) fn effective<'a>(
-    broker: &'a BrokerConfig,
-    topic: &'a BTreeMap<String, String>,
+/// The definition of a broker key that is not a topic config's synonym.
+pub(crate) fn broker_key_def(key: &str) -> Option<&'static (&'static str, &'static str, ConfigType, &'static str)> {
+    BROKER_KEYS.iter().find(|(n, ..)| *n == key)
+}
+
+/// The effective value of a topic config as broker `broker` sees it.
+pub(crate) fn effective(
+    broker: BrokerView<'_>,
+    topic: &BTreeMap<String, String>,
     name: &str,
 ) -> (String, ConfigSource) {
     if let Some(v) = topic.get(name) {
@@ -473,8 +489,8 @@ pub(crate) struct ResolvedTopicConfig {
     pub(crate) compact: bool,
 }
 
-/// Resolves the enforced settings of a topic.
-pub(crate) fn resolve(broker: &BrokerConfig, topic: &BTreeMap<String, String>) -> ResolvedTopicConfig {
+/// Resolves the enforced settings of a topic's partitions led by `broker`.
+pub(crate) fn resolve(broker: BrokerView<'_>, topic: &BTreeMap<String, String>) -> ResolvedTopicConfig {
     let get = |k: &str| effective(broker, topic, k).0;
     let long = |k: &str| get(k).trim().parse::<i64>().unwrap_or(0);
     let policy = get("cleanup.policy");
@@ -515,15 +531,17 @@ mod tests {
 
     #[test]
     fn should_prefer_topic_then_broker_then_default() {
-        let broker =
+        let config =
             BrokerConfig::from_overrides([("log.retention.ms".to_string(), "1000".to_string())].into_iter().collect())
                 .unwrap();
+        let dynamic = DynamicConfigs::default();
+        let broker = BrokerView { config: &config, dynamic: &dynamic, node: None };
         let mut topic = BTreeMap::new();
-        assert_eq!(effective(&broker, &topic, "retention.ms"), ("1000".into(), ConfigSource::StaticBroker));
-        assert_eq!(effective(&broker, &topic, "segment.ms"), ("604800000".into(), ConfigSource::Default));
+        assert_eq!(effective(broker, &topic, "retention.ms"), ("1000".into(), ConfigSource::StaticBroker));
+        assert_eq!(effective(broker, &topic, "segment.ms"), ("604800000".into(), ConfigSource::Default));
         topic.insert("retention.ms".into(), "5".into());
-        assert_eq!(effective(&broker, &topic, "retention.ms"), ("5".into(), ConfigSource::Topic));
-        assert_eq!(resolve(&broker, &topic).log.retention_ms, 5);
+        assert_eq!(effective(broker, &topic, "retention.ms"), ("5".into(), ConfigSource::Topic));
+        assert_eq!(resolve(broker, &topic).log.retention_ms, 5);
     }
 
     #[test]
