@@ -90,3 +90,71 @@ async fn should_name_each_keyless_record_of_a_refused_batch_on_a_compacted_topic
     drop((producer, admin));
     cluster.shutdown();
 }
+
+/// One batch of keyed records with the given timestamps.
+fn batch_at(timestamps: &[i64]) -> Bytes {
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: *ts,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions { version: 2, compression: Compression::Lz4 },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+const INVALID_TIMESTAMP: i16 = 32;
+
+/// `message.timestamp.before.max.ms` / `after.max.ms` (and the deprecated
+/// `difference.max.ms`, which stands for both when they are not set) bound CreateTime
+/// timestamps: a batch holding records outside them is refused with INVALID_TIMESTAMP and
+/// record errors naming those records (compressed batches too); timestamps inside pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn should_refuse_records_whose_timestamps_are_out_of_the_topics_bounds() {
+    init_logging();
+    let cluster = must_start_cluster(1);
+    let admin = admin(cluster.bootstrap_servers());
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let hour = 3_600_000i64;
+    let bounded = NewTopic::new("bounded", 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.before.max.ms", "3600000")
+        .set("message.timestamp.after.max.ms", "60000");
+    let legacy = NewTopic::new("legacy-bounded", 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.difference.max.ms", "3600000");
+    for r in admin.create_topics([&bounded, &legacy], &opts).await.unwrap() {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut conn = connect(&cluster);
+    let r = produce_v8(&mut conn, "bounded", batch_at(&[now, now - 2 * hour, now + 10_000, now + hour]));
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, INVALID_TIMESTAMP);
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1, 3], "too old and too far ahead: {:?}", p.record_errors);
+    let ok = produce_v8(&mut conn, "bounded", batch_at(&[now, now - hour / 2, now + 10_000]));
+    assert_eq!(ok.responses[0].partition_responses[0].error_code, 0, "timestamps inside the bounds pass");
+    let r = produce_v8(&mut conn, "legacy-bounded", batch_at(&[now + 2 * hour, now]));
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.record_errors.len()), (INVALID_TIMESTAMP, 1), "difference.max.ms bounds both sides");
+    drop(admin);
+    cluster.shutdown();
+}

@@ -167,6 +167,33 @@ pub(crate) static TOPIC_CONFIGS: &[TopicConfigDef] = &[
          3.0-IV1) and ignored: record batches are always v2, as in Kafka 3."
     ),
     def!(
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        "9223372036854775807",
+        Long,
+        0,
+        &[],
+        "CreateTime topics: the furthest a record's timestamp may be ahead of the broker's clock."
+    ),
+    def!(
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+        Long,
+        0,
+        &[],
+        "CreateTime topics: the furthest a record's timestamp may be behind the broker's clock."
+    ),
+    def!(
+        "message.timestamp.difference.max.ms",
+        "log.message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        Long,
+        0,
+        &[],
+        "Deprecated in Kafka 3.6: both timestamp bounds, for whichever of before/after.max.ms is not set."
+    ),
+    def!(
         "message.timestamp.type",
         "log.message.timestamp.type",
         "CreateTime",
@@ -487,6 +514,16 @@ pub(crate) struct ResolvedTopicConfig {
     pub(crate) min_insync_replicas: i32,
     /// `cleanup.policy` contains compact.
     pub(crate) compact: bool,
+    /// CreateTime bounds: how far behind and ahead of the broker's clock a record's timestamp
+    /// may be (`message.timestamp.before/after.max.ms`, else `difference.max.ms`).
+    pub(crate) timestamp_bounds: (i64, i64),
+}
+
+impl ResolvedTopicConfig {
+    /// Whether record timestamps must be checked against [`Self::timestamp_bounds`].
+    pub(crate) fn checks_timestamps(&self) -> bool {
+        !self.log_append_time && self.timestamp_bounds != (i64::MAX, i64::MAX)
+    }
 }
 
 /// Resolves the enforced settings of a topic's partitions led by `broker`.
@@ -506,6 +543,14 @@ pub(crate) fn resolve(broker: BrokerView<'_>, topic: &BTreeMap<String, String>) 
         log_append_time: get("message.timestamp.type") == "LogAppendTime",
         min_insync_replicas: long("min.insync.replicas") as i32,
         compact: policy.split(',').any(|p| p.trim() == "compact"),
+        timestamp_bounds: {
+            let difference = long("message.timestamp.difference.max.ms");
+            let or_difference = |v: i64| if v == i64::MAX { difference } else { v };
+            (
+                or_difference(long("message.timestamp.before.max.ms")),
+                or_difference(long("message.timestamp.after.max.ms")),
+            )
+        },
     }
 }
 

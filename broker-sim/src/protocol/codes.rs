@@ -20,6 +20,7 @@ pub(crate) const INVALID_GROUP_ID: i16 = 24;
 pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
 pub(crate) const INVALID_SESSION_TIMEOUT: i16 = 26;
 pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
+pub(crate) const INVALID_TIMESTAMP: i16 = 32;
 pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
 pub(crate) const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub(crate) const INVALID_PARTITIONS: i16 = 37;

@@ -122,6 +122,7 @@ fn append(
     // Index of the first record of the batch at hand, counted over the request's records.
     let mut first_index = 0usize;
     let mut record_errors: Vec<(i32, String)> = Vec::new();
+    let mut keyless = 0usize;
     for range in &ranges {
         let bytes = &records[range.clone()];
         let h = batch::BatchHeader::parse(bytes).map_err(|e| (codes::CORRUPT_MESSAGE, e.to_string()))?;
@@ -136,13 +137,28 @@ fn append(
         if h.is_control() {
             return Err((codes::INVALID_RECORD, "clients may not write control batches".to_string()).into());
         }
-        if cfg.compact {
+        if cfg.compact || cfg.checks_timestamps() {
+            // Per-record checks (KIP-467 names each record at fault); only topics that ask
+            // for them pay for reading the records.
+            let (before, after) = cfg.timestamp_bounds;
+            let (earliest, latest) = (now.saturating_sub(before), now.saturating_add(after));
+            let check_time = cfg.checks_timestamps();
             let mut index = first_index;
             records::for_each_record(bytes, records::client_batch_cap(bytes.len()), |r| {
-                if r.key.is_none() {
+                if cfg.compact && r.key.is_none() {
+                    keyless += 1;
                     record_errors.push((
                         index as i32,
                         format!("compacted topic {} requires a key on every record; this one has none", topic.name),
+                    ));
+                } else if check_time && !(earliest..=latest).contains(&r.timestamp) {
+                    record_errors.push((
+                        index as i32,
+                        format!(
+                            "timestamp {} is out of range: {} accepts [{earliest}, {latest}] \
+                             (message.timestamp.before.max.ms / after.max.ms)",
+                            r.timestamp, topic.name
+                        ),
                     ));
                 }
                 index += 1;
@@ -161,7 +177,9 @@ fn append(
             if record_errors.len() > RECORD_ERRORS_SHOWN { "; the first three" } else { "" },
             shown.join("; ")
         );
-        return Err(Refused { code: codes::INVALID_RECORD, message, record_errors });
+        // Kafka's class: keyless records make the batch an invalid record, else timestamps.
+        let code = if keyless > 0 { codes::INVALID_RECORD } else { codes::INVALID_TIMESTAMP };
+        return Err(Refused { code, message, record_errors });
     }
     if acks == -1 && (p.replicas.len() as i32) < cfg.min_insync_replicas {
         return Err((
