@@ -83,7 +83,9 @@ pub(crate) async fn run(a: ConsumeArgs) -> Result<()> {
         .set("auto.offset.reset", if a.from_beginning { "earliest" } else { "latest" });
     match &a.group {
         Some(g) => {
-            config.set("group.id", g).set("enable.auto.commit", "true");
+            // Offsets are stored only for records printed: closing the consumer polls (and
+            // would otherwise store) whatever was fetched but never printed.
+            config.set("group.id", g).set("enable.auto.commit", "true").set("enable.auto.offset.store", "false");
         }
         None => {
             config.set("group.id", "moldau-console").set("enable.auto.commit", "false");
@@ -141,6 +143,9 @@ pub(crate) async fn run(a: ConsumeArgs) -> Result<()> {
                     None => render_default(&a, &m, &mut line),
                 }
                 out.write_all(&line).context("writing output")?;
+                if a.group.is_some() {
+                    consumer.store_offset_from_message(&m).context("storing the offset")?;
+                }
                 count += 1;
                 last = Instant::now();
             }
