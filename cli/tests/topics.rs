@@ -79,6 +79,17 @@ fn should_report_errors_as_one_line_and_a_non_zero_exit() {
     assert!(err.contains("bad") && err.contains("retention.ms"), "the bad config is named: {err}");
     let err = on(&c, "topics", &["--create", "--topic", "bad2", "--config", "retention.ms"], "").err();
     assert!(err.contains("--config expects key=value"), "{err}");
+    // --command-config: client properties from a file, a bad one named.
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("client.properties");
+    std::fs::write(&good, "# comment\nclient.id = from-file\nsocket.timeout.ms=10000\n").unwrap();
+    on(&c, "topics", &["--list", "--command-config", good.to_str().unwrap()], "").ok();
+    let bad = dir.path().join("bad.properties");
+    std::fs::write(&bad, "bogus.property=1\n").unwrap();
+    let err = on(&c, "topics", &["--list", "--command-config", bad.to_str().unwrap()], "").err();
+    assert!(err.contains("bogus.property"), "{err}");
+    let err = on(&c, "topics", &["--list", "--command-config", "/nonexistent/client.properties"], "").err();
+    assert!(err.contains("/nonexistent/client.properties"), "{err}");
     // A bad flag is a usage error (exit 2) with clap's usage line, no backtrace.
     let r = on(&c, "topics", &["--lst"], "");
     assert_eq!(r.code, Some(2), "{r:?}");
