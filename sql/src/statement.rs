@@ -1,0 +1,722 @@
+//! The ksqlDB statement layer: splits a script into statements and parses what standard SQL
+//! does not have (`CREATE STREAM … WITH (…)`, `KEY` columns, `WINDOW TUMBLING (…)`,
+//! `EMIT CHANGES`, `PARTITION BY`, `SHOW`, `TERMINATE`, …). A query's ksqlDB clauses are
+//! taken out and replaced by blanks, so the standard SQL left for DataFusion keeps every
+//! token at its line and column, and DataFusion's errors point into the user's text.
+//!
+//! Unquoted identifiers are lower-cased, as DataFusion does; quoted ones keep their case.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use datafusion_sql::sqlparser::dialect::GenericDialect;
+use datafusion_sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
+
+use crate::error::{Position, Result, SqlError};
+use crate::types::SqlType;
+
+/// A stream (every record an event) or a table (the latest record per key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// STREAM.
+    Stream,
+    /// TABLE.
+    Table,
+}
+
+/// One column of `CREATE STREAM|TABLE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub ty: SqlType,
+    /// A `KEY` (stream) or `PRIMARY KEY` (table) column: read from the record key.
+    pub key: bool,
+}
+
+/// A `WITH (…)` property value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropValue {
+    /// A quoted string.
+    Text(String),
+    /// A number.
+    Number(i64),
+}
+
+/// `WITH (…)` properties, by lower-case name.
+pub type Props = BTreeMap<String, PropValue>;
+
+/// `CREATE STREAM|TABLE name (columns) WITH (…)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSource {
+    /// Stream or table.
+    pub kind: SourceKind,
+    /// Name.
+    pub name: String,
+    /// Columns, key columns included.
+    pub columns: Vec<Column>,
+    /// Properties.
+    pub props: Props,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// `OR REPLACE`.
+    pub or_replace: bool,
+}
+
+/// A window clause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `TUMBLING (SIZE s)`.
+    Tumbling {
+        /// Size.
+        size: Duration,
+    },
+    /// `HOPPING (SIZE s, ADVANCE BY a)`.
+    Hopping {
+        /// Size.
+        size: Duration,
+        /// Advance.
+        advance: Duration,
+    },
+    /// `SESSION (gap)`.
+    Session {
+        /// Inactivity gap.
+        gap: Duration,
+    },
+}
+
+/// `WINDOW …` with its grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// The window.
+    pub kind: WindowKind,
+    /// `GRACE PERIOD g`, if given.
+    pub grace: Option<Duration>,
+}
+
+/// `EMIT CHANGES` or `EMIT FINAL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Every change.
+    Changes,
+    /// Once per window, when it closes.
+    Final,
+}
+
+/// A SELECT with its ksqlDB clauses taken out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Standard SQL for DataFusion (the ksqlDB clauses blanked out, positions kept).
+    pub sql: String,
+    /// `WINDOW …`.
+    pub window: Option<WindowSpec>,
+    /// `EMIT …`.
+    pub emit: Option<Emit>,
+    /// `PARTITION BY` expression text.
+    pub partition_by: Option<String>,
+}
+
+/// `CREATE STREAM|TABLE name [WITH (…)] AS SELECT …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateAs {
+    /// Stream or table.
+    pub kind: SourceKind,
+    /// Name.
+    pub name: String,
+    /// Properties of the output.
+    pub props: Props,
+    /// The query.
+    pub query: Query,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// `OR REPLACE`.
+    pub or_replace: bool,
+}
+
+/// What `SHOW` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// STREAMS.
+    Streams,
+    /// TABLES.
+    Tables,
+    /// QUERIES.
+    Queries,
+    /// TOPICS.
+    Topics,
+}
+
+/// One statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `CREATE STREAM|TABLE … (…) WITH (…)`.
+    CreateSource(CreateSource),
+    /// `CREATE STREAM|TABLE … AS SELECT …`.
+    CreateAs(CreateAs),
+    /// `INSERT INTO target SELECT …`.
+    InsertInto {
+        /// Target stream.
+        target: String,
+        /// The query.
+        query: Query,
+    },
+    /// A `SELECT` (a pull query, or a push query with `EMIT CHANGES`).
+    Query(Query),
+    /// `SHOW …` / `LIST …`.
+    Show(Show),
+    /// `DESCRIBE name [EXTENDED]`.
+    Describe {
+        /// The stream or table.
+        name: String,
+        /// `EXTENDED`.
+        extended: bool,
+    },
+    /// `EXPLAIN <query>`.
+    Explain(Query),
+    /// `DROP STREAM|TABLE [IF EXISTS] name [DELETE TOPIC]`.
+    Drop {
+        /// Stream or table.
+        kind: SourceKind,
+        /// Name.
+        name: String,
+        /// `IF EXISTS`.
+        if_exists: bool,
+        /// `DELETE TOPIC`.
+        delete_topic: bool,
+    },
+    /// `TERMINATE query_id`.
+    Terminate {
+        /// The query id.
+        id: String,
+    },
+}
+
+/// A statement with the position of its first token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The statement.
+    pub statement: Statement,
+    /// Where it starts.
+    pub at: Position,
+}
+
+/// The text, with byte offsets of each line start (positions are 1-based, in characters).
+struct Source<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Source<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Source { text, line_starts }
+    }
+
+    /// The byte offset of a (1-based) position; the end of the text past it.
+    fn offset(&self, p: Position) -> usize {
+        let Some(&start) = self.line_starts.get(p.line.saturating_sub(1) as usize) else { return self.text.len() };
+        let line = &self.text[start..];
+        let col = p.column.saturating_sub(1) as usize;
+        line.char_indices().nth(col).map_or(self.text.len(), |(i, _)| start + i)
+    }
+}
+
+fn pos(t: &TokenWithSpan) -> Position {
+    Position { line: t.span.start.line, column: t.span.start.column }
+}
+
+fn end_pos(t: &TokenWithSpan) -> Position {
+    Position { line: t.span.end.line, column: t.span.end.column }
+}
+
+/// Describes a token for an error message.
+fn describe(t: Option<&TokenWithSpan>) -> String {
+    match t.map(|t| &t.token) {
+        None | Some(Token::EOF) => "the end of the statement".into(),
+        Some(tok) => format!("'{tok}'"),
+    }
+}
+
+/// Parses a script into statements (separated by `;`).
+pub fn parse(text: &str) -> Result<Vec<Located>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, text).tokenize_with_location().map_err(|e| {
+        SqlError::parse(e.message.clone(), Position { line: e.location.line, column: e.location.column })
+    })?;
+    let src = Source::new(text);
+    let significant: Vec<TokenWithSpan> =
+        tokens.into_iter().filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF)).collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut depth = 0i32;
+    for (i, t) in significant.iter().enumerate() {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::SemiColon if depth <= 0 => {
+                if i > start {
+                    out.push(parse_one(&src, &significant[start..i])?);
+                }
+                start = i + 1;
+                depth = 0;
+            }
+            _ => {}
+        }
+    }
+    if start < significant.len() {
+        out.push(parse_one(&src, &significant[start..])?);
+    }
+    Ok(out)
+}
+
+/// A cursor over one statement's tokens.
+struct Cursor<'s, 't> {
+    src: &'s Source<'s>,
+    toks: &'t [TokenWithSpan],
+    i: usize,
+}
+
+impl<'s, 't> Cursor<'s, 't> {
+    fn peek(&self) -> Option<&'t TokenWithSpan> {
+        self.toks.get(self.i)
+    }
+
+    fn error(&self, message: impl Into<String>) -> SqlError {
+        let at = match self.peek() {
+            Some(t) => pos(t),
+            None => self.toks.last().map(end_pos).unwrap_or(Position { line: 1, column: 1 }),
+        };
+        SqlError::parse(format!("{}, found {}", message.into(), describe(self.peek())), at)
+    }
+
+    fn is_kw(&self, kw: &str) -> bool {
+        matches!(self.peek().map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
+    }
+
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        if self.is_kw(kw) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_kw(&mut self, kw: &str) -> Result<()> {
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            Err(self.error(format!("expected {kw}")))
+        }
+    }
+
+    fn eat(&mut self, tok: &Token) -> bool {
+        if self.peek().is_some_and(|t| &t.token == tok) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, tok: &Token, what: &str) -> Result<()> {
+        if self.eat(tok) {
+            Ok(())
+        } else {
+            Err(self.error(format!("expected {what}")))
+        }
+    }
+
+    /// An identifier: unquoted lower-cased, quoted kept.
+    fn ident(&mut self, what: &str) -> Result<String> {
+        match self.peek().map(|t| &t.token) {
+            Some(Token::Word(Word { value, quote_style, .. })) => {
+                self.i += 1;
+                Ok(if quote_style.is_some() { value.clone() } else { value.to_ascii_lowercase() })
+            }
+            _ => Err(self.error(format!("expected {what}"))),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<u64> {
+        match self.peek().map(|t| &t.token) {
+            Some(Token::Number(n, _)) => match n.parse() {
+                Ok(v) => {
+                    self.i += 1;
+                    Ok(v)
+                }
+                Err(_) => Err(self.error(format!("expected {what} (a whole number)"))),
+            },
+            _ => Err(self.error(format!("expected {what}"))),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.i >= self.toks.len()
+    }
+
+    fn expect_end(&self) -> Result<()> {
+        if self.done() {
+            Ok(())
+        } else {
+            Err(self.error("expected the end of the statement"))
+        }
+    }
+
+    /// The text from the current token to the end.
+    fn rest_text(&self) -> &'s str {
+        match (self.peek(), self.toks.last()) {
+            (Some(first), Some(last)) => &self.src.text[self.src.offset(pos(first))..self.src.offset(end_pos(last))],
+            _ => "",
+        }
+    }
+}
+
+fn parse_one(src: &Source<'_>, toks: &[TokenWithSpan]) -> Result<Located> {
+    let at = pos(&toks[0]);
+    let mut c = Cursor { src, toks, i: 0 };
+    let statement = if c.eat_kw("CREATE") {
+        create(&mut c)?
+    } else if c.eat_kw("INSERT") {
+        c.expect_kw("INTO")?;
+        let target = c.ident("the target stream")?;
+        if !c.is_kw("SELECT") {
+            return Err(c.error("expected SELECT (INSERT INTO s SELECT …)"));
+        }
+        Statement::InsertInto { target, query: query(&mut c)? }
+    } else if c.is_kw("SELECT") {
+        Statement::Query(query(&mut c)?)
+    } else if c.eat_kw("SHOW") || c.eat_kw("LIST") {
+        let what = if c.eat_kw("STREAMS") {
+            Show::Streams
+        } else if c.eat_kw("TABLES") {
+            Show::Tables
+        } else if c.eat_kw("QUERIES") {
+            Show::Queries
+        } else if c.eat_kw("TOPICS") {
+            Show::Topics
+        } else {
+            return Err(c.error("expected STREAMS, TABLES, QUERIES or TOPICS"));
+        };
+        c.expect_end()?;
+        Statement::Show(what)
+    } else if c.eat_kw("DESCRIBE") {
+        let mut extended = c.eat_kw("EXTENDED");
+        let name = c.ident("a stream or table name")?;
+        extended |= c.eat_kw("EXTENDED");
+        c.expect_end()?;
+        Statement::Describe { name, extended }
+    } else if c.eat_kw("EXPLAIN") {
+        if !c.is_kw("SELECT") {
+            return Err(c.error("expected SELECT after EXPLAIN"));
+        }
+        Statement::Explain(query(&mut c)?)
+    } else if c.eat_kw("DROP") {
+        let kind = source_kind(&mut c)?;
+        let if_exists = if c.eat_kw("IF") {
+            c.expect_kw("EXISTS")?;
+            true
+        } else {
+            false
+        };
+        let name = c.ident("a name")?;
+        let delete_topic = if c.eat_kw("DELETE") {
+            c.expect_kw("TOPIC")?;
+            true
+        } else {
+            false
+        };
+        c.expect_end()?;
+        Statement::Drop { kind, name, if_exists, delete_topic }
+    } else if c.eat_kw("TERMINATE") {
+        let id = c.ident("a query id")?;
+        c.expect_end()?;
+        Statement::Terminate { id }
+    } else {
+        return Err(c.error(
+            "expected CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, EXPLAIN, DROP or TERMINATE at the start of a statement",
+        ));
+    };
+    Ok(Located { statement, at })
+}
+
+fn source_kind(c: &mut Cursor<'_, '_>) -> Result<SourceKind> {
+    if c.eat_kw("STREAM") {
+        Ok(SourceKind::Stream)
+    } else if c.eat_kw("TABLE") {
+        Ok(SourceKind::Table)
+    } else {
+        Err(c.error("expected STREAM or TABLE"))
+    }
+}
+
+fn create(c: &mut Cursor<'_, '_>) -> Result<Statement> {
+    let or_replace = if c.eat_kw("OR") {
+        c.expect_kw("REPLACE")?;
+        true
+    } else {
+        false
+    };
+    let kind = source_kind(c)?;
+    let if_not_exists = if c.eat_kw("IF") {
+        c.expect_kw("NOT")?;
+        c.expect_kw("EXISTS")?;
+        true
+    } else {
+        false
+    };
+    let name = c.ident("a name")?;
+    let mut columns = Vec::new();
+    if c.eat(&Token::LParen) {
+        loop {
+            columns.push(column(c, kind)?);
+            if c.eat(&Token::Comma) {
+                continue;
+            }
+            c.expect(&Token::RParen, "',' or ')' in the column list")?;
+            break;
+        }
+    }
+    let props = if c.eat_kw("WITH") { props(c)? } else { Props::new() };
+    if c.eat_kw("AS") {
+        if !columns.is_empty() {
+            return Err(SqlError::Semantic(format!(
+                "{name}: a CREATE … AS SELECT takes its columns from the query; leave out the column list"
+            )));
+        }
+        if !c.is_kw("SELECT") {
+            return Err(c.error("expected SELECT after AS"));
+        }
+        let query = query(c)?;
+        return Ok(Statement::CreateAs(CreateAs { kind, name, props, query, if_not_exists, or_replace }));
+    }
+    c.expect_end()?;
+    if columns.is_empty() {
+        return Err(SqlError::Semantic(format!("{name}: give its columns, e.g. (id STRING KEY, amount DOUBLE)")));
+    }
+    Ok(Statement::CreateSource(CreateSource { kind, name, columns, props, if_not_exists, or_replace }))
+}
+
+fn column(c: &mut Cursor<'_, '_>, kind: SourceKind) -> Result<Column> {
+    let name = c.ident("a column name")?;
+    let type_at = c.peek().map(pos);
+    let type_name = match c.peek().map(|t| &t.token) {
+        Some(Token::Word(w)) => {
+            c.i += 1;
+            w.value.clone()
+        }
+        _ => return Err(c.error(format!("expected the type of column {name}"))),
+    };
+    let mut args = Vec::new();
+    if c.eat(&Token::LParen) {
+        loop {
+            args.push(c.number("a type argument")?);
+            if c.eat(&Token::Comma) {
+                continue;
+            }
+            c.expect(&Token::RParen, "')' after the type arguments")?;
+            break;
+        }
+    }
+    let ty = SqlType::parse(&type_name, &args).map_err(|m| match m.strip_suffix(" columns") {
+        Some(construct) => SqlError::Unsupported(format!("{construct} columns (column {name})")),
+        None => SqlError::parse(format!("column {name}: {m}"), type_at.unwrap_or(Position { line: 1, column: 1 })),
+    })?;
+    let key = if c.eat_kw("PRIMARY") {
+        c.expect_kw("KEY")?;
+        if kind == SourceKind::Stream {
+            return Err(SqlError::Semantic(format!(
+                "column {name}: a stream has KEY columns, not PRIMARY KEY (tables have PRIMARY KEY)"
+            )));
+        }
+        true
+    } else if c.eat_kw("KEY") {
+        if kind == SourceKind::Table {
+            return Err(SqlError::Semantic(format!("column {name}: a table's key column is declared PRIMARY KEY")));
+        }
+        true
+    } else {
+        false
+    };
+    Ok(Column { name, ty, key })
+}
+
+fn props(c: &mut Cursor<'_, '_>) -> Result<Props> {
+    c.expect(&Token::LParen, "'(' after WITH")?;
+    let mut out = Props::new();
+    loop {
+        let key = c.ident("a property name")?;
+        c.expect(&Token::Eq, "'=' after the property name")?;
+        let value = match c.peek().map(|t| &t.token) {
+            Some(Token::SingleQuotedString(s)) => PropValue::Text(s.clone()),
+            Some(Token::Number(n, _)) => {
+                PropValue::Number(n.parse().map_err(|_| c.error(format!("expected a whole number for {key}")))?)
+            }
+            _ => return Err(c.error(format!("expected a quoted string or a number for {key}"))),
+        };
+        c.i += 1;
+        if out.insert(key.clone(), value).is_some() {
+            return Err(SqlError::Semantic(format!("property {key} is given twice")));
+        }
+        if c.eat(&Token::Comma) {
+            continue;
+        }
+        c.expect(&Token::RParen, "',' or ')' in WITH (…)")?;
+        return Ok(out);
+    }
+}
+
+/// A duration: `<n> <unit>` with MILLISECOND(S), SECOND(S), MINUTE(S), HOUR(S), DAY(S).
+fn duration(c: &mut Cursor<'_, '_>) -> Result<Duration> {
+    let n = c.number("a duration (e.g. 10 SECONDS)")?;
+    let unit = match c.peek().map(|t| &t.token) {
+        Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+        _ => return Err(c.error("expected a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)")),
+    };
+    let ms = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1_000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return Err(c.error("expected a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)")),
+    };
+    c.i += 1;
+    Ok(Duration::from_millis(n.saturating_mul(ms)))
+}
+
+fn window(c: &mut Cursor<'_, '_>) -> Result<WindowSpec> {
+    let kind_kw = if c.eat_kw("TUMBLING") {
+        "TUMBLING"
+    } else if c.eat_kw("HOPPING") {
+        "HOPPING"
+    } else if c.eat_kw("SESSION") {
+        "SESSION"
+    } else {
+        return Err(c.error("expected TUMBLING, HOPPING or SESSION after WINDOW"));
+    };
+    c.expect(&Token::LParen, "'(' after the window type")?;
+    let kind = match kind_kw {
+        "TUMBLING" => {
+            c.expect_kw("SIZE")?;
+            WindowKind::Tumbling { size: duration(c)? }
+        }
+        "HOPPING" => {
+            c.expect_kw("SIZE")?;
+            let size = duration(c)?;
+            c.expect(&Token::Comma, "',' then ADVANCE BY")?;
+            c.expect_kw("ADVANCE")?;
+            c.expect_kw("BY")?;
+            let advance = duration(c)?;
+            if advance.is_zero() || advance > size {
+                return Err(SqlError::Semantic(format!(
+                    "HOPPING window: ADVANCE BY ({advance:?}) must be more than 0 and at most the SIZE ({size:?})"
+                )));
+            }
+            WindowKind::Hopping { size, advance }
+        }
+        _ => WindowKind::Session { gap: duration(c)? },
+    };
+    let grace = if c.eat(&Token::Comma) {
+        c.expect_kw("GRACE")?;
+        c.expect_kw("PERIOD")?;
+        Some(duration(c)?)
+    } else {
+        None
+    };
+    c.expect(&Token::RParen, "')' to close the window")?;
+    if let WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } = kind {
+        if size.is_zero() {
+            return Err(SqlError::Semantic("a window SIZE must be more than 0".into()));
+        }
+    }
+    Ok(WindowSpec { kind, grace })
+}
+
+/// A SELECT to the end of the statement, its ksqlDB clauses blanked out of the SQL text.
+fn query(c: &mut Cursor<'_, '_>) -> Result<Query> {
+    let text = c.rest_text();
+    let base = c.peek().map(|t| c.src.offset(pos(t))).unwrap_or(0);
+    let mut blanks: Vec<(usize, usize)> = Vec::new();
+    let (mut window_spec, mut emit, mut partition_by) = (None, None, None);
+    let mut depth = 0i32;
+    while let Some(t) = c.peek() {
+        match &t.token {
+            Token::LParen => {
+                depth += 1;
+                c.i += 1;
+            }
+            Token::RParen => {
+                depth -= 1;
+                c.i += 1;
+            }
+            Token::Word(w) if depth == 0 && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("WINDOW") => {
+                let start = c.src.offset(pos(t));
+                c.i += 1;
+                if window_spec.is_some() {
+                    return Err(c.error("one WINDOW clause per query"));
+                }
+                window_spec = Some(window(c)?);
+                blanks.push((start, clause_end(c)));
+            }
+            Token::Word(w) if depth == 0 && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("EMIT") => {
+                let start = c.src.offset(pos(t));
+                c.i += 1;
+                emit = Some(if c.eat_kw("CHANGES") {
+                    Emit::Changes
+                } else if c.eat_kw("FINAL") {
+                    Emit::Final
+                } else {
+                    return Err(c.error("expected CHANGES or FINAL after EMIT"));
+                });
+                blanks.push((start, clause_end(c)));
+            }
+            Token::Word(w) if depth == 0 && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("PARTITION") => {
+                let start = c.src.offset(pos(t));
+                c.i += 1;
+                c.expect_kw("BY")?;
+                let expr_start = c.peek().map(|t| c.src.offset(pos(t)));
+                // The expression runs to EMIT, LIMIT or the end.
+                let mut d = 0i32;
+                while let Some(t) = c.peek() {
+                    match &t.token {
+                        Token::LParen => d += 1,
+                        Token::RParen => d -= 1,
+                        Token::Word(w)
+                            if d == 0
+                                && w.quote_style.is_none()
+                                && (w.value.eq_ignore_ascii_case("EMIT") || w.value.eq_ignore_ascii_case("LIMIT")) =>
+                        {
+                            break
+                        }
+                        _ => {}
+                    }
+                    c.i += 1;
+                }
+                let end = clause_end(c);
+                match expr_start {
+                    Some(s) if s < end => partition_by = Some(c.src.text[s..end].trim().to_string()),
+                    _ => return Err(c.error("expected an expression after PARTITION BY")),
+                }
+                blanks.push((start, end));
+            }
+            _ => c.i += 1,
+        }
+    }
+    let mut sql: String = text.to_string();
+    for (s, e) in blanks {
+        let (s, e) = (s - base, (e - base).min(sql.len()));
+        let blank: String = sql[s..e].chars().map(|ch| if ch == '\n' { '\n' } else { ' ' }).collect();
+        sql.replace_range(s..e, &blank);
+    }
+    Ok(Query { sql, window: window_spec, emit, partition_by })
+}
+
+/// The byte offset just past the last token consumed.
+fn clause_end(c: &Cursor<'_, '_>) -> usize {
+    c.toks.get(c.i.wrapping_sub(1)).map_or(0, |t| c.src.offset(end_pos(t)))
+}
+
+#[cfg(test)]
+mod tests;
