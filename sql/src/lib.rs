@@ -2,12 +2,17 @@
 //! run as Moldau topologies.
 //!
 //! Built so far: the statement layer (`statement`: ksqlDB's statements and clauses, with
-//! positions for errors) and the column types (`types`).
+//! positions for errors), the column types (`types`), the catalog of streams and tables
+//! (`catalog`) and query planning with DataFusion (`planner`).
 
+pub mod catalog;
 pub mod error;
+pub mod planner;
 pub mod statement;
 pub mod types;
 
+pub use catalog::{Catalog, Format, SourceDef};
 pub use error::{Position, Result, SqlError};
+pub use planner::Planner;
 pub use statement::{parse, Located, Statement};
 pub use types::SqlType;

@@ -1,0 +1,240 @@
+//! Planning a query with DataFusion: its SQL parser and planner against the catalog's
+//! streams and tables, with DataFusion's scalar and aggregate functions and the user's own
+//! (registered through DataFusion's `ScalarUDF` / `AggregateUDF`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{DataFusionError, TableReference};
+use datafusion_expr::logical_plan::builder::LogicalTableSource;
+use datafusion_expr::planner::ContextProvider;
+use datafusion_expr::{AggregateUDF, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF};
+use datafusion_sql::parser::DFParser;
+use datafusion_sql::planner::SqlToRel;
+
+use crate::catalog::Catalog;
+use crate::error::{Position, Result, SqlError};
+
+/// Plans queries; holds the functions SQL can call.
+#[derive(Debug)]
+pub struct Planner {
+    functions: HashMap<String, Arc<ScalarUDF>>,
+    aggregates: HashMap<String, Arc<AggregateUDF>>,
+    options: ConfigOptions,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Planner {
+    /// A planner with DataFusion's scalar functions (string, math, date/time, regex) and
+    /// aggregates (COUNT, SUM, AVG, MIN, MAX, …).
+    pub fn new() -> Self {
+        let mut p =
+            Planner { functions: HashMap::new(), aggregates: HashMap::new(), options: ConfigOptions::default() };
+        for f in datafusion_functions::all_default_functions() {
+            p.register_udf(f);
+        }
+        for a in datafusion_functions_aggregate::all_default_aggregate_functions() {
+            p.register_udaf(a);
+        }
+        p
+    }
+
+    /// Registers a scalar function (under its name and aliases).
+    pub fn register_udf(&mut self, f: Arc<ScalarUDF>) {
+        for alias in f.aliases() {
+            self.functions.insert(alias.to_ascii_lowercase(), Arc::clone(&f));
+        }
+        self.functions.insert(f.name().to_ascii_lowercase(), f);
+    }
+
+    /// Registers an aggregate function (under its name and aliases).
+    pub fn register_udaf(&mut self, a: Arc<AggregateUDF>) {
+        for alias in a.aliases() {
+            self.aggregates.insert(alias.to_ascii_lowercase(), Arc::clone(&a));
+        }
+        self.aggregates.insert(a.name().to_ascii_lowercase(), a);
+    }
+
+    /// Plans one query (standard SQL, the ksqlDB clauses already taken out) against `catalog`.
+    pub fn plan(&self, catalog: &Catalog, sql: &str) -> Result<LogicalPlan> {
+        let mut statements = DFParser::parse_sql(sql).map_err(error)?;
+        let statement = match (statements.pop_front(), statements.is_empty()) {
+            (Some(s), true) => s,
+            (None, _) => return Err(SqlError::Semantic("no query to plan".into())),
+            (Some(_), false) => return Err(SqlError::Semantic("one query at a time".into())),
+        };
+        let provider = Provider { planner: self, catalog };
+        SqlToRel::new(&provider).statement_to_plan(statement).map_err(error)
+    }
+}
+
+/// A DataFusion error as ours: parser errors with their position, the rest semantic.
+fn error(e: DataFusionError) -> SqlError {
+    let e = e.find_root().to_string();
+    let message = strip_prefixes(&e);
+    if let Some(at) = position_in(message) {
+        let message = message.split(" at Line:").next().unwrap_or(message).trim().to_string();
+        return SqlError::parse(message, at);
+    }
+    if message.starts_with("This feature is not implemented") {
+        return SqlError::Unsupported(message.trim_start_matches("This feature is not implemented: ").to_string());
+    }
+    SqlError::Semantic(message.to_string())
+}
+
+fn strip_prefixes(mut s: &str) -> &str {
+    for p in ["SQL error: ", "Error during planning: ", "Schema error: ", "ParserError(\"", "sql parser error: "] {
+        while let Some(rest) = s.strip_prefix(p) {
+            s = rest;
+        }
+    }
+    s.trim_end_matches("\")").trim()
+}
+
+/// "… at Line: 3, Column: 14" in sqlparser's messages.
+fn position_in(message: &str) -> Option<Position> {
+    let rest = &message[message.find("Line: ")? + "Line: ".len()..];
+    let (line, rest) = rest.split_once(',')?;
+    let column = rest.trim_start().strip_prefix("Column: ")?;
+    let column: String = column.chars().take_while(char::is_ascii_digit).collect();
+    Some(Position { line: line.trim().parse().ok()?, column: column.parse().ok()? })
+}
+
+/// What DataFusion's planner asks about: the catalog's sources and the functions.
+struct Provider<'a> {
+    planner: &'a Planner,
+    catalog: &'a Catalog,
+}
+
+impl ContextProvider for Provider<'_> {
+    fn get_table_source(&self, name: TableReference) -> datafusion_common::Result<Arc<dyn TableSource>> {
+        let source = self.catalog.get(name.table()).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "no stream or table named {} (SHOW STREAMS and SHOW TABLES list them)",
+                name.table()
+            ))
+        })?;
+        Ok(Arc::new(LogicalTableSource::new(source.schema())))
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.planner.functions.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.planner.aggregates.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
+        None
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        &self.planner.options
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.planner.functions.keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.planner.aggregates.keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::SourceDef;
+    use crate::statement::{parse, Statement};
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new();
+        for sql in [
+            "CREATE STREAM pageviews (userid STRING KEY, page STRING, viewtime BIGINT, price DOUBLE) WITH (kafka_topic='pv', value_format='JSON')",
+            "CREATE TABLE users (id STRING PRIMARY KEY, name STRING, region STRING) WITH (kafka_topic='users', value_format='JSON')",
+        ] {
+            let Statement::CreateSource(s) = parse(sql).unwrap().remove(0).statement else { panic!() };
+            c.add(SourceDef::from_create(&s).unwrap(), false, false).unwrap();
+        }
+        c
+    }
+
+    fn query_sql(sql: &str) -> String {
+        match parse(sql).unwrap().remove(0).statement {
+            Statement::Query(q) | Statement::Explain(q) => q.sql,
+            Statement::CreateAs(c) => c.query.sql,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn should_plan_projections_filters_functions_and_aggregates() {
+        let (p, c) = (Planner::new(), catalog());
+        let plan = p
+            .plan(&c, &query_sql("SELECT upper(page) AS p, abs(price) * 2, CASE WHEN price > 10 THEN 'big' ELSE 'small' END, CAST(viewtime AS DOUBLE) FROM pageviews WHERE page LIKE '/a%' AND price IS NOT NULL"))
+            .unwrap();
+        let text = plan.display_indent().to_string();
+        assert!(text.contains("Filter") && text.contains("Projection"), "{text}");
+        let plan = p
+            .plan(&c, &query_sql("SELECT page, COUNT(*), SUM(price), AVG(price), MIN(price), MAX(price), COUNT(DISTINCT userid) FROM pageviews GROUP BY page HAVING COUNT(*) > 1"))
+            .unwrap();
+        assert!(plan.display_indent().to_string().contains("Aggregate"), "{}", plan.display_indent());
+        let windowed = query_sql("CREATE TABLE c AS SELECT page, COUNT(*) FROM pageviews WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY page EMIT CHANGES");
+        p.plan(&c, &windowed).unwrap();
+        p.plan(&c, &query_sql("SELECT p.page, u.name FROM pageviews p LEFT JOIN users u ON p.userid = u.id")).unwrap();
+    }
+
+    #[test]
+    fn should_name_unknown_columns_sources_and_misplaced_aggregates() {
+        let (p, c) = (Planner::new(), catalog());
+        let e = p.plan(&c, &query_sql("SELECT pagee FROM pageviews")).unwrap_err();
+        assert!(matches!(e, SqlError::Semantic(_)) && e.to_string().contains("pagee"), "{e}");
+        let e = p.plan(&c, &query_sql("SELECT * FROM nope")).unwrap_err();
+        assert!(e.to_string().contains("no stream or table named nope"), "{e}");
+        let e = p.plan(&c, &query_sql("SELECT page, price, COUNT(*) FROM pageviews GROUP BY page")).unwrap_err();
+        assert!(e.to_string().contains("price"), "a non-aggregated column outside GROUP BY is named: {e}");
+        let e = p.plan(&c, &query_sql("SELECT page + 1 FROM pageviews WHERE price = 'x'")).unwrap_err();
+        assert!(matches!(e, SqlError::Semantic(_)), "{e}");
+        let e = p.plan(&c, &query_sql("SELECT nosuchfn(page) FROM pageviews")).unwrap_err();
+        assert!(e.to_string().contains("nosuchfn"), "{e}");
+        let e = p.plan(&c, "SELECT FROM WHERE").unwrap_err();
+        assert!(e.to_string().len() > 10, "{e}");
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn should_give_parser_errors_their_line_and_column() {
+        let e = Planner::new().plan(&Catalog::new(), "SELECT a FROM t\n  WHERE a = = 1").unwrap_err();
+        let at = e.position().unwrap_or_else(|| panic!("a position: {e}"));
+        assert_eq!(at.line, 2, "{e}");
+        assert!(e.to_string().contains("="), "{e}");
+    }
+}
