@@ -3,10 +3,12 @@
 //!
 //! Built so far: the statement layer (`statement`: ksqlDB's statements and clauses, with
 //! positions for errors), the column types (`types`), the catalog of streams and tables
-//! (`catalog`) and query planning with DataFusion (`planner`).
+//! (`catalog`), query planning with DataFusion (`planner`) and stateless queries evaluated by
+//! DataFusion's physical expressions over Arrow record batches (`eval`).
 
 pub mod catalog;
 pub mod error;
+pub mod eval;
 pub mod planner;
 pub mod statement;
 pub mod types;

@@ -11,6 +11,7 @@ use datafusion_common::{DataFusionError, TableReference};
 use datafusion_expr::logical_plan::builder::LogicalTableSource;
 use datafusion_expr::planner::ContextProvider;
 use datafusion_expr::{AggregateUDF, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF};
+use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_sql::parser::DFParser;
 use datafusion_sql::planner::SqlToRel;
 
@@ -71,7 +72,10 @@ impl Planner {
             (Some(_), false) => return Err(SqlError::Semantic("one query at a time".into())),
         };
         let provider = Provider { planner: self, catalog };
-        SqlToRel::new(&provider).statement_to_plan(statement).map_err(error)
+        let plan = SqlToRel::new(&provider).statement_to_plan(statement).map_err(error)?;
+        // DataFusion's analyzer: type coercion (casts where types meet) and the rewrites a
+        // plan needs before its expressions can run.
+        Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(error)
     }
 }
 

@@ -1,0 +1,322 @@
+//! Stateless queries over record batches: a planned `SELECT … FROM s [WHERE …]` becomes
+//! DataFusion physical expressions, evaluated over Arrow record batches decoded from the
+//! records of a batch (filter, then projection), and encoded back into JSON record values.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion_common::arrow::compute::filter_record_batch;
+use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion_common::DFSchema;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
+
+use crate::catalog::{Format, SourceDef};
+use crate::error::{Result, SqlError};
+use crate::types::SqlType;
+
+/// One input record: key, value, timestamp (ms), partition, offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRecord {
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Option<Vec<u8>>,
+    /// Record timestamp, ms.
+    pub timestamp: i64,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// A record that could not be decoded: its index in the batch and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// Index in the input.
+    pub index: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Decodes JSON values (one object each) into one batch of `schema`'s columns.
+fn decode_json<'a>(
+    schema: &SchemaRef,
+    values: impl Iterator<Item = &'a [u8]>,
+) -> std::result::Result<RecordBatch, String> {
+    let values: Vec<&[u8]> = values.collect();
+    let mut decoder = datafusion_common::arrow::json::ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(values.len().max(1))
+        .with_strict_mode(false)
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    for v in values {
+        let mut rest = v;
+        while !rest.is_empty() {
+            let n = decoder.decode(rest).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the decoder took no bytes".into());
+            }
+            rest = &rest[n..];
+        }
+        decoder.decode(b"\n").map_err(|e| e.to_string())?;
+    }
+    Ok(decoder.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+}
+
+/// A compiled stateless query.
+#[derive(Debug)]
+pub struct Stateless {
+    source: SourceDef,
+    input_schema: SchemaRef,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    projection: Vec<Arc<dyn PhysicalExpr>>,
+    output_schema: SchemaRef,
+}
+
+/// A stateless plan's parts: projection, filter, the scan's schema and the output schema.
+struct Parts {
+    exprs: Vec<Expr>,
+    filter: Option<Expr>,
+    input: Arc<DFSchema>,
+    output: Arc<DFSchema>,
+}
+
+/// Unwraps the plan shapes a stateless query has: Projection over an optional Filter over a
+/// (possibly aliased) TableScan.
+fn parts(plan: &LogicalPlan) -> Result<Parts> {
+    let LogicalPlan::Projection(p) = plan else {
+        return Err(SqlError::Unsupported(format!("a stateless query of this shape: {}", plan.display())));
+    };
+    let mut input = p.input.as_ref();
+    let mut filter = None;
+    if let LogicalPlan::Filter(f) = input {
+        filter = Some(f.predicate.clone());
+        input = f.input.as_ref();
+    }
+    let scan_schema = Arc::clone(input.schema());
+    match input {
+        LogicalPlan::TableScan(_) => {}
+        LogicalPlan::SubqueryAlias(a) if matches!(a.input.as_ref(), LogicalPlan::TableScan(_)) => {}
+        other => {
+            return Err(SqlError::Unsupported(format!("{} in a stateless query", other.display())));
+        }
+    }
+    Ok(Parts { exprs: p.expr.clone(), filter, input: scan_schema, output: Arc::clone(&p.schema) })
+}
+
+impl Stateless {
+    /// Compiles a planned query over `source` into physical expressions.
+    pub fn compile(plan: &LogicalPlan, source: &SourceDef) -> Result<Self> {
+        let Parts { exprs, filter, input, output } = parts(plan)?;
+        let props = ExecutionProps::new();
+        let ctx = PhysicalPlanningContext::default();
+        let physical =
+            |e: &Expr| create_physical_expr(e, &input, &props, &ctx).map_err(|e| SqlError::Semantic(e.to_string()));
+        let filter = filter.as_ref().map(physical).transpose()?;
+        let projection = exprs.iter().map(physical).collect::<Result<Vec<_>>>()?;
+        let output_schema = Arc::new(Schema::new(
+            output.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+        ));
+        Ok(Stateless {
+            source: source.clone(),
+            input_schema: Arc::new(input.as_arrow().clone()),
+            filter,
+            projection,
+            output_schema,
+        })
+    }
+
+    /// The output columns.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Decodes `records` into one batch of the source's columns; records that do not match
+    /// the declared schema are left out and reported.
+    pub fn decode(&self, records: &[InputRecord]) -> Result<(RecordBatch, Vec<BadRecord>)> {
+        let value_fields: Vec<Field> =
+            self.source.columns.iter().filter(|c| !c.key).map(|c| Field::new(&c.name, c.ty.arrow(), true)).collect();
+        let value_schema = Arc::new(Schema::new(value_fields));
+        if self.source.value_format != Format::Json {
+            return Err(SqlError::Unsupported(format!(
+                "value_format {:?} in queries (JSON for now)",
+                self.source.value_format
+            )));
+        }
+        let mut good = Vec::with_capacity(records.len());
+        let mut bad = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match &r.value {
+                Some(_) => good.push(i),
+                None => bad.push(BadRecord { index: i, reason: "no value (a tombstone)".into() }),
+            }
+        }
+        let value_of = |i: &usize| records[*i].value.as_deref().unwrap_or_default();
+        // The whole batch at once; only when that fails is each record decoded alone, to
+        // tell the bad ones apart (type errors show when the decoder flushes its rows).
+        let values = match decode_json(&value_schema, good.iter().map(value_of)) {
+            Ok(b) if b.num_rows() == good.len() => b,
+            _ => {
+                good.retain(|i| match decode_json(&value_schema, std::iter::once(value_of(i))) {
+                    Ok(b) if b.num_rows() == 1 => true,
+                    Ok(b) => {
+                        bad.push(BadRecord {
+                            index: *i,
+                            reason: format!("{} JSON values in one record", b.num_rows()),
+                        });
+                        false
+                    }
+                    Err(e) => {
+                        bad.push(BadRecord { index: *i, reason: e });
+                        false
+                    }
+                });
+                bad.sort_by_key(|b| b.index);
+                decode_json(&value_schema, good.iter().map(value_of)).map_err(SqlError::Semantic)?
+            }
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.input_schema.fields().len());
+        let mut value_index = 0;
+        for c in &self.source.columns {
+            if c.key {
+                if c.ty != SqlType::String {
+                    return Err(SqlError::Unsupported(format!("{} key columns (STRING for now)", c.ty)));
+                }
+                let keys: StringArray = good
+                    .iter()
+                    .map(|&i| records[i].key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()))
+                    .collect();
+                columns.push(Arc::new(keys));
+            } else {
+                columns.push(Arc::clone(values.column(value_index)));
+                value_index += 1;
+            }
+        }
+        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(good.iter().map(|&i| records[i].timestamp))));
+        columns.push(Arc::new(Int32Array::from_iter_values(good.iter().map(|&i| records[i].partition))));
+        columns.push(Arc::new(Int64Array::from_iter_values(good.iter().map(|&i| records[i].offset))));
+        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), columns)
+            .map_err(|e| SqlError::Semantic(e.to_string()))?;
+        Ok((batch, bad))
+    }
+
+    /// Runs the filter and the projection over a decoded batch.
+    pub fn eval(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let fail = |e: datafusion_common::DataFusionError| SqlError::Semantic(e.to_string());
+        let batch = match &self.filter {
+            Some(f) => {
+                let mask = f.evaluate(batch).map_err(fail)?.into_array(batch.num_rows()).map_err(fail)?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| SqlError::Semantic("the WHERE condition is not a boolean".into()))?;
+                filter_record_batch(batch, mask).map_err(|e| SqlError::Semantic(e.to_string()))?
+            }
+            None => batch.clone(),
+        };
+        let columns = self
+            .projection
+            .iter()
+            .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
+            .collect::<datafusion_common::Result<Vec<_>>>()
+            .map_err(fail)?;
+        RecordBatch::try_new_with_options(
+            Arc::clone(&self.output_schema),
+            columns,
+            &datafusion_common::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(|e| SqlError::Semantic(e.to_string()))
+    }
+
+    /// Encodes each output row as a JSON object (one value per row).
+    pub fn encode_json(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let mut buf = Vec::new();
+        {
+            let mut w = datafusion_common::arrow::json::LineDelimitedWriter::new(&mut buf);
+            w.write(batch).map_err(|e| SqlError::Semantic(e.to_string()))?;
+            w.finish().map_err(|e| SqlError::Semantic(e.to_string()))?;
+        }
+        Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::planner::Planner;
+    use crate::statement::{parse, Statement};
+
+    fn setup(query: &str) -> Stateless {
+        let Statement::CreateSource(s) = parse(
+            "CREATE STREAM pageviews (userid STRING KEY, page STRING, price DOUBLE, n BIGINT) WITH (kafka_topic='pv', value_format='JSON')",
+        )
+        .unwrap()
+        .remove(0)
+        .statement
+        else {
+            panic!()
+        };
+        let def = SourceDef::from_create(&s).unwrap();
+        let mut c = Catalog::new();
+        c.add(def.clone(), false, false).unwrap();
+        let Statement::Query(q) = parse(query).unwrap().remove(0).statement else { panic!() };
+        let plan = Planner::new().plan(&c, &q.sql).unwrap();
+        Stateless::compile(&plan, &def).unwrap()
+    }
+
+    fn rec(i: i64, key: &str, value: &str) -> InputRecord {
+        InputRecord { key: Some(key.into()), value: Some(value.into()), timestamp: 1000 + i, partition: 0, offset: i }
+    }
+
+    #[test]
+    fn should_filter_and_project_a_batch_with_datafusion_functions() {
+        let q = setup("SELECT userid, upper(page) AS page, price * 2 AS double_price, rowoffset FROM pageviews WHERE price > 1.5 AND page LIKE '/a%'");
+        let records = vec![
+            rec(0, "u1", r#"{"page":"/a/1","price":2.0,"n":1}"#),
+            rec(1, "u2", r#"{"page":"/b","price":9.0}"#),
+            rec(2, "u3", r#"{"page":"/a/2","price":1.0}"#),
+            rec(3, "u4", r#"{"page":"/a/3","price":"not a number"}"#),
+            rec(4, "u5", r#"{"page":"/a/4","price":4.5}"#),
+        ];
+        let (batch, bad) = q.decode(&records).unwrap();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].index, 3);
+        assert_eq!(batch.num_rows(), 4);
+        let out = q.eval(&batch).unwrap();
+        let rows: Vec<String> =
+            Stateless::encode_json(&out).unwrap().into_iter().map(|r| String::from_utf8(r).unwrap()).collect();
+        assert_eq!(
+            rows,
+            [
+                r#"{"userid":"u1","page":"/A/1","double_price":4.0,"rowoffset":0}"#,
+                r#"{"userid":"u5","page":"/A/4","double_price":9.0,"rowoffset":4}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn should_refuse_plans_that_are_not_stateless() {
+        let (c, def) = {
+            let Statement::CreateSource(s) =
+                parse("CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='s', value_format='JSON')")
+                    .unwrap()
+                    .remove(0)
+                    .statement
+            else {
+                panic!()
+            };
+            let def = SourceDef::from_create(&s).unwrap();
+            let mut c = Catalog::new();
+            c.add(def.clone(), false, false).unwrap();
+            (c, def)
+        };
+        let plan = Planner::new().plan(&c, "SELECT k, COUNT(*) FROM s GROUP BY k").unwrap();
+        assert!(matches!(Stateless::compile(&plan, &def), Err(SqlError::Unsupported(_))));
+    }
+}
