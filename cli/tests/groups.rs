@@ -171,11 +171,27 @@ fn should_reset_offsets_with_every_spec_in_dry_run_and_execute() {
         (vec!["--topic", "orders", "--by-duration", "PT1H"], [Some(0), Some(0)]),
     ];
     for (args, want) in cases {
+        // Each spec first as a dry run: its plan says what --execute then commits.
+        let before = current(&c, "g");
+        let mut dry = args.clone();
+        dry.extend(["--dry-run", "-o", "json"]);
+        let plan: serde_json::Value = serde_json::from_str(&reset(&dry)).unwrap();
+        assert_eq!(current(&c, "g"), before, "a dry run commits nothing: {args:?}");
+        let planned: Vec<(i64, i64)> = plan
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["partition"].as_i64().unwrap(), l["new_offset"].as_i64().unwrap()))
+            .collect();
         let mut all = args.clone();
         all.push("--execute");
         let out = reset(&all);
         assert!(!out.contains("Dry run"), "{out}");
-        assert_eq!(current(&c, "g"), want, "{args:?}");
+        let now = current(&c, "g");
+        assert_eq!(now, want, "{args:?}");
+        for (p, o) in planned {
+            assert_eq!(now[p as usize], Some(o), "{args:?}: the executed plan is the dry run's");
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.csv");
