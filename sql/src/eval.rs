@@ -252,19 +252,19 @@ mod tests {
     use crate::planner::Planner;
     use crate::statement::{parse, Statement};
 
-    fn setup(query: &str) -> Stateless {
-        let Statement::CreateSource(s) = parse(
-            "CREATE STREAM pageviews (userid STRING KEY, page STRING, price DOUBLE, n BIGINT) WITH (kafka_topic='pv', value_format='JSON')",
-        )
-        .unwrap()
-        .remove(0)
-        .statement
-        else {
-            panic!()
-        };
+    /// A catalog holding the one source `create` declares, and its definition.
+    fn catalog_of(create: &str) -> (Catalog, SourceDef) {
+        let Statement::CreateSource(s) = parse(create).unwrap().remove(0).statement else { panic!("{create}") };
         let def = SourceDef::from_create(&s).unwrap();
         let mut c = Catalog::new();
         c.add(def.clone(), false, false).unwrap();
+        (c, def)
+    }
+
+    fn setup(query: &str) -> Stateless {
+        let (c, def) = catalog_of(
+            "CREATE STREAM pageviews (userid STRING KEY, page STRING, price DOUBLE, n BIGINT) WITH (kafka_topic='pv', value_format='JSON')",
+        );
         let Statement::Query(q) = parse(query).unwrap().remove(0).statement else { panic!() };
         let plan = Planner::new().plan(&c, &q.sql).unwrap();
         Stateless::compile(&plan, &def).unwrap()
@@ -302,20 +302,8 @@ mod tests {
 
     #[test]
     fn should_refuse_plans_that_are_not_stateless() {
-        let (c, def) = {
-            let Statement::CreateSource(s) =
-                parse("CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='s', value_format='JSON')")
-                    .unwrap()
-                    .remove(0)
-                    .statement
-            else {
-                panic!()
-            };
-            let def = SourceDef::from_create(&s).unwrap();
-            let mut c = Catalog::new();
-            c.add(def.clone(), false, false).unwrap();
-            (c, def)
-        };
+        let (c, def) =
+            catalog_of("CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='s', value_format='JSON')");
         let plan = Planner::new().plan(&c, "SELECT k, COUNT(*) FROM s GROUP BY k").unwrap();
         assert!(matches!(Stateless::compile(&plan, &def), Err(SqlError::Unsupported(_))));
     }

@@ -14,10 +14,12 @@ use crate::raw::{call, connect};
 
 const INVALID_RECORD: i16 = 87;
 
-/// One batch whose records have a key unless their index is in `keyless`.
-fn batch(n: usize, keyless: &[usize]) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
+/// One batch of plain records, (key, timestamp) each, with values `v<i>`.
+fn encode_batch(records: &[(Option<Bytes>, i64)], compression: Compression) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, ts))| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -27,20 +29,25 @@ fn batch(n: usize, keyless: &[usize]) -> Bytes {
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
-            timestamp: 1,
-            key: (!keyless.contains(&i)).then(|| Bytes::from(format!("k{i}"))),
+            timestamp: *ts,
+            key: key.clone(),
             value: Some(Bytes::from(format!("v{i}"))),
             headers: Default::default(),
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression }).unwrap();
     buf.freeze()
+}
+
+fn key(i: usize) -> Option<Bytes> {
+    Some(Bytes::from(format!("k{i}")))
+}
+
+/// One batch whose records have a key unless their index is in `keyless`.
+fn batch(n: usize, keyless: &[usize]) -> Bytes {
+    let records: Vec<_> = (0..n).map(|i| ((!keyless.contains(&i)).then(|| key(i)).flatten(), 1)).collect();
+    encode_batch(&records, Compression::None)
 }
 
 fn produce_v8(conn: &mut std::net::TcpStream, topic: &str, records: Bytes) -> ProduceResponse {
@@ -91,35 +98,10 @@ async fn should_name_each_keyless_record_of_a_refused_batch_on_a_compacted_topic
     cluster.shutdown();
 }
 
-/// One batch of keyed records with the given timestamps.
+/// One lz4 batch of keyed records with the given timestamps.
 fn batch_at(timestamps: &[i64]) -> Bytes {
-    let records: Vec<Record> = timestamps
-        .iter()
-        .enumerate()
-        .map(|(i, ts)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: *ts,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::Lz4 },
-    )
-    .unwrap();
-    buf.freeze()
+    let records: Vec<_> = timestamps.iter().enumerate().map(|(i, ts)| (key(i), *ts)).collect();
+    encode_batch(&records, Compression::Lz4)
 }
 
 const INVALID_TIMESTAMP: i16 = 32;

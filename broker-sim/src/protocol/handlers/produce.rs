@@ -42,7 +42,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespon
                                 appended = true;
                                 r.base_offset = res.0;
                                 r.log_start_offset = res.1;
-                                if p.config.read().log_append_time {
+                                if res.2 {
                                     r.log_append_time_ms = now;
                                 }
                             }
@@ -95,7 +95,8 @@ impl From<(i16, String)> for Refused {
 /// Shown in full in a top-level message; the rest are counted (Kafka shows three too).
 const RECORD_ERRORS_SHOWN: usize = 3;
 
-/// Validates and appends one partition's records; returns (base offset, log start offset).
+/// Validates and appends one partition's records; returns (base offset, log start offset,
+/// whether the partition stamps LogAppendTime), all from one read of its settings.
 fn append(
     ctx: &Ctx<'_>,
     topic: &Topic,
@@ -103,7 +104,7 @@ fn append(
     records: &[u8],
     acks: i16,
     now: i64,
-) -> Result<(i64, i64), Refused> {
+) -> Result<(i64, i64, bool), Refused> {
     if p.leader != ctx.node_id() {
         return Err((codes::NOT_LEADER_OR_FOLLOWER, format!("broker {} is not the leader", ctx.node_id())).into());
     }
@@ -205,7 +206,9 @@ fn append(
     let mut log = p.log.lock();
     if producer_id >= 0 {
         match log.producers.check(&first) {
-            Ok(Verdict::Duplicate { first_offset }) => return Ok((first_offset, log.log_start_offset())),
+            Ok(Verdict::Duplicate { first_offset }) => {
+                return Ok((first_offset, log.log_start_offset(), cfg.log_append_time))
+            }
             Ok(Verdict::Append) => {}
             Err(rejection) => return Err(rejection.into()),
         }
@@ -230,7 +233,7 @@ fn append(
         info
     });
     let info = info.map_err(|e| (codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
-    Ok((info.base_offset, log.log_start_offset()))
+    Ok((info.base_offset, log.log_start_offset(), cfg.log_append_time))
 }
 
 /// The largest append scratch buffer a thread keeps.
