@@ -2,6 +2,7 @@
 //! test with its own cluster.
 
 mod apps;
+mod batching;
 mod broker_kill;
 mod changelog;
 mod crash;

@@ -403,6 +403,8 @@ impl StreamThread {
                 }
             }
             let entry = self.tasks.get_mut(&id).expect("task exists");
+            // The queue ran dry: what processors hold back goes out now.
+            entry.task.flush()?;
             entry.task.advance_wall_clock(wall)?;
             if self.committing.is_none() {
                 self.send_pending(id)?;

@@ -30,6 +30,15 @@ pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
         Ok(())
     }
 
+    /// Forwards whatever the processor holds back (a batch it evaluates at once, say). The
+    /// runtime calls it, parents before children, whenever the task's queued input runs dry
+    /// and before every commit, so that nothing held is left out of the transaction of the
+    /// input it came from. A processor that forwards as it goes has nothing to do here.
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// Called when the task closes.
     fn close(&mut self) {}
 }

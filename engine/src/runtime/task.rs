@@ -106,6 +106,16 @@ impl StreamTask {
         Ok(())
     }
 
+    /// Has every processor forward what it holds back, parents first (nodes are numbered
+    /// parents before children), so that what a parent forwards reaches a child before the
+    /// child flushes.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        for node in self.instance.lifecycles.values() {
+            node.borrow_mut().flush(&mut self.state)?;
+        }
+        Ok(())
+    }
+
     /// Moves the records the sinks produced to the end of `out` (no allocation once warm).
     pub(crate) fn drain_output_into(&mut self, out: &mut Vec<OutputRecord>) {
         self.state.collector.drain_into(out)

@@ -138,10 +138,11 @@ impl TopologyTestDriver {
         Ok(())
     }
 
-    /// Flushes caches, takes changelogs and output, commits every store; returns the output.
+    /// Flushes processors and caches, takes changelogs and output, commits every store; returns the output.
     fn commit(&mut self) -> Result<Vec<OutputRecord>> {
         let mut out = Vec::new();
         for task in self.tasks.values_mut() {
+            task.flush()?;
             let mut flushed = Vec::new();
             for (name, store) in task.stores() {
                 store.borrow_mut().flush_cache()?;

@@ -22,6 +22,7 @@ pub(crate) type Child<K, V> = Rc<RefCell<dyn Node<K, V>>>;
 /// A node with punctuations and a close hook (every processor).
 pub(crate) trait Lifecycle {
     fn punctuate(&mut self, id: PunctuatorId, time: i64, task: &mut TaskState) -> Result<()>;
+    fn flush(&mut self, task: &mut TaskState) -> Result<()>;
     fn close(&mut self);
 }
 
@@ -61,6 +62,12 @@ where
         let node = &mut self.node;
         let mut ctx = ProcessorContext { node: &node.name, children: &node.children, task };
         node.processor.punctuate(id, time, &mut ctx)
+    }
+
+    fn flush(&mut self, task: &mut TaskState) -> Result<()> {
+        let node = &mut self.node;
+        let mut ctx = ProcessorContext { node: &node.name, children: &node.children, task };
+        node.processor.flush(&mut ctx)
     }
 
     fn close(&mut self) {

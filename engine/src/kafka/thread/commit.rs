@@ -42,6 +42,7 @@ impl StreamThread {
         self.last_commit = self.clock.now();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in &ids {
+            self.tasks.get_mut(id).expect("task exists").task.flush()?;
             for (_, store) in self.tasks[id].task.stores() {
                 store.borrow_mut().flush_cache()?;
             }
