@@ -186,7 +186,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
         let name = self.shared.name("KSTREAM-SINK");
         let parent = self.node.clone();
-        let (k, v) = (record(&produced.keys), record(&produced.values));
+        let (k, v) = (produced.keys, produced.values);
         self.shared.with(|t| t.add_sink::<K, V>(&name, topic, k, v, &[&parent]).map(|_| ()));
     }
 
@@ -194,7 +194,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     pub fn to_dynamic(&self, choose: impl Fn(&K, &V) -> String + Send + Sync + 'static, produced: Produced<K, V>) {
         let name = self.shared.name("KSTREAM-SINK");
         let parent = self.node.clone();
-        let (k, v) = (record(&produced.keys), record(&produced.values));
+        let (k, v) = (produced.keys, produced.values);
         self.shared.with(|t| {
             t.add_sink_with::<K, V>(&name, move |r: &Record<K, V>| choose(&r.key, &r.value), k, v, &[&parent])
                 .map(|_| ())

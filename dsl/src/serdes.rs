@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use moldau_engine::processor::{required, SharedSerde};
+use moldau_engine::processor::{nullable, required, SharedSerde};
 use moldau_engine::state::{Serde, Window, Windowed};
 
 /// A shared serde for `T`.
@@ -27,16 +27,23 @@ impl<K, V> Consumed<K, V> {
     }
 }
 
-/// How to write a topic: key and value serdes.
+/// How to write a topic: key and value record serdes.
 pub struct Produced<K, V> {
-    pub(crate) keys: SerdeRef<K>,
-    pub(crate) values: SerdeRef<V>,
+    pub(crate) keys: SharedSerde<K>,
+    pub(crate) values: SharedSerde<V>,
 }
 
-impl<K, V> Produced<K, V> {
-    /// Writes keys and values with these serdes.
+impl<K: 'static, V: 'static> Produced<K, V> {
+    /// Writes keys and values, never null, with these serdes.
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
-        Produced { keys: Arc::new(keys), values: Arc::new(values) }
+        Produced { keys: required(keys), values: required(values) }
+    }
+}
+
+impl<K: 'static, V: 'static> Produced<Option<K>, V> {
+    /// Writes keys that may be null (`None`: a null key) and values that are never null.
+    pub fn with_nullable_keys(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        Produced { keys: nullable(keys), values: required(values) }
     }
 }
 

@@ -35,6 +35,9 @@ pub enum SqlError {
     /// SQL the engine does not run yet; names the construct.
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// Running the statement failed: the cluster or the engine said why.
+    #[error("{0}")]
+    Execution(String),
 }
 
 /// Results of the SQL front end.

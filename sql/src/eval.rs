@@ -5,19 +5,19 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
 };
 use datafusion_common::arrow::compute::filter_record_batch;
-use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion_common::DFSchema;
+use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion_common::{DFSchema, ScalarValue};
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
 
 use crate::catalog::{Format, SourceDef};
+use crate::codec;
 use crate::error::{Result, SqlError};
-use crate::types::SqlType;
 
 /// One input record: key, value, timestamp (ms), partition, offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,11 +150,23 @@ impl Stateless {
         }
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
+        let key_column = self.source.columns.iter().find(|c| c.key);
+        let mut keys = Vec::with_capacity(if key_column.is_some() { records.len() } else { 0 });
         for (i, r) in records.iter().enumerate() {
-            match &r.value {
-                Some(_) => good.push(i),
-                None => bad.push(BadRecord { index: i, reason: "no value (a tombstone)".into() }),
+            if r.value.is_none() {
+                bad.push(BadRecord { index: i, reason: "no value (a tombstone)".into() });
+                continue;
             }
+            if let Some(k) = key_column {
+                match codec::decode_key(&k.ty, self.source.key_format, r.key.as_deref()) {
+                    Ok(v) => keys.push((i, v)),
+                    Err(reason) => {
+                        bad.push(BadRecord { index: i, reason });
+                        continue;
+                    }
+                }
+            }
+            good.push(i);
         }
         let value_of = |i: &usize| records[*i].value.as_deref().unwrap_or_default();
         // The whole batch at once; only when that fails is each record decoded alone, to
@@ -177,6 +189,7 @@ impl Stateless {
                     }
                 });
                 bad.sort_by_key(|b| b.index);
+                keys.retain(|(i, _)| good.binary_search(i).is_ok());
                 decode_json(&value_schema, good.iter().map(value_of)).map_err(SqlError::Semantic)?
             }
         };
@@ -184,20 +197,33 @@ impl Stateless {
         let mut value_index = 0;
         for c in &self.source.columns {
             if c.key {
-                if c.ty != SqlType::String {
-                    return Err(SqlError::Unsupported(format!("{} key columns (STRING for now)", c.ty)));
-                }
-                let keys: StringArray = good
-                    .iter()
-                    .map(|&i| records[i].key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()))
-                    .collect();
-                columns.push(Arc::new(keys));
+                let values = keys.drain(..).map(|(_, v)| v);
+                let array = if good.is_empty() {
+                    datafusion_common::arrow::array::new_empty_array(&c.ty.arrow())
+                } else {
+                    ScalarValue::iter_to_array(values).map_err(|e| SqlError::Semantic(e.to_string()))?
+                };
+                columns.push(array);
             } else {
                 columns.push(Arc::clone(values.column(value_index)));
                 value_index += 1;
             }
         }
-        columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(good.iter().map(|&i| records[i].timestamp))));
+        let rowtime: Vec<i64> = match &self.source.timestamp {
+            // The declared timestamp column is the record time (the record's own when null).
+            Some(t) => {
+                let at = self.source.columns.iter().position(|c| &c.name == t).expect("checked when created");
+                let times = datafusion_common::arrow::compute::cast(&columns[at], &DataType::Int64)
+                    .map_err(|e| SqlError::Semantic(e.to_string()))?;
+                let times = times.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
+                good.iter()
+                    .enumerate()
+                    .map(|(row, &i)| if times.is_valid(row) { times.value(row) } else { records[i].timestamp })
+                    .collect()
+            }
+            None => good.iter().map(|&i| records[i].timestamp).collect(),
+        };
+        columns.push(Arc::new(TimestampMillisecondArray::from(rowtime)));
         columns.push(Arc::new(Int32Array::from_iter_values(good.iter().map(|&i| records[i].partition))));
         columns.push(Arc::new(Int64Array::from_iter_values(good.iter().map(|&i| records[i].offset))));
         let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), columns)
@@ -207,17 +233,24 @@ impl Stateless {
 
     /// Runs the filter and the projection over a decoded batch.
     pub fn eval(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        Ok(self.eval_rows(batch)?.0)
+    }
+
+    /// Runs the filter and the projection over a decoded batch; also returns, for each output
+    /// row, the index of the input row it came from.
+    pub fn eval_rows(&self, batch: &RecordBatch) -> Result<(RecordBatch, Vec<usize>)> {
         let fail = |e: datafusion_common::DataFusionError| SqlError::Semantic(e.to_string());
-        let batch = match &self.filter {
+        let (batch, rows) = match &self.filter {
             Some(f) => {
                 let mask = f.evaluate(batch).map_err(fail)?.into_array(batch.num_rows()).map_err(fail)?;
                 let mask = mask
                     .as_any()
                     .downcast_ref::<BooleanArray>()
                     .ok_or_else(|| SqlError::Semantic("the WHERE condition is not a boolean".into()))?;
-                filter_record_batch(batch, mask).map_err(|e| SqlError::Semantic(e.to_string()))?
+                let rows = (0..mask.len()).filter(|&i| mask.is_valid(i) && mask.value(i)).collect();
+                (filter_record_batch(batch, mask).map_err(|e| SqlError::Semantic(e.to_string()))?, rows)
             }
-            None => batch.clone(),
+            None => (batch.clone(), (0..batch.num_rows()).collect()),
         };
         let columns = self
             .projection
@@ -225,12 +258,18 @@ impl Stateless {
             .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
             .collect::<datafusion_common::Result<Vec<_>>>()
             .map_err(fail)?;
-        RecordBatch::try_new_with_options(
+        let out = RecordBatch::try_new_with_options(
             Arc::clone(&self.output_schema),
             columns,
             &datafusion_common::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
         )
-        .map_err(|e| SqlError::Semantic(e.to_string()))
+        .map_err(|e| SqlError::Semantic(e.to_string()))?;
+        Ok((out, rows))
+    }
+
+    /// The source the query reads.
+    pub fn source(&self) -> &SourceDef {
+        &self.source
     }
 
     /// Encodes each output row as a JSON object (one value per row).

@@ -6,15 +6,20 @@
 //! (`catalog`), query planning with DataFusion (`planner`) and stateless queries evaluated by
 //! DataFusion's physical expressions over Arrow record batches (`eval`).
 
+mod admin;
 pub mod catalog;
+mod codec;
 pub mod error;
 pub mod eval;
+pub mod executor;
 pub mod planner;
+pub mod query;
 pub mod statement;
 pub mod types;
 
 pub use catalog::{Catalog, Format, SourceDef};
 pub use error::{Position, Result, SqlError};
+pub use executor::{Executor, ExecutorConfig, Outcome};
 pub use planner::Planner;
 pub use statement::{parse, Located, Statement};
 pub use types::SqlType;

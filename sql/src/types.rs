@@ -60,6 +60,23 @@ impl SqlType {
         Ok(t)
     }
 
+    /// The column type of an Arrow type a query computes; the error names the type.
+    pub fn from_arrow(t: &DataType) -> Result<Self, String> {
+        Ok(match t {
+            DataType::Boolean => SqlType::Boolean,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => SqlType::Int,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::BigInt,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => SqlType::Double,
+            DataType::Decimal128(p, s) => SqlType::Decimal(*p, *s),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlType::String,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytes,
+            DataType::Timestamp(..) => SqlType::Timestamp,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Time32(_) | DataType::Time64(_) => SqlType::Time,
+            other => return Err(format!("a column of type {other} (not a ksqlDB type)")),
+        })
+    }
+
     /// The Arrow type of the column.
     pub fn arrow(&self) -> DataType {
         match self {

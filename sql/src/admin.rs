@@ -1,0 +1,95 @@
+//! The topics SQL reads and writes: existence and partition counts from metadata, creation and
+//! deletion through Kafka's admin API (rdkafka), each bounded in time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::error::{Result, SqlError};
+
+/// How long one metadata or admin request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An admin client and the runtime its futures run on.
+pub(crate) struct Admin {
+    client: AdminClient<DefaultClientContext>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+fn kafka(what: &str, e: impl std::fmt::Display) -> SqlError {
+    SqlError::Execution(format!("{what}: {e}"))
+}
+
+impl Admin {
+    /// An admin client of the cluster at `bootstrap`.
+    pub(crate) fn new(bootstrap: &str) -> Result<Self> {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("log_level", "3")
+            .create()
+            .map_err(|e| kafka("creating the admin client", e))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| kafka("starting the admin runtime", e))?;
+        Ok(Admin { client, rt })
+    }
+
+    /// Every topic and its partition count.
+    pub(crate) fn topics(&self) -> Result<BTreeMap<String, i32>> {
+        let md = self.client.inner().fetch_metadata(None, TIMEOUT).map_err(|e| kafka("reading metadata", e))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    /// The partition count of `topic`, `None` when it does not exist.
+    pub(crate) fn partitions(&self, topic: &str) -> Result<Option<i32>> {
+        Ok(self.topics()?.get(topic).copied())
+    }
+
+    /// Creates `topic`; one that exists already is fine.
+    pub(crate) fn create(&self, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(i32::from(replicas)));
+        let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT)).request_timeout(Some(TIMEOUT));
+        let results = self
+            .rt
+            .block_on(self.client.create_topics([&new], &opts))
+            .map_err(|e| kafka(&format!("creating topic {topic}"), e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(kafka(&format!("creating topic {topic}"), code)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `topic`.
+    pub(crate) fn delete(&self, topic: &str) -> Result<()> {
+        let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT)).request_timeout(Some(TIMEOUT));
+        let results = self
+            .rt
+            .block_on(self.client.delete_topics(&[topic], &opts))
+            .map_err(|e| kafka(&format!("deleting topic {topic}"), e))?;
+        for r in results {
+            if let Err((_, code)) = r {
+                return Err(kafka(&format!("deleting topic {topic}"), code));
+            }
+        }
+        Ok(())
+    }
+}

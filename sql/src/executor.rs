@@ -1,0 +1,488 @@
+//! Runs statements: keeps the catalog of streams and tables, creates and deletes their topics,
+//! and starts each persistent query (`CREATE STREAM … AS SELECT`, `INSERT INTO`) as its own
+//! Moldau application (`KafkaStreams`) on the cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use moldau_engine::{KafkaStreams, StreamsConfig};
+
+use crate::admin::Admin;
+use crate::catalog::{Catalog, Format, SourceDef};
+use crate::error::{Result, SqlError};
+use crate::eval::Stateless;
+use crate::planner::Planner;
+use crate::query::StatelessPlan;
+use crate::statement::{parse, CreateAs, PropValue, Query, Show, SourceKind, Statement};
+
+/// Where and how queries run.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// The cluster.
+    pub bootstrap_servers: String,
+    /// Servers with the same service id run the same queries as one fleet; it prefixes each
+    /// query's application id.
+    pub service_id: String,
+    /// Where the queries keep their state.
+    pub state_dir: PathBuf,
+    /// Kafka Streams properties for every query (`processing.guarantee`, `commit.interval.ms`,
+    /// `num.stream.threads`, `consumer.*`, `producer.*`, …); `processing.guarantee` is
+    /// `exactly_once_v2` unless set.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl ExecutorConfig {
+    /// Defaults: exactly-once, no other properties.
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        service_id: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+    ) -> Self {
+        ExecutorConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            service_id: service_id.into(),
+            state_dir: state_dir.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// The streams configuration of the query `id`.
+    fn streams_config(&self, id: &str) -> Result<StreamsConfig> {
+        let mut props = self.properties.clone();
+        props.insert("application.id".into(), format!("{}-{id}", self.service_id));
+        props.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
+        props.insert("state.dir".into(), self.state_dir.display().to_string());
+        props.entry("processing.guarantee".into()).or_insert_with(|| "exactly_once_v2".into());
+        StreamsConfig::from_properties(&props).map_err(|e| SqlError::Execution(format!("query properties: {e}")))
+    }
+}
+
+/// What a statement answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A message: what was created, started, dropped or terminated.
+    Message(String),
+    /// Rows: column names, then one row of rendered values per entry.
+    Rows {
+        /// Column names.
+        columns: Vec<String>,
+        /// Rows.
+        rows: Vec<Vec<String>>,
+    },
+    /// A plan or description as text.
+    Text(String),
+}
+
+/// A persistent query that runs.
+struct RunningQuery {
+    sql: String,
+    sink: String,
+    source: String,
+    streams: KafkaStreams,
+    skipped: Arc<AtomicU64>,
+}
+
+/// Runs statements against one cluster.
+pub struct Executor {
+    config: ExecutorConfig,
+    catalog: Catalog,
+    planner: Planner,
+    admin: Admin,
+    queries: BTreeMap<String, RunningQuery>,
+    next_query: u64,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("service_id", &self.config.service_id)
+            .field("queries", &self.queries.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Executor {
+    /// An executor with an empty catalog.
+    pub fn new(config: ExecutorConfig) -> Result<Self> {
+        config.streams_config("check")?;
+        let admin = Admin::new(&config.bootstrap_servers)?;
+        Ok(Executor {
+            config,
+            catalog: Catalog::new(),
+            planner: Planner::new(),
+            admin,
+            queries: BTreeMap::new(),
+            next_query: 1,
+        })
+    }
+
+    /// The planner, to register user functions with.
+    pub fn planner_mut(&mut self) -> &mut Planner {
+        &mut self.planner
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Runs a script, statement by statement; stops at the first error, which names the
+    /// statement's position when it has one.
+    pub fn execute(&mut self, text: &str) -> Result<Vec<Outcome>> {
+        let mut out = Vec::new();
+        for s in parse(text)? {
+            out.push(self.execute_one(s.statement, text)?);
+        }
+        Ok(out)
+    }
+
+    fn execute_one(&mut self, statement: Statement, text: &str) -> Result<Outcome> {
+        let _ = text;
+        match statement {
+            Statement::CreateSource(c) => {
+                let def = SourceDef::from_create(&c)?;
+                self.ensure_topic(&def)?;
+                let what = kind_name(def.kind);
+                let name = def.name.clone();
+                if !self.catalog.add(def, c.or_replace, c.if_not_exists)? {
+                    return Ok(Outcome::Message(format!("{what} {name} exists already")));
+                }
+                Ok(Outcome::Message(format!("{what} {name} created")))
+            }
+            Statement::CreateAs(c) => self.create_as(c),
+            Statement::InsertInto { target, query } => self.insert_into(&target, &query),
+            Statement::Show(s) => self.show(s),
+            Statement::Describe { name, extended } => self.describe(&name, extended),
+            Statement::Explain(q) => self.explain(&q),
+            Statement::Drop { kind, name, if_exists, delete_topic } => self.drop(kind, &name, if_exists, delete_topic),
+            Statement::Terminate { id } => self.terminate(&id),
+            Statement::Query(_) => Err(SqlError::Unsupported("pull and push queries (coming with the server)".into())),
+        }
+    }
+
+    /// Checks that the topic exists, creating it when `partitions` is given.
+    fn ensure_topic(&self, def: &SourceDef) -> Result<i32> {
+        match (self.admin.partitions(&def.topic)?, def.partitions) {
+            (Some(n), Some(p)) if n != p => Err(SqlError::Semantic(format!(
+                "{}: topic {} has {n} partitions, not the {p} the statement asks for",
+                def.name, def.topic
+            ))),
+            (Some(n), _) => Ok(n),
+            (None, Some(p)) => {
+                self.admin.create(&def.topic, p, def.replicas.unwrap_or(1))?;
+                Ok(p)
+            }
+            (None, None) => Err(SqlError::Semantic(format!(
+                "{}: topic {} does not exist; give WITH (partitions=N) to create it",
+                def.name, def.topic
+            ))),
+        }
+    }
+
+    /// Compiles a persistent query's SELECT; only queries over one stream without
+    /// aggregation, windows or PARTITION BY for now.
+    fn compile(&self, query: &Query) -> Result<StatelessPlan> {
+        if let Some(w) = &query.window {
+            return Err(SqlError::Unsupported(format!("WINDOW {:?} in persistent queries (coming)", w.kind)));
+        }
+        if query.partition_by.is_some() {
+            return Err(SqlError::Unsupported("PARTITION BY in persistent queries (coming)".into()));
+        }
+        let plan = self.planner.plan(&self.catalog, &query.sql)?;
+        let source = single_source(&plan)?;
+        let def = self
+            .catalog
+            .get(&source)
+            .ok_or_else(|| SqlError::Semantic(format!("no stream or table named {source}")))?;
+        if def.kind == SourceKind::Table {
+            return Err(SqlError::Unsupported(format!("persistent queries over the table {source} (coming)")));
+        }
+        StatelessPlan::new(Stateless::compile(&plan, def)?)
+    }
+
+    fn create_as(&mut self, c: CreateAs) -> Result<Outcome> {
+        if c.kind == SourceKind::Table {
+            return Err(SqlError::Unsupported("CREATE TABLE … AS SELECT (aggregations are coming)".into()));
+        }
+        if self.catalog.get(&c.name).is_some() && !c.or_replace {
+            if c.if_not_exists {
+                return Ok(Outcome::Message(format!("stream {} exists already", c.name)));
+            }
+            return Err(SqlError::Semantic(format!("a stream or table named {} exists already", c.name)));
+        }
+        let plan = self.compile(&c.query)?;
+        let source = plan_source(&plan);
+        let source_def = self.catalog.get(&source).expect("compiled against the catalog").clone();
+        let topic = match c.props.get("kafka_topic") {
+            Some(PropValue::Text(t)) => t.clone(),
+            Some(PropValue::Number(_)) => return Err(SqlError::Semantic("kafka_topic takes a quoted string".into())),
+            None => c.name.to_ascii_uppercase(),
+        };
+        for (k, v) in &c.props {
+            match (k.as_str(), v) {
+                ("kafka_topic" | "partitions" | "replicas", _) => {}
+                ("value_format", PropValue::Text(f)) if f.eq_ignore_ascii_case("json") => {}
+                ("value_format", _) => {
+                    return Err(SqlError::Unsupported(format!("{k}={v:?} for a query's output (JSON for now)")))
+                }
+                _ => return Err(SqlError::Semantic(format!("{}: unknown property '{k}'", c.name))),
+            }
+        }
+        let source_partitions = self.admin.partitions(&source_def.topic)?.unwrap_or(1);
+        let partitions = match c.props.get("partitions") {
+            Some(PropValue::Number(n)) => i32::try_from(*n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| SqlError::Semantic(format!("{}: partitions must be at least 1", c.name)))?,
+            Some(PropValue::Text(_)) => return Err(SqlError::Semantic("partitions takes a number".into())),
+            None => source_partitions,
+        };
+        let def = SourceDef {
+            name: c.name.clone(),
+            kind: SourceKind::Stream,
+            columns: plan.columns().to_vec(),
+            topic,
+            value_format: Format::Json,
+            key_format: source_def.key_format,
+            timestamp: None,
+            partitions: Some(partitions),
+            replicas: None,
+        };
+        self.ensure_topic(&def)?;
+        let id = format!("CSAS_{}_{}", c.name.to_ascii_uppercase(), self.next_query);
+        self.start(&id, plan, &def.topic, &c.name, query_text(&c.query))?;
+        self.catalog.add(def, true, false)?;
+        Ok(Outcome::Message(format!("stream {} created; query {id} running", c.name)))
+    }
+
+    fn insert_into(&mut self, target: &str, query: &Query) -> Result<Outcome> {
+        let def = self
+            .catalog
+            .get(target)
+            .ok_or_else(|| SqlError::Semantic(format!("INSERT INTO: no stream named {target}")))?
+            .clone();
+        if def.kind != SourceKind::Stream {
+            return Err(SqlError::Semantic(format!("INSERT INTO: {target} is a table; only streams take inserts")));
+        }
+        let plan = self.compile(query)?;
+        let want: Vec<_> = def.columns.iter().map(|c| (c.name.as_str(), &c.ty)).collect();
+        let got: Vec<_> = plan.columns().iter().map(|c| (c.name.as_str(), &c.ty)).collect();
+        if want != got {
+            let show = |cols: &[(&str, &crate::SqlType)]| {
+                cols.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
+            };
+            return Err(SqlError::Semantic(format!(
+                "INSERT INTO {target}: the query's columns ({}) are not the stream's ({})",
+                show(&got),
+                show(&want)
+            )));
+        }
+        let id = format!("INSERTQUERY_{}", self.next_query);
+        self.start(&id, plan, &def.topic, target, query_text(query))?;
+        Ok(Outcome::Message(format!("query {id} running, writing {target}")))
+    }
+
+    /// Starts `plan` as the application `<service id>-<query id>`.
+    fn start(&mut self, id: &str, plan: StatelessPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
+        let source = plan_source(&plan);
+        let plan = Arc::new(plan);
+        let skipped = Arc::new(AtomicU64::new(0));
+        let topology = plan.topology(topic, skipped.clone())?;
+        let config = self.config.streams_config(id)?;
+        let fail = |e: moldau_engine::Error| SqlError::Execution(format!("query {id}: {e}"));
+        let mut streams = KafkaStreams::new(topology, config).map_err(fail)?;
+        streams.start().map_err(fail)?;
+        self.next_query += 1;
+        self.queries.insert(id.to_string(), RunningQuery { sql, sink: sink.to_string(), source, streams, skipped });
+        Ok(())
+    }
+
+    fn show(&self, s: Show) -> Result<Outcome> {
+        let rows = |kind: SourceKind| {
+            self.catalog
+                .sources()
+                .filter(|d| d.kind == kind)
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        d.topic.clone(),
+                        format!("{:?}", d.key_format).to_uppercase(),
+                        format!("{:?}", d.value_format).to_uppercase(),
+                    ]
+                })
+                .collect()
+        };
+        let source_columns =
+            |first: &str| [first, "Kafka Topic", "Key Format", "Value Format"].iter().map(|s| s.to_string()).collect();
+        Ok(match s {
+            Show::Streams => Outcome::Rows { columns: source_columns("Stream Name"), rows: rows(SourceKind::Stream) },
+            Show::Tables => Outcome::Rows { columns: source_columns("Table Name"), rows: rows(SourceKind::Table) },
+            Show::Queries => Outcome::Rows {
+                columns: ["Query ID", "Status", "Sink Name", "Query String"].iter().map(|s| s.to_string()).collect(),
+                rows: self
+                    .queries
+                    .iter()
+                    .map(|(id, q)| {
+                        vec![
+                            id.clone(),
+                            format!("{:?}", q.streams.state()).to_uppercase(),
+                            q.sink.clone(),
+                            q.sql.clone(),
+                        ]
+                    })
+                    .collect(),
+            },
+            Show::Topics => Outcome::Rows {
+                columns: vec!["Kafka Topic".into(), "Partitions".into()],
+                rows: self
+                    .admin
+                    .topics()?
+                    .into_iter()
+                    .filter(|(t, _)| !t.starts_with("__"))
+                    .map(|(t, n)| vec![t, n.to_string()])
+                    .collect(),
+            },
+        })
+    }
+
+    fn describe(&self, name: &str, extended: bool) -> Result<Outcome> {
+        let def =
+            self.catalog.get(name).ok_or_else(|| SqlError::Semantic(format!("no stream or table named {name}")))?;
+        let mut text = format!(
+            "Name                 : {}\nType                 : {}\n",
+            def.name,
+            kind_name(def.kind).to_uppercase()
+        );
+        text.push_str(&format!(
+            "Kafka topic          : {}\nKey format           : {:?}\nValue format         : {:?}\n",
+            def.topic, def.key_format, def.value_format
+        ));
+        if let Some(t) = &def.timestamp {
+            text.push_str(&format!("Timestamp column     : {t}\n"));
+        }
+        text.push_str("\n Field | Type\n");
+        for c in &def.columns {
+            let key = if !c.key {
+                ""
+            } else if def.kind == SourceKind::Table {
+                " (primary key)"
+            } else {
+                " (key)"
+            };
+            text.push_str(&format!(" {} | {}{key}\n", c.name, c.ty));
+        }
+        if extended {
+            let partitions = self.admin.partitions(&def.topic)?.map_or("(missing)".to_string(), |n| n.to_string());
+            text.push_str(&format!("\nPartitions           : {partitions}\n"));
+            for (id, q) in &self.queries {
+                let role = if q.sink == def.name {
+                    "written by"
+                } else if q.source == def.name {
+                    "read by"
+                } else {
+                    continue;
+                };
+                let m = q.streams.metrics();
+                text.push_str(&format!(
+                    "{role} query {id}: {:?}, {} records processed, {} skipped (not matching the schema)\n",
+                    q.streams.state(),
+                    m.processed,
+                    q.skipped.load(std::sync::atomic::Ordering::Relaxed)
+                ));
+            }
+        }
+        Ok(Outcome::Text(text))
+    }
+
+    fn explain(&self, query: &Query) -> Result<Outcome> {
+        let logical = self.planner.plan(&self.catalog, &query.sql)?;
+        let plan = Arc::new(self.compile(query)?);
+        let topology = plan.topology("<sink>", Arc::new(AtomicU64::new(0)))?;
+        Ok(Outcome::Text(format!("Logical plan:\n{}\n\nTopology:\n{}", logical.display_indent(), topology.describe())))
+    }
+
+    fn drop(&mut self, kind: SourceKind, name: &str, if_exists: bool, delete_topic: bool) -> Result<Outcome> {
+        let what = kind_name(kind);
+        let Some(def) = self.catalog.get(name) else {
+            if if_exists {
+                return Ok(Outcome::Message(format!("no {what} named {name}; nothing dropped")));
+            }
+            return Err(SqlError::Semantic(format!("no {what} named {name}")));
+        };
+        if def.kind != kind {
+            return Err(SqlError::Semantic(format!("{name} is a {}, not a {what}", kind_name(def.kind))));
+        }
+        if let Some((id, _)) = self.queries.iter().find(|(_, q)| q.sink == name || q.source == name) {
+            return Err(SqlError::Semantic(format!("{what} {name} is used by query {id}; TERMINATE {id} first")));
+        }
+        let def = self.catalog.remove(name)?;
+        if delete_topic {
+            self.admin.delete(&def.topic)?;
+            return Ok(Outcome::Message(format!("{what} {name} dropped, topic {} deleted", def.topic)));
+        }
+        Ok(Outcome::Message(format!("{what} {name} dropped")))
+    }
+
+    fn terminate(&mut self, id: &str) -> Result<Outcome> {
+        let key = self.queries.keys().find(|k| k.eq_ignore_ascii_case(id)).cloned();
+        let Some((id, mut q)) = key.and_then(|k| self.queries.remove_entry(&k)) else {
+            return Err(SqlError::Semantic(format!("no query with id {id} (SHOW QUERIES lists them)")));
+        };
+        q.streams.close().map_err(|e| SqlError::Execution(format!("stopping query {id}: {e}")))?;
+        Ok(Outcome::Message(format!("query {id} terminated")))
+    }
+
+    /// Stops every query (their state and offsets stay for a restart).
+    pub fn close(&mut self) -> Result<()> {
+        let mut first = None;
+        for (id, mut q) in std::mem::take(&mut self.queries) {
+            if let Err(e) = q.streams.close() {
+                first.get_or_insert(SqlError::Execution(format!("stopping query {id}: {e}")));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing the SQL executor");
+        }
+    }
+}
+
+fn kind_name(k: SourceKind) -> &'static str {
+    match k {
+        SourceKind::Stream => "stream",
+        SourceKind::Table => "table",
+    }
+}
+
+fn plan_source(plan: &StatelessPlan) -> String {
+    plan.source().name.clone()
+}
+
+/// The query's text as written (for SHOW QUERIES).
+fn query_text(q: &Query) -> String {
+    q.sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The one stream or table a plan scans; joins come later.
+fn single_source(plan: &datafusion_expr::LogicalPlan) -> Result<String> {
+    let mut names = Vec::new();
+    datafusion_common::tree_node::TreeNode::apply(plan, |p| {
+        if let datafusion_expr::LogicalPlan::TableScan(s) = p {
+            names.push(s.table_name.table().to_string());
+        }
+        Ok(datafusion_common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| SqlError::Semantic(e.to_string()))?;
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(SqlError::Semantic("the query reads no stream or table".into())),
+        _ => Err(SqlError::Unsupported("queries over more than one source (joins are coming)".into())),
+    }
+}

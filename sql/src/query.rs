@@ -1,0 +1,158 @@
+//! Persistent stateless queries as Moldau topologies: a source over the input topic, one
+//! processor that holds records back and evaluates them a batch at a time with DataFusion's
+//! physical expressions (flushed by the engine before every commit, so exactly-once holds),
+//! and a sink to the output topic. Built with the DSL.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use moldau_dsl::state::BytesSerde;
+use moldau_dsl::{Consumed, Produced, StreamsBuilder};
+use moldau_engine::{Processor, ProcessorContext, Record, Topology};
+
+use crate::error::{Result, SqlError};
+use crate::eval::{InputRecord, Stateless};
+use crate::statement::Column;
+use crate::types::SqlType;
+
+/// How many records a query holds before it evaluates them as one batch.
+pub const BATCH: usize = 1024;
+
+/// A compiled stateless query and the shape of what it writes.
+#[derive(Debug)]
+pub struct StatelessPlan {
+    query: Stateless,
+    /// Output columns written to the record value (all but a key column passed through).
+    value_columns: Vec<usize>,
+    /// The output's columns, the key column (if kept) first.
+    columns: Vec<Column>,
+}
+
+impl StatelessPlan {
+    /// The plan of `query`: a source key column selected under its own name stays the key;
+    /// every other output column goes to the value.
+    pub fn new(query: Stateless) -> Result<Self> {
+        let key = query.source().columns.iter().find(|c| c.key).cloned();
+        let mut value_columns = Vec::new();
+        let mut columns = Vec::new();
+        let mut key_kept = None;
+        for (i, f) in query.output_schema().fields().iter().enumerate() {
+            let ty = SqlType::from_arrow(f.data_type())
+                .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))?;
+            if key.as_ref().is_some_and(|k| &k.name == f.name() && k.ty == ty) && key_kept.is_none() {
+                key_kept = Some(Column { name: f.name().clone(), ty, key: true });
+            } else {
+                value_columns.push(i);
+                columns.push(Column { name: f.name().clone(), ty, key: false });
+            }
+        }
+        if let Some(k) = key_kept {
+            columns.insert(0, k);
+        }
+        Ok(StatelessPlan { query, value_columns, columns })
+    }
+
+    /// The source it reads.
+    pub fn source(&self) -> &crate::catalog::SourceDef {
+        self.query.source()
+    }
+
+    /// The columns of the stream it writes.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// The query's topology: read `source topic`, evaluate, write `sink`. `skipped` counts
+    /// the records that did not match the source's schema (logged and skipped).
+    pub fn topology(self: &Arc<Self>, sink: &str, skipped: Arc<AtomicU64>) -> Result<Topology> {
+        let b = StreamsBuilder::new();
+        let plan = Arc::clone(self);
+        b.stream(&self.query.source().topic, Consumed::with(BytesSerde, BytesSerde))
+            .process(
+                move || Evaluate { plan: Arc::clone(&plan), held: Vec::with_capacity(BATCH), skipped: skipped.clone() },
+                &[],
+            )
+            .to(sink, Produced::with_nullable_keys(BytesSerde, BytesSerde));
+        b.build().map_err(|e| SqlError::Semantic(format!("the query's topology: {e}")))
+    }
+}
+
+type Key = Option<Vec<u8>>;
+
+/// The processor: holds up to [`BATCH`] records, then decodes, filters, projects and encodes
+/// them at once.
+struct Evaluate {
+    plan: Arc<StatelessPlan>,
+    held: Vec<InputRecord>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Evaluate {
+    fn run(&mut self, ctx: &mut ProcessorContext<'_, Key, Vec<u8>>) -> moldau_engine::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let fail = |e: SqlError| moldau_engine::Error::processing(ctx_name(), e.to_string());
+        let q = &self.plan.query;
+        let (batch, bad) = q.decode(&self.held).map_err(fail)?;
+        for b in &bad {
+            let r = &self.held[b.index];
+            tracing::warn!(partition = r.partition, offset = r.offset, reason = %b.reason,
+                "skipping a record that does not match the source's schema");
+        }
+        self.skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
+        let good: Vec<usize> = {
+            let mut bad = bad.iter().map(|b| b.index).peekable();
+            (0..self.held.len())
+                .filter(|i| {
+                    if bad.peek() == Some(i) {
+                        bad.next();
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect()
+        };
+        let (out, rows) = q.eval_rows(&batch).map_err(fail)?;
+        let values = out
+            .project(&self.plan.value_columns)
+            .map_err(|e| moldau_engine::Error::processing(ctx_name(), e.to_string()))?;
+        let encoded = Stateless::encode_json(&values).map_err(fail)?;
+        let rowtime = batch
+            .column_by_name("rowtime")
+            .and_then(|c| c.as_any().downcast_ref::<datafusion_common::arrow::array::TimestampMillisecondArray>())
+            .expect("the scan has ROWTIME");
+        let mut held = std::mem::take(&mut self.held);
+        for (value, row) in encoded.into_iter().zip(rows) {
+            let input = &mut held[good[row]];
+            ctx.forward(Record::new(input.key.take(), value, rowtime.value(row)))?;
+        }
+        held.clear();
+        self.held = held;
+        Ok(())
+    }
+}
+
+fn ctx_name() -> &'static str {
+    "SQL-EVALUATE"
+}
+
+impl Processor<Key, Vec<u8>, Key, Vec<u8>> for Evaluate {
+    fn process(
+        &mut self,
+        r: Record<Key, Vec<u8>>,
+        ctx: &mut ProcessorContext<'_, Key, Vec<u8>>,
+    ) -> moldau_engine::Result<()> {
+        let (partition, offset) = ctx.record_metadata().map_or((-1, -1), |m| (m.partition, m.offset));
+        self.held.push(InputRecord { key: r.key, value: Some(r.value), timestamp: r.timestamp, partition, offset });
+        if self.held.len() >= BATCH {
+            self.run(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Key, Vec<u8>>) -> moldau_engine::Result<()> {
+        self.run(ctx)
+    }
+}
