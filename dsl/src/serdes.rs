@@ -47,6 +47,13 @@ impl<K: 'static, V: 'static> Produced<Option<K>, V> {
     }
 }
 
+impl<K: 'static, V: 'static> Produced<Option<K>, Option<V>> {
+    /// Writes keys and values that may be null (`None`: null; a null value is a tombstone).
+    pub fn nullable(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        Produced { keys: nullable(keys), values: nullable(values) }
+    }
+}
+
 /// How to group (and, when needed, repartition): key and value serdes.
 pub struct Grouped<K, V> {
     pub(crate) keys: SerdeRef<K>,

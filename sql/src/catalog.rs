@@ -183,6 +183,17 @@ impl SourceDef {
         fields.push(Field::new("rowoffset", DataType::Int64, false));
         Arc::new(Schema::new(fields))
     }
+
+    /// The schema a windowed aggregation sees: [`schema`](Self::schema), then WINDOWSTART and
+    /// WINDOWEND (BIGINT, ms; filled per window by the aggregation).
+    pub fn windowed_schema(&self) -> SchemaRef {
+        let base = self.schema();
+        let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for c in crate::planner::WINDOW_COLUMNS {
+            fields.push(Field::new(c, DataType::Int64, true));
+        }
+        Arc::new(Schema::new(fields))
+    }
 }
 
 /// Every stream and table, by name.

@@ -68,79 +68,21 @@ fn decode_json<'a>(
     Ok(decoder.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
 }
 
-/// A compiled stateless query.
-#[derive(Debug)]
-pub struct Stateless {
-    source: SourceDef,
-    input_schema: SchemaRef,
-    filter: Option<Arc<dyn PhysicalExpr>>,
-    projection: Vec<Arc<dyn PhysicalExpr>>,
-    output_schema: SchemaRef,
+/// Decodes records of a source into a batch of its schema (columns, then pseudo columns).
+pub(crate) struct Decoder<'a> {
+    /// The source.
+    pub(crate) source: &'a SourceDef,
+    /// Its schema ([`SourceDef::schema`]).
+    pub(crate) input_schema: &'a SchemaRef,
 }
 
-/// A stateless plan's parts: projection, filter, the scan's schema and the output schema.
-struct Parts {
-    exprs: Vec<Expr>,
-    filter: Option<Expr>,
-    input: Arc<DFSchema>,
-    output: Arc<DFSchema>,
-}
-
-/// Unwraps the plan shapes a stateless query has: Projection over an optional Filter over a
-/// (possibly aliased) TableScan.
-fn parts(plan: &LogicalPlan) -> Result<Parts> {
-    let LogicalPlan::Projection(p) = plan else {
-        return Err(SqlError::Unsupported(format!("a stateless query of this shape: {}", plan.display())));
-    };
-    let mut input = p.input.as_ref();
-    let mut filter = None;
-    if let LogicalPlan::Filter(f) = input {
-        filter = Some(f.predicate.clone());
-        input = f.input.as_ref();
-    }
-    let scan_schema = Arc::clone(input.schema());
-    match input {
-        LogicalPlan::TableScan(_) => {}
-        LogicalPlan::SubqueryAlias(a) if matches!(a.input.as_ref(), LogicalPlan::TableScan(_)) => {}
-        other => {
-            return Err(SqlError::Unsupported(format!("{} in a stateless query", other.display())));
-        }
-    }
-    Ok(Parts { exprs: p.expr.clone(), filter, input: scan_schema, output: Arc::clone(&p.schema) })
-}
-
-impl Stateless {
-    /// Compiles a planned query over `source` into physical expressions.
-    pub fn compile(plan: &LogicalPlan, source: &SourceDef) -> Result<Self> {
-        let Parts { exprs, filter, input, output } = parts(plan)?;
-        let props = ExecutionProps::new();
-        let ctx = PhysicalPlanningContext::default();
-        let physical =
-            |e: &Expr| create_physical_expr(e, &input, &props, &ctx).map_err(|e| SqlError::Semantic(e.to_string()));
-        let filter = filter.as_ref().map(physical).transpose()?;
-        let projection = exprs.iter().map(physical).collect::<Result<Vec<_>>>()?;
-        let output_schema = Arc::new(Schema::new(
-            output.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
-        ));
-        Ok(Stateless {
-            source: source.clone(),
-            input_schema: Arc::new(input.as_arrow().clone()),
-            filter,
-            projection,
-            output_schema,
-        })
-    }
-
-    /// The output columns.
-    pub fn output_schema(&self) -> &SchemaRef {
-        &self.output_schema
-    }
-
-    /// Decodes `records` into one batch of the source's columns; records that do not match
-    /// the declared schema are left out and reported.
-    pub fn decode(&self, records: &[InputRecord]) -> Result<(RecordBatch, Vec<BadRecord>)> {
+impl Decoder<'_> {
+    /// Decodes `records` into one batch; records that do not match the declared schema are
+    /// left out and reported.
+    pub(crate) fn decode(&self, records: &[InputRecord]) -> Result<(RecordBatch, Vec<BadRecord>)> {
         let value_fields: Vec<Field> =
             self.source.columns.iter().filter(|c| !c.key).map(|c| Field::new(&c.name, c.ty.arrow(), true)).collect();
+
         let value_schema = Arc::new(Schema::new(value_fields));
         if self.source.value_format != Format::Json {
             return Err(SqlError::Unsupported(format!(
@@ -226,9 +168,84 @@ impl Stateless {
         columns.push(Arc::new(TimestampMillisecondArray::from(rowtime)));
         columns.push(Arc::new(Int32Array::from_iter_values(good.iter().map(|&i| records[i].partition))));
         columns.push(Arc::new(Int64Array::from_iter_values(good.iter().map(|&i| records[i].offset))));
-        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), columns)
+        let batch = RecordBatch::try_new(Arc::clone(self.input_schema), columns)
             .map_err(|e| SqlError::Semantic(e.to_string()))?;
         Ok((batch, bad))
+    }
+}
+
+/// A compiled stateless query.
+#[derive(Debug)]
+pub struct Stateless {
+    source: SourceDef,
+    input_schema: SchemaRef,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    projection: Vec<Arc<dyn PhysicalExpr>>,
+    output_schema: SchemaRef,
+}
+
+/// A stateless plan's parts: projection, filter, the scan's schema and the output schema.
+struct Parts {
+    exprs: Vec<Expr>,
+    filter: Option<Expr>,
+    input: Arc<DFSchema>,
+    output: Arc<DFSchema>,
+}
+
+/// Unwraps the plan shapes a stateless query has: Projection over an optional Filter over a
+/// (possibly aliased) TableScan.
+fn parts(plan: &LogicalPlan) -> Result<Parts> {
+    let LogicalPlan::Projection(p) = plan else {
+        return Err(SqlError::Unsupported(format!("a stateless query of this shape: {}", plan.display())));
+    };
+    let mut input = p.input.as_ref();
+    let mut filter = None;
+    if let LogicalPlan::Filter(f) = input {
+        filter = Some(f.predicate.clone());
+        input = f.input.as_ref();
+    }
+    let scan_schema = Arc::clone(input.schema());
+    match input {
+        LogicalPlan::TableScan(_) => {}
+        LogicalPlan::SubqueryAlias(a) if matches!(a.input.as_ref(), LogicalPlan::TableScan(_)) => {}
+        other => {
+            return Err(SqlError::Unsupported(format!("{} in a stateless query", other.display())));
+        }
+    }
+    Ok(Parts { exprs: p.expr.clone(), filter, input: scan_schema, output: Arc::clone(&p.schema) })
+}
+
+impl Stateless {
+    /// Compiles a planned query over `source` into physical expressions.
+    pub fn compile(plan: &LogicalPlan, source: &SourceDef) -> Result<Self> {
+        let Parts { exprs, filter, input, output } = parts(plan)?;
+        let props = ExecutionProps::new();
+        let ctx = PhysicalPlanningContext::default();
+        let physical =
+            |e: &Expr| create_physical_expr(e, &input, &props, &ctx).map_err(|e| SqlError::Semantic(e.to_string()));
+        let filter = filter.as_ref().map(physical).transpose()?;
+        let projection = exprs.iter().map(physical).collect::<Result<Vec<_>>>()?;
+        let output_schema = Arc::new(Schema::new(
+            output.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+        ));
+        Ok(Stateless {
+            source: source.clone(),
+            input_schema: Arc::new(input.as_arrow().clone()),
+            filter,
+            projection,
+            output_schema,
+        })
+    }
+
+    /// The output columns.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Decodes `records` into one batch of the source's columns; records that do not match
+    /// the declared schema are left out and reported.
+    pub fn decode(&self, records: &[InputRecord]) -> Result<(RecordBatch, Vec<BadRecord>)> {
+        Decoder { source: &self.source, input_schema: &self.input_schema }.decode(records)
     }
 
     /// Runs the filter and the projection over a decoded batch.

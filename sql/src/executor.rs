@@ -10,11 +10,12 @@ use std::sync::Arc;
 use moldau_engine::{KafkaStreams, StreamsConfig};
 
 use crate::admin::Admin;
+use crate::aggregate::AggregatePlan;
 use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
 use crate::eval::Stateless;
 use crate::planner::Planner;
-use crate::query::StatelessPlan;
+use crate::query::{QueryPlan, StatelessPlan};
 use crate::statement::{parse, CreateAs, PropValue, Query, Show, SourceKind, Statement};
 
 /// Where and how queries run.
@@ -181,16 +182,16 @@ impl Executor {
         }
     }
 
-    /// Compiles a persistent query's SELECT; only queries over one stream without
-    /// aggregation, windows or PARTITION BY for now.
-    fn compile(&self, query: &Query) -> Result<StatelessPlan> {
-        if let Some(w) = &query.window {
-            return Err(SqlError::Unsupported(format!("WINDOW {:?} in persistent queries (coming)", w.kind)));
-        }
+    /// Compiles a persistent query's SELECT: a filter and projection over one stream, or an
+    /// aggregation (optionally windowed) of one stream.
+    fn compile(&self, query: &Query) -> Result<QueryPlan> {
         if query.partition_by.is_some() {
             return Err(SqlError::Unsupported("PARTITION BY in persistent queries (coming)".into()));
         }
-        let plan = self.planner.plan(&self.catalog, &query.sql)?;
+        let plan = match query.window {
+            Some(_) => self.planner.plan_windowed(&self.catalog, &query.sql)?,
+            None => self.planner.plan(&self.catalog, &query.sql)?,
+        };
         let source = single_source(&plan)?;
         let def = self
             .catalog
@@ -199,21 +200,40 @@ impl Executor {
         if def.kind == SourceKind::Table {
             return Err(SqlError::Unsupported(format!("persistent queries over the table {source} (coming)")));
         }
-        StatelessPlan::new(Stateless::compile(&plan, def)?)
+        if has_aggregate(&plan)? {
+            return Ok(QueryPlan::Aggregate(Arc::new(AggregatePlan::compile(&plan, def, query.window, query.emit)?)));
+        }
+        if let Some(w) = &query.window {
+            return Err(SqlError::Semantic(format!("WINDOW {:?} without GROUP BY: a window aggregates", w.kind)));
+        }
+        Ok(QueryPlan::Stateless(Arc::new(StatelessPlan::new(Stateless::compile(&plan, def)?)?)))
     }
 
     fn create_as(&mut self, c: CreateAs) -> Result<Outcome> {
-        if c.kind == SourceKind::Table {
-            return Err(SqlError::Unsupported("CREATE TABLE … AS SELECT (aggregations are coming)".into()));
-        }
+        let what = kind_name(c.kind);
         if self.catalog.get(&c.name).is_some() && !c.or_replace {
             if c.if_not_exists {
-                return Ok(Outcome::Message(format!("stream {} exists already", c.name)));
+                return Ok(Outcome::Message(format!("{what} {} exists already", c.name)));
             }
             return Err(SqlError::Semantic(format!("a stream or table named {} exists already", c.name)));
         }
         let plan = self.compile(&c.query)?;
-        let source = plan_source(&plan);
+        match (&plan, c.kind) {
+            (QueryPlan::Aggregate(_), SourceKind::Stream) => {
+                return Err(SqlError::Semantic(format!(
+                    "{}: an aggregation makes a table; write CREATE TABLE {} AS SELECT …",
+                    c.name, c.name
+                )))
+            }
+            (QueryPlan::Stateless(_), SourceKind::Table) => {
+                return Err(SqlError::Unsupported(format!(
+                    "{}: CREATE TABLE AS SELECT without GROUP BY (tables from aggregations only, for now)",
+                    c.name
+                )))
+            }
+            _ => {}
+        }
+        let source = plan.source().name.clone();
         let source_def = self.catalog.get(&source).expect("compiled against the catalog").clone();
         let topic = match c.props.get("kafka_topic") {
             Some(PropValue::Text(t)) => t.clone(),
@@ -241,7 +261,7 @@ impl Executor {
         };
         let def = SourceDef {
             name: c.name.clone(),
-            kind: SourceKind::Stream,
+            kind: c.kind,
             columns: plan.columns().to_vec(),
             topic,
             value_format: Format::Json,
@@ -251,10 +271,11 @@ impl Executor {
             replicas: None,
         };
         self.ensure_topic(&def)?;
-        let id = format!("CSAS_{}_{}", c.name.to_ascii_uppercase(), self.next_query);
+        let prefix = if c.kind == SourceKind::Table { "CTAS" } else { "CSAS" };
+        let id = format!("{prefix}_{}_{}", c.name.to_ascii_uppercase(), self.next_query);
         self.start(&id, plan, &def.topic, &c.name, query_text(&c.query))?;
         self.catalog.add(def, true, false)?;
-        Ok(Outcome::Message(format!("stream {} created; query {id} running", c.name)))
+        Ok(Outcome::Message(format!("{what} {} created; query {id} running", c.name)))
     }
 
     fn insert_into(&mut self, target: &str, query: &Query) -> Result<Outcome> {
@@ -267,6 +288,11 @@ impl Executor {
             return Err(SqlError::Semantic(format!("INSERT INTO: {target} is a table; only streams take inserts")));
         }
         let plan = self.compile(query)?;
+        if matches!(plan, QueryPlan::Aggregate(_)) {
+            return Err(SqlError::Semantic(format!(
+                "INSERT INTO {target}: an aggregation writes a table, not a stream"
+            )));
+        }
         let want: Vec<_> = def.columns.iter().map(|c| (c.name.as_str(), &c.ty)).collect();
         let got: Vec<_> = plan.columns().iter().map(|c| (c.name.as_str(), &c.ty)).collect();
         if want != got {
@@ -285,9 +311,8 @@ impl Executor {
     }
 
     /// Starts `plan` as the application `<service id>-<query id>`.
-    fn start(&mut self, id: &str, plan: StatelessPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
-        let source = plan_source(&plan);
-        let plan = Arc::new(plan);
+    fn start(&mut self, id: &str, plan: QueryPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
+        let source = plan.source().name.clone();
         let skipped = Arc::new(AtomicU64::new(0));
         let topology = plan.topology(topic, skipped.clone())?;
         let config = self.config.streams_config(id)?;
@@ -386,11 +411,16 @@ impl Executor {
                 };
                 let m = q.streams.metrics();
                 text.push_str(&format!(
-                    "{role} query {id}: {:?}, {} records processed, {} skipped (not matching the schema)\n",
+                    "{role} query {id}: {:?}, {} records processed, {} skipped (not matching the schema), {} records written, {} commits\n",
                     q.streams.state(),
                     m.processed,
-                    q.skipped.load(std::sync::atomic::Ordering::Relaxed)
+                    q.skipped.load(std::sync::atomic::Ordering::Relaxed),
+                    m.sent,
+                    m.commits,
                 ));
+                for e in q.streams.errors() {
+                    text.push_str(&format!("  error: {e}\n"));
+                }
             }
         }
         Ok(Outcome::Text(text))
@@ -398,7 +428,7 @@ impl Executor {
 
     fn explain(&self, query: &Query) -> Result<Outcome> {
         let logical = self.planner.plan(&self.catalog, &query.sql)?;
-        let plan = Arc::new(self.compile(query)?);
+        let plan = self.compile(query)?;
         let topology = plan.topology("<sink>", Arc::new(AtomicU64::new(0)))?;
         Ok(Outcome::Text(format!("Logical plan:\n{}\n\nTopology:\n{}", logical.display_indent(), topology.describe())))
     }
@@ -461,8 +491,15 @@ fn kind_name(k: SourceKind) -> &'static str {
     }
 }
 
-fn plan_source(plan: &StatelessPlan) -> String {
-    plan.source().name.clone()
+/// Whether a plan aggregates.
+fn has_aggregate(plan: &datafusion_expr::LogicalPlan) -> Result<bool> {
+    let mut found = false;
+    datafusion_common::tree_node::TreeNode::apply(plan, |p| {
+        found |= matches!(p, datafusion_expr::LogicalPlan::Aggregate(_));
+        Ok(datafusion_common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| SqlError::Semantic(e.to_string()))?;
+    Ok(found)
 }
 
 /// The query's text as written (for SHOW QUERIES).

@@ -7,6 +7,7 @@
 //! DataFusion's physical expressions over Arrow record batches (`eval`).
 
 mod admin;
+pub mod aggregate;
 pub mod catalog;
 mod codec;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod executor;
 pub mod planner;
 pub mod query;
+mod rowcodec;
 pub mod statement;
 pub mod types;
 

@@ -9,7 +9,7 @@ use datafusion_common::arrow::datatypes::DataType;
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::{DataFusionError, TableReference};
 use datafusion_expr::logical_plan::builder::LogicalTableSource;
-use datafusion_expr::planner::ContextProvider;
+use datafusion_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion_expr::{AggregateUDF, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF};
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_sql::parser::DFParser;
@@ -23,6 +23,9 @@ use crate::error::{Position, Result, SqlError};
 pub struct Planner {
     functions: HashMap<String, Arc<ScalarUDF>>,
     aggregates: HashMap<String, Arc<AggregateUDF>>,
+    /// DataFusion's rewrites of special syntax: `COUNT(*)`, `EXTRACT`, `POSITION`,
+    /// `SUBSTRING … FROM`, struct and map field access, `UDF(...)` forms.
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
     options: ConfigOptions,
 }
 
@@ -36,8 +39,18 @@ impl Planner {
     /// A planner with DataFusion's scalar functions (string, math, date/time, regex) and
     /// aggregates (COUNT, SUM, AVG, MIN, MAX, …).
     pub fn new() -> Self {
-        let mut p =
-            Planner { functions: HashMap::new(), aggregates: HashMap::new(), options: ConfigOptions::default() };
+        let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
+            Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
+            Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+            Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+            Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+        ];
+        let mut p = Planner {
+            functions: HashMap::new(),
+            aggregates: HashMap::new(),
+            expr_planners,
+            options: ConfigOptions::default(),
+        };
         for f in datafusion_functions::all_default_functions() {
             p.register_udf(f);
         }
@@ -65,13 +78,27 @@ impl Planner {
 
     /// Plans one query (standard SQL, the ksqlDB clauses already taken out) against `catalog`.
     pub fn plan(&self, catalog: &Catalog, sql: &str) -> Result<LogicalPlan> {
+        self.plan_with(catalog, sql, false)
+    }
+
+    /// Plans a windowed aggregation: every source has the pseudo columns WINDOWSTART and
+    /// WINDOWEND (BIGINT, ms), and they are added to the GROUP BY, so that the query may select
+    /// them; the aggregation fills them from each window.
+    pub fn plan_windowed(&self, catalog: &Catalog, sql: &str) -> Result<LogicalPlan> {
+        self.plan_with(catalog, sql, true)
+    }
+
+    fn plan_with(&self, catalog: &Catalog, sql: &str, windowed: bool) -> Result<LogicalPlan> {
         let mut statements = DFParser::parse_sql(sql).map_err(error)?;
-        let statement = match (statements.pop_front(), statements.is_empty()) {
+        let mut statement = match (statements.pop_front(), statements.is_empty()) {
             (Some(s), true) => s,
             (None, _) => return Err(SqlError::Semantic("no query to plan".into())),
             (Some(_), false) => return Err(SqlError::Semantic("one query at a time".into())),
         };
-        let provider = Provider { planner: self, catalog };
+        if windowed {
+            add_window_grouping(&mut statement)?;
+        }
+        let provider = Provider { planner: self, catalog, windowed };
         let plan = SqlToRel::new(&provider).statement_to_plan(statement).map_err(error)?;
         // DataFusion's analyzer: type coercion (casts where types meet) and the rewrites a
         // plan needs before its expressions can run.
@@ -111,10 +138,34 @@ fn position_in(message: &str) -> Option<Position> {
     Some(Position { line: line.trim().parse().ok()?, column: column.parse().ok()? })
 }
 
+/// The window pseudo columns of a windowed aggregation.
+pub const WINDOW_COLUMNS: [&str; 2] = ["windowstart", "windowend"];
+
+/// Adds WINDOWSTART and WINDOWEND to the query's GROUP BY (which a windowed aggregation must
+/// have).
+fn add_window_grouping(statement: &mut datafusion_sql::parser::Statement) -> Result<()> {
+    use datafusion_sql::sqlparser::ast::{Expr as AstExpr, GroupByExpr, Ident, SetExpr, Statement as Ast};
+    let not_grouped = || SqlError::Semantic("a WINDOW needs a GROUP BY: windows are aggregated per key".into());
+    let datafusion_sql::parser::Statement::Statement(inner) = statement else { return Err(not_grouped()) };
+    let Ast::Query(q) = inner.as_mut() else { return Err(not_grouped()) };
+    let SetExpr::Select(select) = q.body.as_mut() else { return Err(not_grouped()) };
+    match &mut select.group_by {
+        GroupByExpr::Expressions(exprs, _) if !exprs.is_empty() => {
+            for c in WINDOW_COLUMNS {
+                exprs.push(AstExpr::Identifier(Ident::new(c)));
+            }
+            Ok(())
+        }
+        GroupByExpr::All(_) => Err(SqlError::Unsupported("GROUP BY ALL with a WINDOW".into())),
+        _ => Err(not_grouped()),
+    }
+}
+
 /// What DataFusion's planner asks about: the catalog's sources and the functions.
 struct Provider<'a> {
     planner: &'a Planner,
     catalog: &'a Catalog,
+    windowed: bool,
 }
 
 impl ContextProvider for Provider<'_> {
@@ -125,7 +176,12 @@ impl ContextProvider for Provider<'_> {
                 name.table()
             ))
         })?;
-        Ok(Arc::new(LogicalTableSource::new(source.schema())))
+        let schema = if self.windowed { source.windowed_schema() } else { source.schema() };
+        Ok(Arc::new(LogicalTableSource::new(schema)))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.planner.expr_planners
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {

@@ -156,3 +156,38 @@ impl Processor<Key, Vec<u8>, Key, Vec<u8>> for Evaluate {
         self.run(ctx)
     }
 }
+
+/// A compiled persistent query: stateless, or an aggregation.
+#[derive(Debug, Clone)]
+pub enum QueryPlan {
+    /// Filter and projection.
+    Stateless(Arc<StatelessPlan>),
+    /// GROUP BY, optionally windowed.
+    Aggregate(Arc<crate::aggregate::AggregatePlan>),
+}
+
+impl QueryPlan {
+    /// The columns of what it writes.
+    pub fn columns(&self) -> &[Column] {
+        match self {
+            QueryPlan::Stateless(p) => p.columns(),
+            QueryPlan::Aggregate(p) => p.columns(),
+        }
+    }
+
+    /// The source it reads.
+    pub fn source(&self) -> &crate::catalog::SourceDef {
+        match self {
+            QueryPlan::Stateless(p) => p.source(),
+            QueryPlan::Aggregate(p) => p.source(),
+        }
+    }
+
+    /// The topology writing `sink`.
+    pub fn topology(&self, sink: &str, skipped: Arc<AtomicU64>) -> Result<Topology> {
+        match self {
+            QueryPlan::Stateless(p) => p.topology(sink, skipped),
+            QueryPlan::Aggregate(p) => p.topology(sink, skipped),
+        }
+    }
+}

@@ -1,4 +1,5 @@
 //! SQL statements run by the executor against an embedded broker-sim cluster: streams over
 //! topics, persistent queries as exactly-once Moldau applications, the catalog statements.
 
+mod aggregate;
 mod persistent;

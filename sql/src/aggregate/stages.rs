@@ -1,0 +1,418 @@
+//! The stages of an aggregation: the accumulators kept per group, the processor before the
+//! store (WHERE, group key and aggregate arguments, a batch at a time) and the one after it
+//! (aggregate values, HAVING and the projection, a batch at a time).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions,
+    TimestampMillisecondArray,
+};
+use datafusion_common::arrow::compute::{cast, filter_record_batch};
+use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
+use datafusion_common::ScalarValue;
+use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion_physical_expr::PhysicalExpr;
+use moldau_dsl::state::Windowed;
+use moldau_engine::{Processor, ProcessorContext, Record};
+
+use super::AggregatePlan;
+use crate::error::{Result, SqlError};
+use crate::eval::{Decoder, InputRecord, Stateless};
+use crate::query::BATCH;
+use crate::{codec, rowcodec};
+
+/// The aggregate functions of a query, with the types of their arguments and states.
+#[derive(Debug)]
+pub(crate) struct Accumulators {
+    aggs: Vec<AggregateFunctionExpr>,
+    /// Every aggregate's argument expressions, in order.
+    args: Vec<Arc<dyn PhysicalExpr>>,
+    arg_types: Vec<DataType>,
+    arg_counts: Vec<usize>,
+    state_types: Vec<DataType>,
+    state_counts: Vec<usize>,
+}
+
+fn df(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Accumulators {
+    pub(crate) fn new(aggs: Vec<AggregateFunctionExpr>, scan: &SchemaRef) -> Result<Self> {
+        let mut args = Vec::new();
+        let mut arg_types = Vec::new();
+        let mut arg_counts = Vec::new();
+        let mut state_types = Vec::new();
+        let mut state_counts = Vec::new();
+        for a in &aggs {
+            let exprs = a.expressions();
+            arg_counts.push(exprs.len());
+            for e in exprs {
+                arg_types.push(e.data_type(scan).map_err(|e| SqlError::Semantic(e.to_string()))?);
+                args.push(e);
+            }
+            let fields = a.state_fields().map_err(|e| SqlError::Semantic(e.to_string()))?;
+            state_counts.push(fields.len());
+            state_types.extend(fields.iter().map(|f| f.data_type().clone()));
+        }
+        Ok(Accumulators { aggs, args, arg_types, arg_counts, state_types, state_counts })
+    }
+
+    /// Folds one record's arguments into a group's state (empty: no state yet). A failure is
+    /// logged and leaves the state as it was: one bad record never stops the query.
+    pub(crate) fn step(&self, args: &[u8], state: Vec<u8>) -> Vec<u8> {
+        match self.try_step(args, &state) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a record the aggregation could not fold in");
+                state
+            }
+        }
+    }
+
+    fn try_step(&self, args: &[u8], state: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let args = rowcodec::decode(args, &self.arg_types)?;
+        let states = self.states(state)?;
+        let mut out = Vec::with_capacity(state.len() + 16);
+        let (mut a, mut s) = (0, 0);
+        for (i, agg) in self.aggs.iter().enumerate() {
+            let mut acc = agg.create_accumulator().map_err(df)?;
+            if let Some(states) = &states {
+                acc.merge_batch(&arrays(&states[s..s + self.state_counts[i]])?).map_err(df)?;
+            }
+            acc.update_batch(&arrays(&args[a..a + self.arg_counts[i]])?).map_err(df)?;
+            rowcodec::encode(&acc.state().map_err(df)?, &mut out)?;
+            a += self.arg_counts[i];
+            s += self.state_counts[i];
+        }
+        Ok(out)
+    }
+
+    /// Merges two sessions' states.
+    pub(crate) fn merge(&self, left: &[u8], right: &[u8]) -> Vec<u8> {
+        let merged = (|| {
+            let (Some(l), Some(r)) = (self.states(left)?, self.states(right)?) else {
+                return Ok::<_, String>(if left.is_empty() { right.to_vec() } else { left.to_vec() });
+            };
+            let mut out = Vec::with_capacity(left.len() + right.len());
+            let mut s = 0;
+            for (i, agg) in self.aggs.iter().enumerate() {
+                let mut acc = agg.create_accumulator().map_err(df)?;
+                let n = self.state_counts[i];
+                acc.merge_batch(&arrays(&l[s..s + n])?).map_err(df)?;
+                acc.merge_batch(&arrays(&r[s..s + n])?).map_err(df)?;
+                rowcodec::encode(&acc.state().map_err(df)?, &mut out)?;
+                s += n;
+            }
+            Ok(out)
+        })();
+        merged.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not merge two sessions; keeping the newer");
+            right.to_vec()
+        })
+    }
+
+    fn states(&self, state: &[u8]) -> std::result::Result<Option<Vec<ScalarValue>>, String> {
+        if state.is_empty() {
+            return Ok(None);
+        }
+        rowcodec::decode(state, &self.state_types).map(Some)
+    }
+
+    /// The aggregate values of a state.
+    pub(crate) fn evaluate(&self, state: &[u8]) -> std::result::Result<Vec<ScalarValue>, String> {
+        let states = self.states(state)?;
+        let mut out = Vec::with_capacity(self.aggs.len());
+        let mut s = 0;
+        for (i, agg) in self.aggs.iter().enumerate() {
+            let mut acc = agg.create_accumulator().map_err(df)?;
+            if let Some(states) = &states {
+                acc.merge_batch(&arrays(&states[s..s + self.state_counts[i]])?).map_err(df)?;
+            }
+            out.push(acc.evaluate().map_err(df)?);
+            s += self.state_counts[i];
+        }
+        Ok(out)
+    }
+}
+
+/// One-row arrays of `values`.
+fn arrays(values: &[ScalarValue]) -> std::result::Result<Vec<ArrayRef>, String> {
+    values.iter().map(|v| v.to_array().map_err(df)).collect()
+}
+
+fn processing(e: impl std::fmt::Display) -> moldau_engine::Error {
+    moldau_engine::Error::processing("SQL-AGGREGATE", e.to_string())
+}
+
+/// Before the store: keys each record by its group and carries the aggregate arguments.
+pub(crate) struct PreAggregate {
+    plan: Arc<AggregatePlan>,
+    held: Vec<InputRecord>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl PreAggregate {
+    pub(crate) fn new(plan: Arc<AggregatePlan>, skipped: Arc<AtomicU64>) -> Self {
+        PreAggregate { plan, held: Vec::with_capacity(BATCH), skipped }
+    }
+
+    fn run(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let plan = &self.plan;
+        let source_schema = plan.source.schema();
+        let (batch, bad) =
+            Decoder { source: &plan.source, input_schema: &source_schema }.decode(&self.held).map_err(processing)?;
+        for b in &bad {
+            let r = &self.held[b.index];
+            tracing::warn!(partition = r.partition, offset = r.offset, reason = %b.reason,
+                "skipping a record that does not match the source's schema");
+        }
+        let mut skipped = bad.len() as u64;
+        self.held.clear();
+        // Window columns, when windowed, are filled per window after the store.
+        let mut columns = batch.columns().to_vec();
+        for f in plan.scan_schema.fields().iter().skip(columns.len()) {
+            columns.push(new_null_array(f.data_type(), batch.num_rows()));
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&plan.scan_schema), columns).map_err(processing)?;
+        let batch = match &plan.filter {
+            Some(f) => {
+                let mask = f.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())).map_err(processing)?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| processing("the WHERE condition is not a boolean"))?;
+                filter_record_batch(&batch, mask).map_err(processing)?
+            }
+            None => batch,
+        };
+        let rows = batch.num_rows();
+        let group = plan.group.evaluate(&batch).and_then(|v| v.into_array(rows)).map_err(processing)?;
+        let args = plan
+            .accumulators
+            .args
+            .iter()
+            .map(|a| a.evaluate(&batch).and_then(|v| v.into_array(rows)))
+            .collect::<datafusion_common::Result<Vec<_>>>()
+            .map_err(processing)?;
+        let rowtime = batch
+            .column_by_name("rowtime")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+            .ok_or_else(|| processing("the scan has no ROWTIME"))?;
+        let mut row_args = Vec::with_capacity(args.len());
+        for row in 0..rows {
+            let key = match codec::encode_key(plan.source.key_format, &group, row) {
+                Ok(Some(k)) => k,
+                Ok(None) => {
+                    skipped += 1;
+                    tracing::debug!("skipping a record whose GROUP BY value is null");
+                    continue;
+                }
+                Err(e) => {
+                    skipped += 1;
+                    tracing::warn!(error = %e, "skipping a record whose group key cannot be written");
+                    continue;
+                }
+            };
+            row_args.clear();
+            for a in &args {
+                row_args.push(ScalarValue::try_from_array(a, row).map_err(processing)?);
+            }
+            let mut value = Vec::with_capacity(16 * row_args.len());
+            rowcodec::encode(&row_args, &mut value).map_err(processing)?;
+            ctx.forward(Record::new(key, value, rowtime.value(row)))?;
+        }
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Processor<Option<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>> for PreAggregate {
+    fn process(
+        &mut self,
+        r: Record<Option<Vec<u8>>, Vec<u8>>,
+        ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
+    ) -> moldau_engine::Result<()> {
+        let (partition, offset) = ctx.record_metadata().map_or((-1, -1), |m| (m.partition, m.offset));
+        self.held.push(InputRecord { key: r.key, value: Some(r.value), timestamp: r.timestamp, partition, offset });
+        if self.held.len() >= BATCH {
+            self.run(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
+        self.run(ctx)
+    }
+}
+
+/// A key after the store: the group key, and the window when windowed.
+pub(crate) trait GroupKey: Clone + 'static {
+    /// The group key's bytes.
+    fn group(&self) -> &[u8];
+    /// The window (start, end), if any.
+    fn window(&self) -> Option<(i64, i64)>;
+    /// The output record's key: the group key, then for a window its start and end
+    /// (big-endian ms, as the DSL's windowed serde writes them).
+    fn output_key(&self) -> Vec<u8> {
+        let mut k = self.group().to_vec();
+        if let Some((start, end)) = self.window() {
+            k.extend_from_slice(&start.to_be_bytes());
+            k.extend_from_slice(&end.to_be_bytes());
+        }
+        k
+    }
+}
+
+impl GroupKey for Vec<u8> {
+    fn group(&self) -> &[u8] {
+        self
+    }
+    fn window(&self) -> Option<(i64, i64)> {
+        None
+    }
+}
+
+impl GroupKey for Windowed<Vec<u8>> {
+    fn group(&self) -> &[u8] {
+        &self.key
+    }
+    fn window(&self) -> Option<(i64, i64)> {
+        Some((self.window.start, self.window.end))
+    }
+}
+
+/// After the store: aggregate values, HAVING and the projection, into JSON values.
+pub(crate) struct PostAggregate<K> {
+    plan: Arc<AggregatePlan>,
+    held: Vec<(K, Option<Vec<u8>>, i64)>,
+}
+
+impl<K> PostAggregate<K> {
+    pub(crate) fn new(plan: Arc<AggregatePlan>) -> Self {
+        PostAggregate { plan, held: Vec::new() }
+    }
+}
+
+type Out = Option<Vec<u8>>;
+
+impl<K: GroupKey> PostAggregate<K> {
+    fn run(&mut self, ctx: &mut ProcessorContext<'_, Out, Out>) -> moldau_engine::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let plan = Arc::clone(&self.plan);
+        // Rows with an aggregate (deletes and undecodable states are forwarded as tombstones).
+        let mut rows: Vec<usize> = Vec::with_capacity(held.len());
+        let mut groups = Vec::with_capacity(held.len());
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(held.len()); plan.accumulators.aggs.len()];
+        let mut values_out: Vec<Option<Vec<u8>>> = vec![None; held.len()];
+        for (i, (key, state, _)) in held.iter().enumerate() {
+            let Some(state) = state else { continue };
+            let decoded = codec::decode_key(&plan.group_type, plan.source.key_format, Some(key.group()))
+                .and_then(|g| plan.accumulators.evaluate(state).map(|v| (g, v)));
+            match decoded {
+                Ok((g, v)) => {
+                    groups.push(g);
+                    if let Some((s, e)) = key.window() {
+                        starts.push(s);
+                        ends.push(e);
+                    }
+                    for (col, x) in values.iter_mut().zip(v) {
+                        col.push(x);
+                    }
+                    rows.push(i);
+                }
+                Err(e) => tracing::warn!(error = %e, "an aggregate that cannot be read; writing a tombstone"),
+            }
+        }
+        if !rows.is_empty() {
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.agg_schema.fields().len());
+            columns.push(ScalarValue::iter_to_array(groups).map_err(processing)?);
+            if plan.windowed() {
+                columns.push(Arc::new(Int64Array::from(starts)));
+                columns.push(Arc::new(Int64Array::from(ends)));
+            }
+            for col in values {
+                columns.push(ScalarValue::iter_to_array(col).map_err(processing)?);
+            }
+            let columns = columns
+                .into_iter()
+                .zip(plan.agg_schema.fields())
+                .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(processing)?;
+            let batch = RecordBatch::try_new_with_options(
+                Arc::clone(&plan.agg_schema),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+            )
+            .map_err(processing)?;
+            let (batch, kept) = match &plan.having {
+                Some(h) => {
+                    let mask = h.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())).map_err(processing)?;
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| processing("the HAVING condition is not a boolean"))?;
+                    let kept: Vec<usize> =
+                        (0..mask.len()).filter(|&i| mask.is_valid(i) && mask.value(i)).map(|i| rows[i]).collect();
+                    (filter_record_batch(&batch, mask).map_err(processing)?, kept)
+                }
+                None => (batch, rows),
+            };
+            let projected = plan
+                .projection
+                .iter()
+                .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
+                .collect::<datafusion_common::Result<Vec<_>>>()
+                .map_err(processing)?;
+            let out = RecordBatch::try_new_with_options(
+                Arc::clone(&plan.output_schema),
+                projected,
+                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(processing)?;
+            let value_batch = out.project(&plan.value_columns).map_err(processing)?;
+            let encoded = Stateless::encode_json(&value_batch).map_err(processing)?;
+            if encoded.len() != kept.len() {
+                return Err(processing("fewer encoded rows than rows"));
+            }
+            for (i, value) in kept.into_iter().zip(encoded) {
+                values_out[i] = Some(value);
+            }
+        }
+        // In input order; deleted groups, and groups HAVING no longer keeps, are deleted
+        // downstream.
+        for ((key, _, ts), value) in held.into_iter().zip(values_out) {
+            ctx.forward(Record::new(Some(key.output_key()), value, ts))?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: GroupKey> Processor<K, Option<Vec<u8>>, Out, Out> for PostAggregate<K> {
+    fn process(
+        &mut self,
+        r: Record<K, Option<Vec<u8>>>,
+        ctx: &mut ProcessorContext<'_, Out, Out>,
+    ) -> moldau_engine::Result<()> {
+        self.held.push((r.key, r.value, r.timestamp));
+        if self.held.len() >= BATCH {
+            self.run(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Out, Out>) -> moldau_engine::Result<()> {
+        self.run(ctx)
+    }
+}
