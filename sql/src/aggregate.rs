@@ -328,4 +328,25 @@ mod tests {
             [(key(0), r#"{"ws":0,"n":2}"#.to_string()), (key(10_000), r#"{"ws":10000,"n":1}"#.to_string())]
         );
     }
+
+    #[test]
+    fn should_keep_the_earliest_and_latest_value_by_offset() {
+        let p = plan(
+            "CREATE STREAM s (k STRING KEY, v STRING) WITH (kafka_topic='in', value_format='JSON')",
+            "SELECT k, EARLIEST_BY_OFFSET(v) AS first, LATEST_BY_OFFSET(v) AS last FROM s GROUP BY k",
+        );
+        let t = p.topology("out", Arc::new(AtomicU64::new(0))).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
+        for (i, v) in [r#"{"v":"x"}"#, r#"{"v":null}"#, r#"{"v":"y"}"#].into_iter().enumerate() {
+            d.pipe_raw("in", Some(b"a".to_vec()), Some(v.as_bytes().to_vec()), i as i64).unwrap();
+        }
+        let out: Vec<String> =
+            d.read_output("out").into_iter().map(|r| String::from_utf8(r.value.unwrap()).unwrap()).collect();
+        assert_eq!(
+            out,
+            [r#"{"first":"x","last":"x"}"#, r#"{"first":"x","last":"x"}"#, r#"{"first":"x","last":"y"}"#],
+            "nulls are skipped"
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod codec;
 pub mod error;
 pub mod eval;
 pub mod executor;
+mod functions;
 pub mod planner;
 pub mod query;
 mod rowcodec;

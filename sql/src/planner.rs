@@ -57,6 +57,9 @@ impl Planner {
         for a in datafusion_functions_aggregate::all_default_aggregate_functions() {
             p.register_udaf(a);
         }
+        for a in crate::functions::by_offset() {
+            p.register_udaf(a);
+        }
         p
     }
 
