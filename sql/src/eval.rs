@@ -179,6 +179,9 @@ impl Decoder<'_> {
 pub struct Stateless {
     source: SourceDef,
     input_schema: SchemaRef,
+    /// The scan's schema as the planner knows it (qualified names), for expressions
+    /// compiled later (PARTITION BY).
+    input_df: Arc<DFSchema>,
     filter: Option<Arc<dyn PhysicalExpr>>,
     projection: Vec<Arc<dyn PhysicalExpr>>,
     output_schema: SchemaRef,
@@ -231,10 +234,22 @@ impl Stateless {
         Ok(Stateless {
             source: source.clone(),
             input_schema: Arc::new(input.as_arrow().clone()),
+            input_df: input,
             filter,
             projection,
             output_schema,
         })
+    }
+
+    /// The scan's schema, as the planner knows it.
+    pub fn scan_schema(&self) -> &Arc<DFSchema> {
+        &self.input_df
+    }
+
+    /// Compiles an expression over the scan (PARTITION BY).
+    pub fn compile_expr(&self, e: &Expr) -> Result<Arc<dyn PhysicalExpr>> {
+        create_physical_expr(e, &self.input_df, &ExecutionProps::new(), &PhysicalPlanningContext::default())
+            .map_err(|e| SqlError::Semantic(e.to_string()))
     }
 
     /// The output columns.

@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
 use crate::eval::Stateless;
 use crate::planner::Planner;
-use crate::query::{QueryPlan, StatelessPlan};
+use crate::query::{PartitionBy, QueryPlan, StatelessPlan};
 use crate::statement::{parse, CreateAs, PropValue, Query, Show, SourceKind, Statement};
 
 /// Where and how queries run.
@@ -185,9 +185,6 @@ impl Executor {
     /// Compiles a persistent query's SELECT: a filter and projection over one stream, or an
     /// aggregation (optionally windowed) of one stream.
     fn compile(&self, query: &Query) -> Result<QueryPlan> {
-        if query.partition_by.is_some() {
-            return Err(SqlError::Unsupported("PARTITION BY in persistent queries (coming)".into()));
-        }
         let plan = match query.window {
             Some(_) => self.planner.plan_windowed(&self.catalog, &query.sql)?,
             None => self.planner.plan(&self.catalog, &query.sql)?,
@@ -201,12 +198,27 @@ impl Executor {
             return Err(SqlError::Unsupported(format!("persistent queries over the table {source} (coming)")));
         }
         if has_aggregate(&plan)? {
+            if query.partition_by.is_some() {
+                return Err(SqlError::Unsupported("PARTITION BY with GROUP BY (the group is the key)".into()));
+            }
             return Ok(QueryPlan::Aggregate(Arc::new(AggregatePlan::compile(&plan, def, query.window, query.emit)?)));
         }
         if let Some(w) = &query.window {
             return Err(SqlError::Semantic(format!("WINDOW {:?} without GROUP BY: a window aggregates", w.kind)));
         }
-        Ok(QueryPlan::Stateless(Arc::new(StatelessPlan::new(Stateless::compile(&plan, def)?)?)))
+        let stateless = Stateless::compile(&plan, def)?;
+        let partition = match &query.partition_by {
+            None => None,
+            Some(text) => {
+                let expr = self.planner.plan_expr(&self.catalog, text, stateless.scan_schema())?;
+                let name = match &expr {
+                    datafusion_expr::Expr::Column(c) => c.name.clone(),
+                    _ => "ksql_col_0".to_string(),
+                };
+                Some(PartitionBy { expr, name })
+            }
+        };
+        Ok(QueryPlan::Stateless(Arc::new(StatelessPlan::new(stateless, partition)?)))
     }
 
     fn create_as(&mut self, c: CreateAs) -> Result<Outcome> {

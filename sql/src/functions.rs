@@ -39,10 +39,7 @@ impl AggregateUDFImpl for ByOffset {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        arg_types
-            .first()
-            .cloned()
-            .ok_or_else(|| DataFusionError::Plan(format!("{} takes one argument", self.name())))
+        arg_types.first().cloned().ok_or_else(|| DataFusionError::Plan(format!("{} takes one argument", self.name())))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {

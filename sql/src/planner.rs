@@ -91,6 +91,29 @@ impl Planner {
         self.plan_with(catalog, sql, true)
     }
 
+    /// Plans one expression (a `PARTITION BY`) over `schema`.
+    pub fn plan_expr(
+        &self,
+        catalog: &Catalog,
+        text: &str,
+        schema: &datafusion_common::DFSchema,
+    ) -> Result<datafusion_expr::Expr> {
+        use datafusion_sql::sqlparser::dialect::GenericDialect;
+        use datafusion_sql::sqlparser::parser::Parser;
+        let dialect = GenericDialect {};
+        let ast = Parser::new(&dialect)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| SqlError::Semantic(format!("PARTITION BY {text}: {e}")))?;
+        let provider = Provider { planner: self, catalog, windowed: false };
+        SqlToRel::new(&provider).sql_to_expr(ast, schema, &mut datafusion_sql::planner::PlannerContext::new()).map_err(
+            |e| match error(e) {
+                SqlError::Semantic(m) => SqlError::Semantic(format!("PARTITION BY {text}: {m}")),
+                other => other,
+            },
+        )
+    }
+
     fn plan_with(&self, catalog: &Catalog, sql: &str, windowed: bool) -> Result<LogicalPlan> {
         let mut statements = DFParser::parse_sql(sql).map_err(error)?;
         let mut statement = match (statements.pop_front(), statements.is_empty()) {

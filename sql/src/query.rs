@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use datafusion_expr::{Expr, ExprSchemable};
+use datafusion_physical_expr::PhysicalExpr;
 use moldau_dsl::state::BytesSerde;
 use moldau_dsl::{Consumed, Produced, StreamsBuilder};
 use moldau_engine::{Processor, ProcessorContext, Record, Topology};
@@ -22,34 +24,60 @@ pub const BATCH: usize = 1024;
 #[derive(Debug)]
 pub struct StatelessPlan {
     query: Stateless,
-    /// Output columns written to the record value (all but a key column passed through).
+    /// `PARTITION BY`: the new key's expression.
+    partition: Option<Arc<dyn PhysicalExpr>>,
+    /// Output columns written to the record value (all but the key column).
     value_columns: Vec<usize>,
-    /// The output's columns, the key column (if kept) first.
+    /// The output's columns, the key column (if any) first.
     columns: Vec<Column>,
 }
 
+/// A `PARTITION BY`: the new key's expression and its column.
+#[derive(Debug)]
+pub struct PartitionBy {
+    /// The expression, over the scan.
+    pub expr: Expr,
+    /// Its column in the output: named after the column it is, else `ksql_col_0`.
+    pub name: String,
+}
+
 impl StatelessPlan {
-    /// The plan of `query`: a source key column selected under its own name stays the key;
-    /// every other output column goes to the value.
-    pub fn new(query: Stateless) -> Result<Self> {
-        let key = query.source().columns.iter().find(|c| c.key).cloned();
+    /// The plan of `query`. Without `partition`, the record key passes through and a source
+    /// key column selected under its own name stays the key column; with it, the expression's
+    /// value is the new key and the output column of its name is the key column. Every other
+    /// output column goes to the value.
+    pub fn new(query: Stateless, partition: Option<PartitionBy>) -> Result<Self> {
+        let (key, partition) = match partition {
+            None => (query.source().columns.iter().find(|c| c.key).map(|c| (c.name.clone(), Some(c.ty.clone()))), None),
+            Some(p) => {
+                let expr = query.compile_expr(&p.expr)?;
+                let ty = p.expr.get_type(query.scan_schema()).map_err(|e| SqlError::Semantic(e.to_string()))?;
+                let ty = SqlType::from_arrow(&ty)
+                    .map_err(|e| SqlError::Unsupported(format!("PARTITION BY {}: {e}", p.name)))?;
+                (Some((p.name, Some(ty))), Some(expr))
+            }
+        };
         let mut value_columns = Vec::new();
         let mut columns = Vec::new();
         let mut key_kept = None;
         for (i, f) in query.output_schema().fields().iter().enumerate() {
             let ty = SqlType::from_arrow(f.data_type())
                 .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))?;
-            if key.as_ref().is_some_and(|k| &k.name == f.name() && k.ty == ty) && key_kept.is_none() {
+            let is_key = key.as_ref().is_some_and(|(name, kt)| name == f.name() && kt.as_ref() == Some(&ty));
+            if is_key && key_kept.is_none() {
                 key_kept = Some(Column { name: f.name().clone(), ty, key: true });
             } else {
                 value_columns.push(i);
                 columns.push(Column { name: f.name().clone(), ty, key: false });
             }
         }
-        if let Some(k) = key_kept {
-            columns.insert(0, k);
+        match (key_kept, &partition, key) {
+            (Some(k), _, _) => columns.insert(0, k),
+            // A new key not selected: still the key column, as ksqlDB keeps it.
+            (None, Some(_), Some((name, Some(ty)))) => columns.insert(0, Column { name, ty, key: true }),
+            _ => {}
         }
-        Ok(StatelessPlan { query, value_columns, columns })
+        Ok(StatelessPlan { query, partition, value_columns, columns })
     }
 
     /// The source it reads.
@@ -123,10 +151,30 @@ impl Evaluate {
             .column_by_name("rowtime")
             .and_then(|c| c.as_any().downcast_ref::<datafusion_common::arrow::array::TimestampMillisecondArray>())
             .expect("the scan has ROWTIME");
+        let new_keys = match &self.plan.partition {
+            Some(p) => Some(
+                p.evaluate(&batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(|e| moldau_engine::Error::processing(ctx_name(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let key_format = q.source().key_format;
         let mut held = std::mem::take(&mut self.held);
         for (value, row) in encoded.into_iter().zip(rows) {
             let input = &mut held[good[row]];
-            ctx.forward(Record::new(input.key.take(), value, rowtime.value(row)))?;
+            let key = match &new_keys {
+                None => input.key.take(),
+                Some(keys) => match crate::codec::encode_key(key_format, keys, row) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping a record whose PARTITION BY value cannot be a key");
+                        self.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+            };
+            ctx.forward(Record::new(key, value, rowtime.value(row)))?;
         }
         held.clear();
         self.held = held;

@@ -128,3 +128,39 @@ fn should_insert_into_a_stream_whose_columns_match_and_name_the_difference_other
     drop(x);
     cluster.shutdown();
 }
+
+#[test]
+fn should_rekey_a_stream_with_partition_by() {
+    init_logging();
+    let cluster = must_start_cluster(1);
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut x = executor(&bootstrap, dir.path());
+    x.execute(
+        "CREATE STREAM orders (id STRING KEY, item STRING, qty INT)
+           WITH (kafka_topic='orders', value_format='JSON', partitions=3);
+         CREATE STREAM by_item AS SELECT item, id, qty FROM orders PARTITION BY item;",
+    )
+    .unwrap();
+    let items = ["apple", "pear", "fig", "kiwi"];
+    let values: Vec<(String, String)> =
+        (0..40).map(|i| (format!("o{i}"), format!(r#"{{"item":"{}","qty":{i}}}"#, items[i % items.len()]))).collect();
+    let rs: Vec<_> = values.iter().map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()), Some(10i64))).collect();
+    produce(&bootstrap, "orders", &rs);
+    let out = read_topic(&bootstrap, "BY_ITEM", 40, Duration::from_secs(60), Duration::from_millis(500));
+    assert_eq!(out.len(), 40);
+    let mut partition_of = std::collections::BTreeMap::new();
+    for r in &out {
+        let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        assert!(v.get("item").is_none(), "the new key column is in the key: {v}");
+        let qty = v["qty"].as_i64().unwrap() as usize;
+        assert_eq!(v["id"].as_str().unwrap(), format!("o{qty}"), "the old key is a value column now");
+        assert_eq!(r.key_str(), items[qty % items.len()]);
+        let p = partition_of.entry(r.key_str()).or_insert(r.partition);
+        assert_eq!(*p, r.partition, "one partition per new key");
+    }
+    let describe = message(&x.execute("DESCRIBE by_item;").unwrap());
+    assert!(describe.contains("item | STRING (key)") && describe.contains("id | STRING\n"), "{describe}");
+    drop(x);
+    cluster.shutdown();
+}
