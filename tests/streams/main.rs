@@ -5,6 +5,7 @@ mod apps;
 mod batching;
 mod broker_kill;
 mod changelog;
+mod close;
 mod crash;
 mod crash_matrix;
 mod fail_points;

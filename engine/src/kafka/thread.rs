@@ -63,6 +63,13 @@ const MAX_HELD: u64 = 50_000;
 /// How long the loop sleeps, with nothing to process, while a commit is under way.
 const COMMIT_WAIT_STEP: Duration = Duration::from_micros(200);
 
+/// How long a closing thread serves its consumer after its assignment emptied, for librdkafka
+/// to send LeaveGroup (it does once the revoke completes, a moment after).
+const LEAVE_SETTLE: Duration = Duration::from_millis(100);
+
+/// The longest a closing thread waits for its revoke to complete.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// State shared by the threads of one application and its handle.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -806,10 +813,28 @@ impl StreamThread {
             let _ = self.consumer.unassign();
         }
         self.consumer.unsubscribe();
-        // Serve the leave and any last rebalance event.
-        for _ in 0..10 {
-            if self.consumer.poll(Duration::from_millis(10)).is_none() {
-                break;
+        self.await_leave();
+    }
+
+    /// Serves the revoke that unsubscribing starts until the assignment is empty, then a
+    /// little longer: librdkafka sends LeaveGroup only once that revoke completes, and a
+    /// consumer closed before then ends without leaving (its session would have to time out
+    /// before its partitions move).
+    fn await_leave(&mut self) {
+        let start = self.clock.now();
+        let mut emptied = None;
+        loop {
+            let _ = self.consumer.poll(Duration::from_millis(10));
+            let now = self.clock.now();
+            if emptied.is_none() && self.consumer.assignment().map_or(true, |a| a.count() == 0) {
+                emptied = Some(now);
+            }
+            let settled = emptied.is_some_and(|t| now.duration_since(t) >= LEAVE_SETTLE);
+            if settled || now.duration_since(start) >= LEAVE_TIMEOUT {
+                if emptied.is_none() {
+                    tracing::warn!(thread = self.spec.index, "the revoke did not complete before closing");
+                }
+                return;
             }
         }
     }
