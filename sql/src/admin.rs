@@ -14,6 +14,9 @@ use crate::error::{Result, SqlError};
 /// How long one metadata or admin request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Pause between tries of an operation the cluster is not ready for yet.
+const RETRY_STEP: Duration = Duration::from_millis(200);
+
 /// An admin client and the runtime its futures run on.
 pub(crate) struct Admin {
     client: AdminClient<DefaultClientContext>,
@@ -76,6 +79,32 @@ impl Admin {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the consumer group `group` (one that does not exist is fine). A group whose
+    /// members' leave has not landed yet is retried for up to `patience`.
+    pub(crate) fn delete_group(&self, group: &str, patience: Duration) -> Result<()> {
+        let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT)).request_timeout(Some(TIMEOUT));
+        let mut waited = Duration::ZERO;
+        loop {
+            let results = self
+                .rt
+                .block_on(self.client.delete_groups(&[group], &opts))
+                .map_err(|e| kafka(&format!("deleting group {group}"), e))?;
+            let mut busy = false;
+            for r in results {
+                match r {
+                    Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                    Err((_, RDKafkaErrorCode::NonEmptyGroup)) if waited < patience => busy = true,
+                    Err((_, code)) => return Err(kafka(&format!("deleting group {group}"), code)),
+                }
+            }
+            if !busy {
+                return Ok(());
+            }
+            std::thread::sleep(RETRY_STEP);
+            waited += RETRY_STEP;
+        }
     }
 
     /// Deletes `topic`.

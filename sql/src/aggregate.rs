@@ -32,6 +32,7 @@ use moldau_engine::Topology;
 use crate::catalog::SourceDef;
 use crate::error::{Result, SqlError};
 use crate::planner::WINDOW_COLUMNS;
+use crate::query::Sink;
 use crate::statement::{Column, Emit, WindowKind, WindowSpec};
 use crate::types::SqlType;
 
@@ -189,6 +190,11 @@ impl AggregatePlan {
         })
     }
 
+    /// Writes every output column to the value (a push query's rows).
+    pub fn all_columns_in_value(&mut self) {
+        self.value_columns = (0..self.output_schema.fields().len()).collect();
+    }
+
     /// The columns of the table it writes (the group key first).
     pub fn columns(&self) -> &[Column] {
         &self.columns
@@ -207,7 +213,7 @@ impl AggregatePlan {
     /// The topology (its internal topics and stores named as ksqlDB names them, under the
     /// query's application id); `skipped` counts input records that did not match the
     /// source's schema or had a null group key.
-    pub fn topology(self: &Arc<Self>, sink: &str, skipped: Arc<AtomicU64>) -> Result<Topology> {
+    pub fn topology(self: &Arc<Self>, sink: &Sink, skipped: Arc<AtomicU64>) -> Result<Topology> {
         let b = StreamsBuilder::new();
         let pre = Arc::clone(self);
         let skipped_pre = skipped.clone();
@@ -257,7 +263,17 @@ impl AggregatePlan {
                 table.to_stream().process(move || PostAggregate::new(Arc::clone(&post)), &[])
             }
         };
-        out.to(sink, Produced::nullable(BytesSerde, BytesSerde));
+        match sink {
+            Sink::Topic(t) => out.to(t, Produced::nullable(BytesSerde, BytesSerde)),
+            Sink::Rows(tx) => {
+                let tx = tx.clone();
+                out.for_each(move |_, v: &Option<Vec<u8>>| {
+                    if let Some(v) = v {
+                        let _ = tx.send(v.clone());
+                    }
+                })
+            }
+        }
         b.build().map_err(|e| SqlError::Semantic(format!("the query's topology: {e}")))
     }
 }
@@ -287,7 +303,7 @@ mod tests {
             "CREATE STREAM s (k STRING KEY, g STRING, v BIGINT) WITH (kafka_topic='in', value_format='JSON')",
             "SELECT g, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY g HAVING SUM(v) > 2",
         );
-        let t = p.topology("out", Arc::new(AtomicU64::new(0))).unwrap();
+        let t = p.topology(&Sink::Topic("out".into()), Arc::new(AtomicU64::new(0))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
         for (i, (g, v)) in [("a", 1), ("b", 5), ("a", 2), ("a", 4)].into_iter().enumerate() {
@@ -311,7 +327,7 @@ mod tests {
             "CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='in', value_format='JSON')",
             "SELECT k, WINDOWSTART AS ws, COUNT(*) AS n FROM s WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY k EMIT FINAL",
         );
-        let t = p.topology("out", Arc::new(AtomicU64::new(0))).unwrap();
+        let t = p.topology(&Sink::Topic("out".into()), Arc::new(AtomicU64::new(0))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
         for ts in [1_000, 2_000, 12_000, 25_000] {
@@ -335,7 +351,7 @@ mod tests {
             "CREATE STREAM s (k STRING KEY, v STRING) WITH (kafka_topic='in', value_format='JSON')",
             "SELECT k, EARLIEST_BY_OFFSET(v) AS first, LATEST_BY_OFFSET(v) AS last FROM s GROUP BY k",
         );
-        let t = p.topology("out", Arc::new(AtomicU64::new(0))).unwrap();
+        let t = p.topology(&Sink::Topic("out".into()), Arc::new(AtomicU64::new(0))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
         for (i, v) in [r#"{"v":"x"}"#, r#"{"v":null}"#, r#"{"v":"y"}"#].into_iter().enumerate() {

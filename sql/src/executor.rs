@@ -15,8 +15,11 @@ use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
 use crate::eval::Stateless;
 use crate::planner::Planner;
-use crate::query::{PartitionBy, QueryPlan, StatelessPlan};
+use crate::push::PushQuery;
+use crate::query::{PartitionBy, QueryPlan, Sink, StatelessPlan};
 use crate::statement::{parse, CreateAs, PropValue, Query, Show, SourceKind, Statement};
+use crate::statement::{Column, Emit};
+use crate::types::SqlType;
 
 /// Where and how queries run.
 #[derive(Debug, Clone)]
@@ -61,7 +64,7 @@ impl ExecutorConfig {
 }
 
 /// What a statement answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// A message: what was created, started, dropped or terminated.
     Message(String),
@@ -74,7 +77,12 @@ pub enum Outcome {
     },
     /// A plan or description as text.
     Text(String),
+    /// A push query's rows, as they happen.
+    Push(PushQuery),
 }
+
+/// Rows a push query buffers before it holds its query back.
+const PUSH_BUFFER: usize = 10_000;
 
 /// A persistent query that runs.
 struct RunningQuery {
@@ -93,6 +101,8 @@ pub struct Executor {
     admin: Admin,
     queries: BTreeMap<String, RunningQuery>,
     next_query: u64,
+    /// Properties `SET` in this session.
+    session: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -116,6 +126,7 @@ impl Executor {
             admin,
             queries: BTreeMap::new(),
             next_query: 1,
+            session: BTreeMap::new(),
         })
     }
 
@@ -159,7 +170,21 @@ impl Executor {
             Statement::Explain(q) => self.explain(&q),
             Statement::Drop { kind, name, if_exists, delete_topic } => self.drop(kind, &name, if_exists, delete_topic),
             Statement::Terminate { id } => self.terminate(&id),
-            Statement::Query(_) => Err(SqlError::Unsupported("pull and push queries (coming with the server)".into())),
+            Statement::Query(q) if q.emit == Some(Emit::Changes) => Ok(Outcome::Push(self.push(&q)?)),
+            Statement::Query(_) => Err(SqlError::Unsupported(
+                "pull queries (SELECT without EMIT CHANGES); a push query ends with EMIT CHANGES".into(),
+            )),
+            Statement::Set { key, value } => {
+                self.session.insert(key.clone(), value.clone());
+                Ok(Outcome::Message(format!("property '{key}' set to '{value}'")))
+            }
+            Statement::Unset { key } => {
+                let was = self.session.remove(&key);
+                Ok(Outcome::Message(match was {
+                    Some(_) => format!("property '{key}' unset"),
+                    None => format!("property '{key}' was not set"),
+                }))
+            }
         }
     }
 
@@ -185,23 +210,48 @@ impl Executor {
     /// Compiles a persistent query's SELECT: a filter and projection over one stream, or an
     /// aggregation (optionally windowed) of one stream.
     fn compile(&self, query: &Query) -> Result<QueryPlan> {
-        let plan = match query.window {
+        let (plan, limit) = self.compile_with(query, false)?;
+        if limit.is_some() {
+            return Err(SqlError::Semantic("LIMIT belongs to push queries (SELECT … EMIT CHANGES LIMIT n)".into()));
+        }
+        Ok(plan)
+    }
+
+    /// Compiles a query; for a push query (`push`), every column goes to the row and a top
+    /// LIMIT is returned.
+    fn compile_with(&self, query: &Query, push: bool) -> Result<(QueryPlan, Option<usize>)> {
+        let mut plan = match query.window {
             Some(_) => self.planner.plan_windowed(&self.catalog, &query.sql)?,
             None => self.planner.plan(&self.catalog, &query.sql)?,
         };
+        let mut limit = None;
+        if let datafusion_expr::LogicalPlan::Limit(l) = &plan {
+            limit = match l.get_fetch_type().map_err(|e| SqlError::Semantic(e.to_string()))? {
+                datafusion_expr::logical_plan::FetchType::Literal(n) => n,
+                _ => return Err(SqlError::Semantic("LIMIT takes a number".into())),
+            };
+            if !matches!(l.get_skip_type(), Ok(datafusion_expr::logical_plan::SkipType::Literal(0))) {
+                return Err(SqlError::Unsupported("OFFSET on a stream".into()));
+            }
+            plan = l.input.as_ref().clone();
+        }
         let source = single_source(&plan)?;
         let def = self
             .catalog
             .get(&source)
             .ok_or_else(|| SqlError::Semantic(format!("no stream or table named {source}")))?;
         if def.kind == SourceKind::Table {
-            return Err(SqlError::Unsupported(format!("persistent queries over the table {source} (coming)")));
+            return Err(SqlError::Unsupported(format!("queries over the table {source} (coming)")));
         }
         if has_aggregate(&plan)? {
             if query.partition_by.is_some() {
                 return Err(SqlError::Unsupported("PARTITION BY with GROUP BY (the group is the key)".into()));
             }
-            return Ok(QueryPlan::Aggregate(Arc::new(AggregatePlan::compile(&plan, def, query.window, query.emit)?)));
+            let mut a = AggregatePlan::compile(&plan, def, query.window, query.emit)?;
+            if push {
+                a.all_columns_in_value();
+            }
+            return Ok((QueryPlan::Aggregate(Arc::new(a)), limit));
         }
         if let Some(w) = &query.window {
             return Err(SqlError::Semantic(format!("WINDOW {:?} without GROUP BY: a window aggregates", w.kind)));
@@ -218,7 +268,40 @@ impl Executor {
                 Some(PartitionBy { expr, name })
             }
         };
-        Ok(QueryPlan::Stateless(Arc::new(StatelessPlan::new(stateless, partition)?)))
+        let mut p = StatelessPlan::new(stateless, partition)?;
+        if push {
+            p.all_columns_in_value();
+        }
+        Ok((QueryPlan::Stateless(Arc::new(p)), limit))
+    }
+
+    /// Starts a push query: a transient application whose rows stream to the caller; it
+    /// reads from the end of its source unless `SET 'auto.offset.reset'='earliest'`.
+    fn push(&mut self, query: &Query) -> Result<PushQuery> {
+        let (plan, limit) = self.compile_with(query, true)?;
+        let schema = plan.output_schema().clone();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                SqlType::from_arrow(f.data_type())
+                    .map(|ty| Column { name: f.name().clone(), ty, key: false })
+                    .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let id = format!("transient_{}_{}", plan.source().name.to_ascii_uppercase(), uuid::Uuid::new_v4().simple());
+        let (tx, rx) = std::sync::mpsc::sync_channel(PUSH_BUFFER);
+        let topology = plan.topology(&Sink::Rows(tx), Arc::new(AtomicU64::new(0)))?;
+        let mut config = self.config.clone();
+        config.properties.entry("processing.guarantee".into()).or_insert_with(|| "at_least_once".into());
+        let reset = self.session.get("auto.offset.reset").cloned().unwrap_or_else(|| "latest".into());
+        config.properties.insert("consumer.auto.offset.reset".into(), reset);
+        let streams_config = config.streams_config(&id)?;
+        let app_id = streams_config.application_id.clone();
+        let fail = |e: moldau_engine::Error| SqlError::Execution(format!("push query: {e}"));
+        let mut streams = KafkaStreams::new(topology, streams_config).map_err(fail)?;
+        streams.start().map_err(fail)?;
+        Ok(PushQuery::new(columns, rx, streams, limit, app_id, &self.config))
     }
 
     fn create_as(&mut self, c: CreateAs) -> Result<Outcome> {
@@ -308,9 +391,8 @@ impl Executor {
         let want: Vec<_> = def.columns.iter().map(|c| (c.name.as_str(), &c.ty)).collect();
         let got: Vec<_> = plan.columns().iter().map(|c| (c.name.as_str(), &c.ty)).collect();
         if want != got {
-            let show = |cols: &[(&str, &crate::SqlType)]| {
-                cols.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
-            };
+            let show =
+                |cols: &[(&str, &SqlType)]| cols.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ");
             return Err(SqlError::Semantic(format!(
                 "INSERT INTO {target}: the query's columns ({}) are not the stream's ({})",
                 show(&got),
@@ -326,8 +408,12 @@ impl Executor {
     fn start(&mut self, id: &str, plan: QueryPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
         let source = plan.source().name.clone();
         let skipped = Arc::new(AtomicU64::new(0));
-        let topology = plan.topology(topic, skipped.clone())?;
-        let config = self.config.streams_config(id)?;
+        let topology = plan.topology(&Sink::Topic(topic.to_string()), skipped.clone())?;
+        let mut with_session = self.config.clone();
+        if let Some(reset) = self.session.get("auto.offset.reset") {
+            with_session.properties.insert("consumer.auto.offset.reset".into(), reset.clone());
+        }
+        let config = with_session.streams_config(id)?;
         let fail = |e: moldau_engine::Error| SqlError::Execution(format!("query {id}: {e}"));
         let mut streams = KafkaStreams::new(topology, config).map_err(fail)?;
         streams.start().map_err(fail)?;
@@ -441,7 +527,7 @@ impl Executor {
     fn explain(&self, query: &Query) -> Result<Outcome> {
         let logical = self.planner.plan(&self.catalog, &query.sql)?;
         let plan = self.compile(query)?;
-        let topology = plan.topology("<sink>", Arc::new(AtomicU64::new(0)))?;
+        let topology = plan.topology(&Sink::Topic("<sink>".into()), Arc::new(AtomicU64::new(0)))?;
         Ok(Outcome::Text(format!("Logical plan:\n{}\n\nTopology:\n{}", logical.display_indent(), topology.describe())))
     }
 

@@ -20,6 +20,16 @@ use crate::types::SqlType;
 /// How many records a query holds before it evaluates them as one batch.
 pub const BATCH: usize = 1024;
 
+/// Where a query's rows go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// A topic (persistent queries).
+    Topic(String),
+    /// A channel of JSON row values, every column in the value (push queries). A full
+    /// channel holds the query back; a closed one drops the rows.
+    Rows(std::sync::mpsc::SyncSender<Vec<u8>>),
+}
+
 /// A compiled stateless query and the shape of what it writes.
 #[derive(Debug)]
 pub struct StatelessPlan {
@@ -85,6 +95,16 @@ impl StatelessPlan {
         self.query.source()
     }
 
+    /// Writes every output column to the value (a push query's rows).
+    pub fn all_columns_in_value(&mut self) {
+        self.value_columns = (0..self.query.output_schema().fields().len()).collect();
+    }
+
+    /// The output schema.
+    pub fn output_schema(&self) -> &datafusion_common::arrow::datatypes::SchemaRef {
+        self.query.output_schema()
+    }
+
     /// The columns of the stream it writes.
     pub fn columns(&self) -> &[Column] {
         &self.columns
@@ -92,15 +112,22 @@ impl StatelessPlan {
 
     /// The query's topology: read `source topic`, evaluate, write `sink`. `skipped` counts
     /// the records that did not match the source's schema (logged and skipped).
-    pub fn topology(self: &Arc<Self>, sink: &str, skipped: Arc<AtomicU64>) -> Result<Topology> {
+    pub fn topology(self: &Arc<Self>, sink: &Sink, skipped: Arc<AtomicU64>) -> Result<Topology> {
         let b = StreamsBuilder::new();
         let plan = Arc::clone(self);
-        b.stream(&self.query.source().topic, Consumed::with(BytesSerde, BytesSerde))
-            .process(
-                move || Evaluate { plan: Arc::clone(&plan), held: Vec::with_capacity(BATCH), skipped: skipped.clone() },
-                &[],
-            )
-            .to(sink, Produced::with_nullable_keys(BytesSerde, BytesSerde));
+        let out = b.stream(&self.query.source().topic, Consumed::with(BytesSerde, BytesSerde)).process(
+            move || Evaluate { plan: Arc::clone(&plan), held: Vec::with_capacity(BATCH), skipped: skipped.clone() },
+            &[],
+        );
+        match sink {
+            Sink::Topic(t) => out.to(t, Produced::with_nullable_keys(BytesSerde, BytesSerde)),
+            Sink::Rows(tx) => {
+                let tx = tx.clone();
+                out.for_each(move |_, v: &Vec<u8>| {
+                    let _ = tx.send(v.clone());
+                })
+            }
+        }
         b.build().map_err(|e| SqlError::Semantic(format!("the query's topology: {e}")))
     }
 }
@@ -231,8 +258,16 @@ impl QueryPlan {
         }
     }
 
+    /// The output schema (every column, in order).
+    pub fn output_schema(&self) -> &datafusion_common::arrow::datatypes::SchemaRef {
+        match self {
+            QueryPlan::Stateless(p) => p.output_schema(),
+            QueryPlan::Aggregate(p) => &p.output_schema,
+        }
+    }
+
     /// The topology writing `sink`.
-    pub fn topology(&self, sink: &str, skipped: Arc<AtomicU64>) -> Result<Topology> {
+    pub fn topology(&self, sink: &Sink, skipped: Arc<AtomicU64>) -> Result<Topology> {
         match self {
             QueryPlan::Stateless(p) => p.topology(sink, skipped),
             QueryPlan::Aggregate(p) => p.topology(sink, skipped),

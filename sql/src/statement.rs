@@ -190,6 +190,19 @@ pub enum Statement {
         /// The query id.
         id: String,
     },
+    /// `SET 'property' = 'value'`: a property of the queries started after it (as ksqlDB's
+    /// `SET 'auto.offset.reset'='earliest'`).
+    Set {
+        /// The property.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// `UNSET 'property'`.
+    Unset {
+        /// The property.
+        key: String,
+    },
 }
 
 /// A statement with the position of its first token.
@@ -339,6 +352,17 @@ impl<'s, 't> Cursor<'s, 't> {
         }
     }
 
+    /// A single-quoted string.
+    fn quoted(&mut self, what: &str) -> Result<String> {
+        match self.peek().map(|t| &t.token) {
+            Some(Token::SingleQuotedString(v)) => {
+                self.i += 1;
+                Ok(v.clone())
+            }
+            _ => Err(self.error(format!("expected {what}"))),
+        }
+    }
+
     fn number(&mut self, what: &str) -> Result<u64> {
         match self.peek().map(|t| &t.token) {
             Some(Token::Number(n, _)) => match n.parse() {
@@ -401,6 +425,16 @@ fn parse_one(src: &Source<'_>, toks: &[TokenWithSpan]) -> Result<Located> {
         };
         c.expect_end()?;
         Statement::Show(what)
+    } else if c.eat_kw("SET") {
+        let key = c.quoted("the property name, quoted ('auto.offset.reset')")?;
+        c.expect(&Token::Eq, "=")?;
+        let value = c.quoted("the property value, quoted")?;
+        c.expect_end()?;
+        Statement::Set { key, value }
+    } else if c.eat_kw("UNSET") {
+        let key = c.quoted("the property name, quoted")?;
+        c.expect_end()?;
+        Statement::Unset { key }
     } else if c.eat_kw("DESCRIBE") {
         let mut extended = c.eat_kw("EXTENDED");
         let name = c.ident("a stream or table name")?;

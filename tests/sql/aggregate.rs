@@ -5,15 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use moldau_sql::{Executor, ExecutorConfig};
 use moldau_tests::streams_util::{produce, read_topic, Read};
 use moldau_tests::{init_logging, must_start_cluster};
 
-pub(crate) fn executor(bootstrap: &str, dir: &std::path::Path) -> Executor {
-    let mut c = ExecutorConfig::new(bootstrap, "sqltest", dir);
-    c.properties.insert("commit.interval.ms".into(), "100".into());
-    Executor::new(c).unwrap()
-}
+use crate::persistent::executor;
 
 /// The latest value per key (a tombstone removes the key).
 fn latest(records: &[Read]) -> BTreeMap<Vec<u8>, serde_json::Value> {

@@ -7,17 +7,18 @@ use moldau_sql::{Executor, ExecutorConfig, Outcome};
 use moldau_tests::streams_util::{produce, read_topic};
 use moldau_tests::{init_logging, must_start_cluster};
 
-fn executor(bootstrap: &str, dir: &std::path::Path) -> Executor {
+pub(crate) fn executor(bootstrap: &str, dir: &std::path::Path) -> Executor {
     let mut c = ExecutorConfig::new(bootstrap, "sqltest", dir);
     c.properties.insert("commit.interval.ms".into(), "100".into());
     Executor::new(c).unwrap()
 }
 
-fn message(o: &[Outcome]) -> String {
+pub(crate) fn message(o: &[Outcome]) -> String {
     o.iter()
         .map(|o| match o {
             Outcome::Message(m) | Outcome::Text(m) => m.clone(),
             Outcome::Rows { columns, rows } => format!("{columns:?} {rows:?}"),
+            Outcome::Push(q) => format!("push query {q:?}"),
         })
         .collect::<Vec<_>>()
         .join("\n")
