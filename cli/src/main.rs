@@ -13,6 +13,7 @@ mod output;
 mod perf;
 mod produce;
 mod raw;
+mod sql;
 mod topics;
 
 use anyhow::Context;
@@ -50,6 +51,9 @@ enum Command {
     Groups(groups::GroupsArgs),
     /// Describe and change topic and broker configs (kafka-configs.sh).
     Configs(configs::ConfigsArgs),
+    /// Run SQL (ksqlDB's statements): a shell, or a script with -f; embedded broker-sim
+    /// unless --bootstrap-server is given.
+    Sql(sql::SqlArgs),
     /// Producer and consumer benchmarks (kafka-producer-perf-test.sh, kafka-consumer-perf-test.sh).
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -64,6 +68,16 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // SQL runs its own clients, blocking: outside the command runtime.
+    let cli = match cli.command {
+        Command::Sql(args) => {
+            if let Err(e) = sql::run(args) {
+                fail(e);
+            }
+            return;
+        }
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => fail(anyhow::anyhow!("starting the runtime: {e}")),
@@ -112,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(a) => groups::run(a).await,
         Command::Configs(a) => configs::run(a).await,
         Command::Perf(c) => perf::run(c).await,
+        Command::Sql(_) => unreachable!("run before the runtime starts"),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "moldau", &mut std::io::stdout());
             Ok(())

@@ -144,10 +144,17 @@ impl Executor {
     /// statement's position when it has one.
     pub fn execute(&mut self, text: &str) -> Result<Vec<Outcome>> {
         let mut out = Vec::new();
-        for s in parse(text)? {
-            out.push(self.execute_one(s.statement, text)?);
-        }
+        self.execute_each(text, |o| out.push(o))?;
         Ok(out)
+    }
+
+    /// Runs a script, handing each statement's answer to `each` as soon as it is done (a
+    /// shell prints it before the next statement runs); stops at the first error.
+    pub fn execute_each(&mut self, text: &str, mut each: impl FnMut(Outcome)) -> Result<()> {
+        for s in parse(text)? {
+            each(self.execute_one(s.statement, text)?);
+        }
+        Ok(())
     }
 
     fn execute_one(&mut self, statement: Statement, text: &str) -> Result<Outcome> {

@@ -1,0 +1,121 @@
+//! Running statements and printing what they answer: messages, aligned tables, texts, and a
+//! push query's rows as they arrive (until its LIMIT or Ctrl-C).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use moldau_sql::{Executor, Outcome, PushQuery, SqlError};
+
+use crate::output::Table;
+
+/// An executor and the Ctrl-C flag.
+pub(crate) struct Session {
+    executor: Option<Executor>,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Session {
+    pub(crate) fn new(executor: Executor, interrupted: Arc<AtomicBool>) -> Self {
+        Session { executor: Some(executor), interrupted }
+    }
+
+    /// Runs a script's statements in order; stops at the first error.
+    pub(crate) fn run_script(&mut self, text: &str) -> Result<()> {
+        self.run(text).map_err(|e| anyhow!(e))
+    }
+
+    /// Runs statements, printing each answer; an error is returned as printable text.
+    pub(crate) fn run(&mut self, text: &str) -> std::result::Result<(), String> {
+        let mut executor = self.executor.take().expect("open until closed");
+        let mut failed = None;
+        let result = executor.execute_each(text, |o| {
+            if failed.is_none() {
+                if let Err(e) = self.print(o) {
+                    failed = Some(e);
+                }
+            }
+        });
+        self.executor = Some(executor);
+        result.map_err(|e| describe_error(&e, text))?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn print(&mut self, o: Outcome) -> std::result::Result<(), String> {
+        match o {
+            Outcome::Message(m) => println!("{m}"),
+            Outcome::Text(t) => print!("{t}"),
+            Outcome::Rows { columns, rows } => {
+                let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+                let mut t = Table::new(&header);
+                for r in rows {
+                    t.row(r);
+                }
+                print!("{}", t.render());
+            }
+            Outcome::Push(q) => self.stream(q)?,
+        }
+        Ok(())
+    }
+
+    /// Prints a push query's rows as they come, until its limit or Ctrl-C.
+    fn stream(&mut self, mut q: PushQuery) -> std::result::Result<(), String> {
+        self.interrupted.store(false, Ordering::Relaxed);
+        let names: Vec<String> = q.columns().iter().map(|c| c.name.clone()).collect();
+        let widths: Vec<usize> = names.iter().map(|n| n.len().max(12)).collect();
+        let line = |cells: &[String]| {
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ")
+        };
+        println!("{}", line(&names));
+        println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+        let mut n = 0usize;
+        let mut stdout = std::io::stdout();
+        while !q.is_done() && !self.interrupted.load(Ordering::Relaxed) {
+            match q.next_row(Duration::from_millis(100)) {
+                Ok(Some(row)) => {
+                    n += 1;
+                    let cells: Vec<String> = row.iter().map(cell).collect();
+                    println!("{}", line(&cells));
+                    let _ = stdout.flush();
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let why = if q.is_done() { "limit reached" } else { "cancelled" };
+        println!("({n} row{}; {why})", if n == 1 { "" } else { "s" });
+        self.interrupted.store(false, Ordering::Relaxed);
+        q.close().map_err(|e| e.to_string())
+    }
+
+    /// Stops every query of the session.
+    pub(crate) fn close(&mut self) {
+        if let Some(mut e) = self.executor.take() {
+            if let Err(err) = e.close() {
+                eprintln!("error: {err}");
+            }
+        }
+    }
+}
+
+/// A JSON value as a table cell (strings without quotes, null as `null`).
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An error as text: for a syntax error, the line it is on with a caret under the column.
+pub(crate) fn describe_error(e: &SqlError, text: &str) -> String {
+    let mut out = e.to_string();
+    if let Some(at) = e.position() {
+        if let Some(line) = text.lines().nth(at.line.saturating_sub(1) as usize) {
+            let caret = " ".repeat(at.column.saturating_sub(1) as usize);
+            out.push_str(&format!("\n  {line}\n  {caret}^"));
+        }
+    }
+    out
+}
