@@ -609,7 +609,7 @@ fn has_aggregate(plan: &datafusion_expr::LogicalPlan) -> Result<bool> {
 
 /// The query's text as written (for SHOW QUERIES).
 fn query_text(q: &Query) -> String {
-    q.sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    q.text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The one stream or table a plan scans; joins come later.

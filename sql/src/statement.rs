@@ -115,6 +115,8 @@ pub struct Query {
     pub emit: Option<Emit>,
     /// `PARTITION BY` expression text.
     pub partition_by: Option<String>,
+    /// The query as written, its ksqlDB clauses included (for SHOW QUERIES).
+    pub text: String,
 }
 
 /// `CREATE STREAM|TABLE name [WITH (…)] AS SELECT …`.
@@ -744,7 +746,7 @@ fn query(c: &mut Cursor<'_, '_>) -> Result<Query> {
         let blank: String = sql[s..e].chars().map(|ch| if ch == '\n' { '\n' } else { ' ' }).collect();
         sql.replace_range(s..e, &blank);
     }
-    Ok(Query { sql, window: window_spec, emit, partition_by })
+    Ok(Query { sql, window: window_spec, emit, partition_by, text: text.to_string() })
 }
 
 /// The byte offset just past the last token consumed.

@@ -73,6 +73,11 @@ fn should_run_a_filtering_projecting_csas_exactly_once_and_skip_records_that_do_
     assert!(describe.contains("2 skipped"), "the two bad records were skipped and counted: {describe}");
     let queries = x.execute("SHOW QUERIES;").unwrap();
     assert!(message(&queries).contains("CSAS_HOME_1"), "{queries:?}");
+    let by_page = message(
+        &x.execute("CREATE STREAM by_page AS SELECT page FROM pageviews PARTITION BY page; SHOW QUERIES;").unwrap(),
+    );
+    assert!(by_page.contains("SELECT page FROM pageviews PARTITION BY page"), "the query as written: {by_page}");
+    x.execute("TERMINATE CSAS_BY_PAGE_2;").unwrap();
     let e = x.execute("DROP STREAM pageviews;").unwrap_err().to_string();
     assert!(e.contains("TERMINATE CSAS_HOME_1"), "{e}");
     assert_eq!(message(&x.execute("TERMINATE csas_home_1;").unwrap()), "query CSAS_HOME_1 terminated");
