@@ -174,6 +174,49 @@ impl Decoder<'_> {
     }
 }
 
+/// Keeps the rows of `batch` for which `condition` (the `clause`'s, for errors) is true;
+/// returns them and their indices in `batch`.
+pub(crate) fn filter_rows(
+    condition: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+    clause: &str,
+) -> Result<(RecordBatch, Vec<usize>)> {
+    let mask = condition
+        .evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|e| SqlError::Semantic(e.to_string()))?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| SqlError::Semantic(format!("the {clause} condition is not a boolean")))?;
+    let rows = (0..mask.len()).filter(|&i| mask.is_valid(i) && mask.value(i)).collect();
+    Ok((filter_record_batch(batch, mask).map_err(|e| SqlError::Semantic(e.to_string()))?, rows))
+}
+
+/// Evaluates `exprs` over `batch` into a batch of `schema` (as many rows as `batch`).
+pub(crate) fn project(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = exprs
+        .iter()
+        .map(|p| p.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())))
+        .collect::<datafusion_common::Result<Vec<_>>>()
+        .map_err(|e| SqlError::Semantic(e.to_string()))?;
+    RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &datafusion_common::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| SqlError::Semantic(e.to_string()))
+}
+
+/// A held input record from a source's record and its metadata.
+pub(crate) fn held_record(
+    r: moldau_engine::Record<Option<Vec<u8>>, Vec<u8>>,
+    metadata: Option<&moldau_engine::RecordMetadata>,
+) -> InputRecord {
+    let (partition, offset) = metadata.map_or((-1, -1), |m| (m.partition, m.offset));
+    InputRecord { key: r.key, value: Some(r.value), timestamp: r.timestamp, partition, offset }
+}
+
 /// A compiled stateless query.
 #[derive(Debug)]
 pub struct Stateless {
@@ -271,32 +314,11 @@ impl Stateless {
     /// Runs the filter and the projection over a decoded batch; also returns, for each output
     /// row, the index of the input row it came from.
     pub fn eval_rows(&self, batch: &RecordBatch) -> Result<(RecordBatch, Vec<usize>)> {
-        let fail = |e: datafusion_common::DataFusionError| SqlError::Semantic(e.to_string());
         let (batch, rows) = match &self.filter {
-            Some(f) => {
-                let mask = f.evaluate(batch).map_err(fail)?.into_array(batch.num_rows()).map_err(fail)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| SqlError::Semantic("the WHERE condition is not a boolean".into()))?;
-                let rows = (0..mask.len()).filter(|&i| mask.is_valid(i) && mask.value(i)).collect();
-                (filter_record_batch(batch, mask).map_err(|e| SqlError::Semantic(e.to_string()))?, rows)
-            }
+            Some(f) => filter_rows(f, batch, "WHERE")?,
             None => (batch.clone(), (0..batch.num_rows()).collect()),
         };
-        let columns = self
-            .projection
-            .iter()
-            .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
-            .collect::<datafusion_common::Result<Vec<_>>>()
-            .map_err(fail)?;
-        let out = RecordBatch::try_new_with_options(
-            Arc::clone(&self.output_schema),
-            columns,
-            &datafusion_common::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-        )
-        .map_err(|e| SqlError::Semantic(e.to_string()))?;
-        Ok((out, rows))
+        Ok((project(&self.projection, &batch, &self.output_schema)?, rows))
     }
 
     /// The source the query reads.

@@ -13,7 +13,7 @@ use moldau_dsl::{Consumed, Produced, StreamsBuilder};
 use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::error::{Result, SqlError};
-use crate::eval::{InputRecord, Stateless};
+use crate::eval::{held_record, InputRecord, Stateless};
 use crate::statement::Column;
 use crate::types::SqlType;
 
@@ -219,8 +219,7 @@ impl Processor<Key, Vec<u8>, Key, Vec<u8>> for Evaluate {
         r: Record<Key, Vec<u8>>,
         ctx: &mut ProcessorContext<'_, Key, Vec<u8>>,
     ) -> moldau_engine::Result<()> {
-        let (partition, offset) = ctx.record_metadata().map_or((-1, -1), |m| (m.partition, m.offset));
-        self.held.push(InputRecord { key: r.key, value: Some(r.value), timestamp: r.timestamp, partition, offset });
+        self.held.push(held_record(r, ctx.record_metadata()));
         if self.held.len() >= BATCH {
             self.run(ctx)?;
         }

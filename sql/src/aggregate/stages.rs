@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
-    new_null_array, Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions,
-    TimestampMillisecondArray,
+    new_null_array, Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, TimestampMillisecondArray,
 };
-use datafusion_common::arrow::compute::{cast, filter_record_batch};
+use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::ScalarValue;
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
@@ -19,7 +18,7 @@ use moldau_engine::{Processor, ProcessorContext, Record};
 
 use super::AggregatePlan;
 use crate::error::{Result, SqlError};
-use crate::eval::{Decoder, InputRecord, Stateless};
+use crate::eval::{filter_rows, held_record, project, Decoder, InputRecord, Stateless};
 use crate::query::BATCH;
 use crate::{codec, rowcodec};
 
@@ -181,14 +180,7 @@ impl PreAggregate {
         }
         let batch = RecordBatch::try_new(Arc::clone(&plan.scan_schema), columns).map_err(processing)?;
         let batch = match &plan.filter {
-            Some(f) => {
-                let mask = f.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())).map_err(processing)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| processing("the WHERE condition is not a boolean"))?;
-                filter_record_batch(&batch, mask).map_err(processing)?
-            }
+            Some(f) => filter_rows(f, &batch, "WHERE").map_err(processing)?.0,
             None => batch,
         };
         let rows = batch.num_rows();
@@ -238,8 +230,7 @@ impl Processor<Option<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>> for PreAggregate {
         r: Record<Option<Vec<u8>>, Vec<u8>>,
         ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
     ) -> moldau_engine::Result<()> {
-        let (partition, offset) = ctx.record_metadata().map_or((-1, -1), |m| (m.partition, m.offset));
-        self.held.push(InputRecord { key: r.key, value: Some(r.value), timestamp: r.timestamp, partition, offset });
+        self.held.push(held_record(r, ctx.record_metadata()));
         if self.held.len() >= BATCH {
             self.run(ctx)?;
         }
@@ -358,29 +349,12 @@ impl<K: GroupKey> PostAggregate<K> {
             .map_err(processing)?;
             let (batch, kept) = match &plan.having {
                 Some(h) => {
-                    let mask = h.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())).map_err(processing)?;
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| processing("the HAVING condition is not a boolean"))?;
-                    let kept: Vec<usize> =
-                        (0..mask.len()).filter(|&i| mask.is_valid(i) && mask.value(i)).map(|i| rows[i]).collect();
-                    (filter_record_batch(&batch, mask).map_err(processing)?, kept)
+                    let (batch, kept) = filter_rows(h, &batch, "HAVING").map_err(processing)?;
+                    (batch, kept.into_iter().map(|i| rows[i]).collect())
                 }
                 None => (batch, rows),
             };
-            let projected = plan
-                .projection
-                .iter()
-                .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
-                .collect::<datafusion_common::Result<Vec<_>>>()
-                .map_err(processing)?;
-            let out = RecordBatch::try_new_with_options(
-                Arc::clone(&plan.output_schema),
-                projected,
-                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-            )
-            .map_err(processing)?;
+            let out = project(&plan.projection, &batch, &plan.output_schema).map_err(processing)?;
             let value_batch = out.project(&plan.value_columns).map_err(processing)?;
             let encoded = Stateless::encode_json(&value_batch).map_err(processing)?;
             if encoded.len() != kept.len() {
