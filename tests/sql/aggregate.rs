@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use moldau_tests::streams_util::{produce, read_topic, Read};
-use moldau_tests::{init_logging, must_start_cluster};
 
-use crate::persistent::executor;
+use crate::persistent::start;
 
 /// The latest value per key (a tombstone removes the key).
 fn latest(records: &[Read]) -> BTreeMap<Vec<u8>, serde_json::Value> {
@@ -29,11 +28,7 @@ fn latest(records: &[Read]) -> BTreeMap<Vec<u8>, serde_json::Value> {
 
 #[test]
 fn should_aggregate_per_group_with_having_and_distinct_counts() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, bootstrap, _dir, mut x) = start();
     x.execute(
         "CREATE STREAM views (userid STRING KEY, page STRING, ms BIGINT)
            WITH (kafka_topic='views', value_format='JSON', partitions=2);",
@@ -82,11 +77,7 @@ fn should_aggregate_per_group_with_having_and_distinct_counts() {
 
 #[test]
 fn should_emit_each_tumbling_window_once_when_it_closes_with_emit_final() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, bootstrap, _dir, mut x) = start();
     x.execute(
         "CREATE STREAM clicks (userid STRING KEY, url STRING)
            WITH (kafka_topic='clicks', value_format='JSON', partitions=1);

@@ -7,6 +7,16 @@ use moldau_sql::{Executor, ExecutorConfig, Outcome};
 use moldau_tests::streams_util::{produce, read_topic};
 use moldau_tests::{init_logging, must_start_cluster};
 
+/// A one-broker cluster, its bootstrap servers, a state directory and an executor on them.
+pub(crate) fn start() -> (moldau_broker_sim::Cluster, String, tempfile::TempDir, Executor) {
+    init_logging();
+    let cluster = must_start_cluster(1);
+    let bootstrap = cluster.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let x = executor(&bootstrap, dir.path());
+    (cluster, bootstrap, dir, x)
+}
+
 pub(crate) fn executor(bootstrap: &str, dir: &std::path::Path) -> Executor {
     let mut c = ExecutorConfig::new(bootstrap, "sqltest", dir);
     c.properties.insert("commit.interval.ms".into(), "100".into());
@@ -26,11 +36,7 @@ pub(crate) fn message(o: &[Outcome]) -> String {
 
 #[test]
 fn should_run_a_filtering_projecting_csas_exactly_once_and_skip_records_that_do_not_match() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, bootstrap, _dir, mut x) = start();
     let created = x
         .execute(
             "CREATE STREAM pageviews (userid STRING KEY, page STRING, ms BIGINT)
@@ -89,11 +95,7 @@ fn should_run_a_filtering_projecting_csas_exactly_once_and_skip_records_that_do_
 
 #[test]
 fn should_name_a_missing_topic_and_create_one_when_partitions_are_given() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, _bootstrap, _dir, mut x) = start();
     let e = x.execute("CREATE STREAM s (v INT) WITH (kafka_topic='nope', value_format='JSON');").unwrap_err();
     assert!(e.to_string().contains("topic nope does not exist"), "{e}");
     x.execute("CREATE STREAM s (v INT) WITH (kafka_topic='made', value_format='JSON', partitions=3);").unwrap();
@@ -110,11 +112,7 @@ fn should_name_a_missing_topic_and_create_one_when_partitions_are_given() {
 
 #[test]
 fn should_insert_into_a_stream_whose_columns_match_and_name_the_difference_otherwise() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, bootstrap, _dir, mut x) = start();
     x.execute(
         "CREATE STREAM a (id STRING KEY, n BIGINT) WITH (kafka_topic='a', value_format='JSON', partitions=1);
          CREATE STREAM b (id STRING KEY, n BIGINT) WITH (kafka_topic='b', value_format='JSON', partitions=1);
@@ -137,11 +135,7 @@ fn should_insert_into_a_stream_whose_columns_match_and_name_the_difference_other
 
 #[test]
 fn should_rekey_a_stream_with_partition_by() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, bootstrap, _dir, mut x) = start();
     x.execute(
         "CREATE STREAM orders (id STRING KEY, item STRING, qty INT)
            WITH (kafka_topic='orders', value_format='JSON', partitions=3);

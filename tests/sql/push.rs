@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use moldau_sql::{Outcome, PushQuery, Row};
+use moldau_tests::client_config;
 use moldau_tests::streams_util::produce;
-use moldau_tests::{client_config, init_logging, must_start_cluster};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::persistent::{executor, message};
+use crate::persistent::{message, start};
 
 fn push(o: Vec<Outcome>) -> PushQuery {
     match o.into_iter().last() {
@@ -38,11 +38,7 @@ fn groups(bootstrap: &str) -> Vec<String> {
 
 #[test]
 fn should_stream_rows_as_they_happen_end_at_the_limit_and_clean_up() {
-    init_logging();
-    let cluster = must_start_cluster(1);
-    let bootstrap = cluster.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut x = executor(&bootstrap, dir.path());
+    let (cluster, bootstrap, dir, mut x) = start();
     x.execute("CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='s', value_format='JSON', partitions=1);")
         .unwrap();
     produce(&bootstrap, "s", &[(Some(b"old"), Some(br#"{"v":1}"#), Some(5))]);
