@@ -1,8 +1,9 @@
 //! Topic names and internal topics: repartition topics are called
 //! `<application.id>-<name>`, a store's changelog `<application.id>-<store>-changelog`. At start
 //! the partition count of every sub-topology and internal topic is derived from the source
-//! topics (a repartition topic gets the partition count of the sub-topology writing it), the
-//! co-partitioning of joins is checked, and missing internal topics are created.
+//! topics (a repartition topic gets the partition count of the sub-topology writing it, or,
+//! when a join reads it, that of the topics it is joined with), the co-partitioning of joins is
+//! checked, and missing internal topics are created.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,6 +118,7 @@ pub(crate) fn plan(topology: &Topology, names: &TopicNames, existing: &BTreeMap<
             }
         }
     }
+    let groups = topology.copartition_groups();
     let mut sub_counts: BTreeMap<u32, i32> = BTreeMap::new();
     for _ in 0..=subs + 1 {
         for s in 0..subs {
@@ -134,6 +136,17 @@ pub(crate) fn plan(topology: &Topology, names: &TopicNames, existing: &BTreeMap<
                 .collect();
             if !writers.is_empty() && writers.iter().all(Option::is_some) {
                 counts.insert(t.to_string(), writers.into_iter().flatten().max().unwrap_or(1));
+            }
+        }
+        // A repartition topic a join reads is read partition by partition with the join's
+        // other topics: it takes their partition count (Kafka Streams does the same).
+        for group in &groups {
+            let external =
+                group.iter().filter(|t| !topology.is_internal_topic(t)).filter_map(|t| counts.get(t).copied()).max();
+            if let Some(n) = external {
+                for t in group.iter().filter(|t| topology.is_internal_topic(t)) {
+                    counts.insert(t.clone(), n);
+                }
             }
         }
     }
@@ -287,4 +300,47 @@ fn list_topics(admin: &AdminClient<DefaultClientContext>) -> Result<BTreeMap<Str
         .filter(|t| t.error().is_none())
         .map(|t| (t.name().to_string(), t.partitions().len() as i32))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use moldau_state_store::StringSerde;
+
+    use super::*;
+    use crate::processor::required;
+    use crate::{Processor, ProcessorContext, Record};
+
+    struct Forward;
+
+    impl Processor<String, String, String, String> for Forward {
+        fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, String>) -> Result<()> {
+            ctx.forward(r)
+        }
+    }
+
+    /// `stream` (rekeyed through `rekey-repartition`) joined with `table`, as a stream–table
+    /// join on a non-key column is built.
+    fn rekeyed_join() -> Topology {
+        let s = || required(StringSerde);
+        let mut t = Topology::new();
+        t.add_source::<String, String>("in", &["stream"], s(), s()).unwrap();
+        t.add_internal_topic("rekey-repartition").unwrap();
+        t.add_sink::<String, String>("rekey-sink", "rekey-repartition", s(), s(), &["in"]).unwrap();
+        t.add_source::<String, String>("rekeyed", &["rekey-repartition"], s(), s()).unwrap();
+        t.add_source::<String, String>("rows", &["table"], s(), s()).unwrap();
+        t.add_processor::<String, String, String, String, _, _>("join", || Forward, &["rekeyed", "rows"]).unwrap();
+        t.require_copartitioned("join").unwrap();
+        t
+    }
+
+    #[test]
+    fn should_size_a_repartition_topic_that_is_joined_like_the_topic_it_is_joined_with() {
+        let topology = rekeyed_join();
+        let names = TopicNames::new("app", &topology);
+        let existing: BTreeMap<String, i32> = [("stream".to_string(), 2), ("table".to_string(), 3)].into();
+        let plan = plan(&topology, &names, &existing).unwrap();
+        let rekey = plan.internal.iter().find(|t| t.name == "app-rekey-repartition").expect("the repartition topic");
+        assert_eq!(rekey.partitions, 3, "the join reads it partition by partition with the table's 3");
+        assert_eq!(plan.subtopologies.values().copied().collect::<Vec<_>>(), [2, 3], "{plan:?}");
+    }
 }

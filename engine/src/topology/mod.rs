@@ -388,6 +388,12 @@ impl Topology {
         Ok(self)
     }
 
+    /// The source topics of each sub-topology that must be co-partitioned (a join's).
+    pub fn copartition_groups(&self) -> Vec<Vec<String>> {
+        let subs = self.subtopology_of_nodes();
+        self.copartitioned.iter().map(|node| self.source_topics(subs[self.names[node]])).collect()
+    }
+
     /// Checks co-partitioning against the topics' partition counts (the runtime calls this at
     /// start with the counts from cluster metadata). The error names every topic, its count
     /// and the join that needs them equal.
