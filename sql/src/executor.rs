@@ -14,6 +14,7 @@ use crate::aggregate::AggregatePlan;
 use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
 use crate::eval::Stateless;
+use crate::join::JoinPlan;
 use crate::planner::Planner;
 use crate::push::PushQuery;
 use crate::query::{PartitionBy, QueryPlan, Sink, StatelessPlan};
@@ -88,7 +89,7 @@ const PUSH_BUFFER: usize = 10_000;
 struct RunningQuery {
     sql: String,
     sink: String,
-    source: String,
+    sources: Vec<String>,
     streams: KafkaStreams,
     skipped: Arc<AtomicU64>,
 }
@@ -242,6 +243,9 @@ impl Executor {
             }
             plan = l.input.as_ref().clone();
         }
+        if crate::join::has_join(&plan) {
+            return Ok((self.compile_join(&plan, query, push)?, limit));
+        }
         let source = single_source(&plan)?;
         let def = self
             .catalog
@@ -280,6 +284,42 @@ impl Executor {
             p.all_columns_in_value();
         }
         Ok((QueryPlan::Stateless(Arc::new(p)), limit))
+    }
+
+    /// Compiles a stream–table join; a join on the stream's key needs the two topics
+    /// co-partitioned.
+    fn compile_join(&self, plan: &datafusion_expr::LogicalPlan, query: &Query, push: bool) -> Result<QueryPlan> {
+        if has_aggregate(plan)? {
+            return Err(SqlError::Unsupported(
+                "GROUP BY over a join; write the join to a stream (CREATE STREAM … AS SELECT … JOIN …) and aggregate that"
+                    .into(),
+            ));
+        }
+        if query.window.is_some() {
+            return Err(SqlError::Unsupported("WINDOW on a stream–table join".into()));
+        }
+        if query.partition_by.is_some() {
+            return Err(SqlError::Unsupported("PARTITION BY on a join (its output is keyed by the join key)".into()));
+        }
+        let mut join = JoinPlan::compile(plan, &self.catalog)?;
+        if join.on_stream_key() {
+            let (s, t) = (join.stream(), join.table());
+            let (sp, tp) = (self.admin.partitions(&s.topic)?, self.admin.partitions(&t.topic)?);
+            if let (Some(sp), Some(tp)) = (sp, tp) {
+                if sp != tp {
+                    return Err(SqlError::Semantic(format!(
+                        "{} (topic {}, {sp} partitions) and {} (topic {}, {tp} partitions) are not co-partitioned: a \
+                         join on the stream's key reads both partition by partition. Repartition the stream first: \
+                         CREATE STREAM {}_{tp} WITH (partitions={tp}) AS SELECT * FROM {};",
+                        s.name, s.topic, t.name, t.topic, s.name, s.name
+                    )));
+                }
+            }
+        }
+        if push {
+            join.all_columns_in_value();
+        }
+        Ok(QueryPlan::Join(Arc::new(join)))
     }
 
     /// Starts a push query: a transient application whose rows stream to the caller; it
@@ -327,6 +367,13 @@ impl Executor {
                     c.name, c.name
                 )))
             }
+            (QueryPlan::Join(_), SourceKind::Table) => {
+                return Err(SqlError::Semantic(format!(
+                    "{}: a stream–table join makes a stream; write CREATE STREAM {} AS SELECT …",
+                    c.name, c.name
+                )))
+            }
+            (QueryPlan::Join(j), SourceKind::Stream) => j.require_key(&c.name)?,
             (QueryPlan::Stateless(_), SourceKind::Table) => {
                 return Err(SqlError::Unsupported(format!(
                     "{}: CREATE TABLE AS SELECT without GROUP BY (tables from aggregations only, for now)",
@@ -335,8 +382,6 @@ impl Executor {
             }
             _ => {}
         }
-        let source = plan.source().name.clone();
-        let source_def = self.catalog.get(&source).expect("compiled against the catalog").clone();
         let topic = match c.props.get("kafka_topic") {
             Some(PropValue::Text(t)) => t.clone(),
             Some(PropValue::Number(_)) => return Err(SqlError::Semantic("kafka_topic takes a quoted string".into())),
@@ -352,7 +397,7 @@ impl Executor {
                 _ => return Err(SqlError::Semantic(format!("{}: unknown property '{k}'", c.name))),
             }
         }
-        let source_partitions = self.admin.partitions(&source_def.topic)?.unwrap_or(1);
+        let source_partitions = self.admin.partitions(plan.task_topic())?.unwrap_or(1);
         let partitions = match c.props.get("partitions") {
             Some(PropValue::Number(n)) => i32::try_from(*n)
                 .ok()
@@ -367,7 +412,7 @@ impl Executor {
             columns: plan.columns().to_vec(),
             topic,
             value_format: Format::Json,
-            key_format: source_def.key_format,
+            key_format: plan.key_format(),
             timestamp: None,
             partitions: Some(partitions),
             replicas: None,
@@ -390,6 +435,16 @@ impl Executor {
             return Err(SqlError::Semantic(format!("INSERT INTO: {target} is a table; only streams take inserts")));
         }
         let plan = self.compile(query)?;
+        if let QueryPlan::Join(j) = &plan {
+            j.require_key(target)?;
+            if j.table().key_format != def.key_format {
+                return Err(SqlError::Semantic(format!(
+                    "INSERT INTO {target}: the join writes keys as {:?}, the stream's keys are {:?}",
+                    j.table().key_format,
+                    def.key_format
+                )));
+            }
+        }
         if matches!(plan, QueryPlan::Aggregate(_)) {
             return Err(SqlError::Semantic(format!(
                 "INSERT INTO {target}: an aggregation writes a table, not a stream"
@@ -413,7 +468,7 @@ impl Executor {
 
     /// Starts `plan` as the application `<service id>-<query id>`.
     fn start(&mut self, id: &str, plan: QueryPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
-        let source = plan.source().name.clone();
+        let sources = plan.sources();
         let skipped = Arc::new(AtomicU64::new(0));
         let topology = plan.topology(&Sink::Topic(topic.to_string()), skipped.clone())?;
         let mut with_session = self.config.clone();
@@ -425,7 +480,7 @@ impl Executor {
         let mut streams = KafkaStreams::new(topology, config).map_err(fail)?;
         streams.start().map_err(fail)?;
         self.next_query += 1;
-        self.queries.insert(id.to_string(), RunningQuery { sql, sink: sink.to_string(), source, streams, skipped });
+        self.queries.insert(id.to_string(), RunningQuery { sql, sink: sink.to_string(), sources, streams, skipped });
         Ok(())
     }
 
@@ -509,7 +564,7 @@ impl Executor {
             for (id, q) in &self.queries {
                 let role = if q.sink == def.name {
                     "written by"
-                } else if q.source == def.name {
+                } else if q.sources.contains(&def.name) {
                     "read by"
                 } else {
                     continue;
@@ -549,7 +604,8 @@ impl Executor {
         if def.kind != kind {
             return Err(SqlError::Semantic(format!("{name} is a {}, not a {what}", kind_name(def.kind))));
         }
-        if let Some((id, _)) = self.queries.iter().find(|(_, q)| q.sink == name || q.source == name) {
+        if let Some((id, _)) = self.queries.iter().find(|(_, q)| q.sink == name || q.sources.iter().any(|s| s == name))
+        {
             return Err(SqlError::Semantic(format!("{what} {name} is used by query {id}; TERMINATE {id} first")));
         }
         let def = self.catalog.remove(name)?;
@@ -625,6 +681,6 @@ fn single_source(plan: &datafusion_expr::LogicalPlan) -> Result<String> {
     match names.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(SqlError::Semantic("the query reads no stream or table".into())),
-        _ => Err(SqlError::Unsupported("queries over more than one source (joins are coming)".into())),
+        _ => Err(SqlError::Unsupported("queries over more than one source other than a stream–table JOIN".into())),
     }
 }

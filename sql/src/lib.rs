@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod executor;
 mod functions;
+pub mod join;
 pub mod planner;
 pub mod push;
 pub mod query;

@@ -238,6 +238,8 @@ pub enum QueryPlan {
     Stateless(Arc<StatelessPlan>),
     /// GROUP BY, optionally windowed.
     Aggregate(Arc<crate::aggregate::AggregatePlan>),
+    /// A stream–table join.
+    Join(Arc<crate::join::JoinPlan>),
 }
 
 impl QueryPlan {
@@ -246,14 +248,40 @@ impl QueryPlan {
         match self {
             QueryPlan::Stateless(p) => p.columns(),
             QueryPlan::Aggregate(p) => p.columns(),
+            QueryPlan::Join(p) => p.columns(),
         }
     }
 
-    /// The source it reads.
+    /// The source it reads (a join's stream).
     pub fn source(&self) -> &crate::catalog::SourceDef {
         match self {
             QueryPlan::Stateless(p) => p.source(),
             QueryPlan::Aggregate(p) => p.source(),
+            QueryPlan::Join(p) => p.stream(),
+        }
+    }
+
+    /// Every source it reads.
+    pub fn sources(&self) -> Vec<String> {
+        match self {
+            QueryPlan::Join(p) => vec![p.stream().name.clone(), p.table().name.clone()],
+            other => vec![other.source().name.clone()],
+        }
+    }
+
+    /// The format of the keys it writes (a join's: the table's key format).
+    pub fn key_format(&self) -> crate::catalog::Format {
+        match self {
+            QueryPlan::Join(p) => p.table().key_format,
+            other => other.source().key_format,
+        }
+    }
+
+    /// The topic whose partitions are its tasks (a join's: the table's).
+    pub fn task_topic(&self) -> &str {
+        match self {
+            QueryPlan::Join(p) => &p.table().topic,
+            other => &other.source().topic,
         }
     }
 
@@ -262,6 +290,7 @@ impl QueryPlan {
         match self {
             QueryPlan::Stateless(p) => p.output_schema(),
             QueryPlan::Aggregate(p) => &p.output_schema,
+            QueryPlan::Join(p) => p.output_schema(),
         }
     }
 
@@ -270,6 +299,7 @@ impl QueryPlan {
         match self {
             QueryPlan::Stateless(p) => p.topology(sink, skipped),
             QueryPlan::Aggregate(p) => p.topology(sink, skipped),
+            QueryPlan::Join(p) => p.topology(sink, skipped),
         }
     }
 }

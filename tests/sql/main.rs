@@ -2,5 +2,6 @@
 //! topics, persistent queries as exactly-once Moldau applications, the catalog statements.
 
 mod aggregate;
+mod join;
 mod persistent;
 mod push;
