@@ -95,6 +95,19 @@ impl StreamsBuilder {
         KStream::new(self.shared.clone(), name, false)
     }
 
+    /// The records of `topic` as a table's updates, not materialized: null keys and null
+    /// values (tombstones, deletes) read as `None`.
+    pub fn changelog<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<Option<K>, Option<V>> {
+        let name = self.shared.name("KSTREAM-SOURCE");
+        let (keys, values) = (nullable(consumed.keys), nullable(consumed.values));
+        self.shared.with(|t| t.add_source::<Option<K>, Option<V>>(&name, &[topic], keys, values).map(|_| ()));
+        KStream::new(self.shared.clone(), name, false)
+    }
+
     /// A table of the latest value per key of `topic` (a null value deletes the key),
     /// materialized in a key-value store named `store`.
     pub fn table<K: Clone + 'static, V: Clone + 'static>(

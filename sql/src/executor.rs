@@ -252,7 +252,22 @@ impl Executor {
             .get(&source)
             .ok_or_else(|| SqlError::Semantic(format!("no stream or table named {source}")))?;
         if def.kind == SourceKind::Table {
-            return Err(SqlError::Unsupported(format!("queries over the table {source} (coming)")));
+            if query.window.is_some() {
+                return Err(SqlError::Semantic(format!(
+                    "WINDOW on the table {source}: windows group a stream's records by time; a table holds one \
+                     row per key"
+                )));
+            }
+            if has_aggregate(&plan)? {
+                return Err(SqlError::Unsupported(format!(
+                    "GROUP BY over the table {source} (aggregations read streams)"
+                )));
+            }
+            if query.partition_by.is_some() {
+                return Err(SqlError::Semantic(format!(
+                    "PARTITION BY on the table {source}: a table stays keyed by its PRIMARY KEY"
+                )));
+            }
         }
         if has_aggregate(&plan)? {
             if query.partition_by.is_some() {
@@ -374,9 +389,28 @@ impl Executor {
                 )))
             }
             (QueryPlan::Join(j), SourceKind::Stream) => j.require_key(&c.name)?,
-            (QueryPlan::Stateless(_), SourceKind::Table) => {
-                return Err(SqlError::Unsupported(format!(
-                    "{}: CREATE TABLE AS SELECT without GROUP BY (tables from aggregations only, for now)",
+            (QueryPlan::Stateless(p), SourceKind::Table) => {
+                let source = p.source();
+                if source.kind == SourceKind::Stream {
+                    return Err(SqlError::Semantic(format!(
+                        "{}: a table from the stream {} needs a GROUP BY (its rows are the groups); without one, \
+                         write CREATE STREAM {} AS SELECT …",
+                        c.name, source.name, c.name
+                    )));
+                }
+                if !p.columns().first().is_some_and(|k| k.key) {
+                    let key = source.columns.iter().find(|k| k.key).map_or("", |k| k.name.as_str());
+                    return Err(SqlError::Semantic(format!(
+                        "{}: a table keeps the PRIMARY KEY of {}; select {key}",
+                        c.name, source.name
+                    )));
+                }
+            }
+            (QueryPlan::Stateless(p), SourceKind::Stream) if p.source().kind == SourceKind::Table => {
+                return Err(SqlError::Semantic(format!(
+                    "{}: {} is a table; its filtered rows make a table: CREATE TABLE {} AS SELECT …",
+                    c.name,
+                    p.source().name,
                     c.name
                 )))
             }
@@ -435,6 +469,12 @@ impl Executor {
             return Err(SqlError::Semantic(format!("INSERT INTO: {target} is a table; only streams take inserts")));
         }
         let plan = self.compile(query)?;
+        if plan.source().kind == SourceKind::Table {
+            return Err(SqlError::Semantic(format!(
+                "INSERT INTO {target}: {} is a table; streams take inserts from streams",
+                plan.source().name
+            )));
+        }
         if let QueryPlan::Join(j) = &plan {
             j.require_key(target)?;
             if j.table().key_format != def.key_format {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion_expr::{Expr, ExprSchemable};
 use datafusion_physical_expr::PhysicalExpr;
 use moldau_dsl::state::BytesSerde;
-use moldau_dsl::{Consumed, Produced, StreamsBuilder};
+use moldau_dsl::{Consumed, KStream, Produced, StreamsBuilder};
 use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::error::{Result, SqlError};
@@ -40,6 +40,8 @@ pub struct StatelessPlan {
     value_columns: Vec<usize>,
     /// The output's columns, the key column (if any) first.
     columns: Vec<Column>,
+    /// It reads a table: a tombstone, or a row the WHERE clause leaves out, deletes the key.
+    table: bool,
 }
 
 /// A `PARTITION BY`: the new key's expression and its column.
@@ -87,7 +89,8 @@ impl StatelessPlan {
             (None, Some(_), Some((name, Some(ty)))) => columns.insert(0, Column { name, ty, key: true }),
             _ => {}
         }
-        Ok(StatelessPlan { query, partition, value_columns, columns })
+        let table = query.source().kind == crate::statement::SourceKind::Table;
+        Ok(StatelessPlan { query, partition, value_columns, columns, table })
     }
 
     /// The source it reads.
@@ -115,16 +118,23 @@ impl StatelessPlan {
     pub fn topology(self: &Arc<Self>, sink: &Sink, skipped: Arc<AtomicU64>) -> Result<Topology> {
         let b = StreamsBuilder::new();
         let plan = Arc::clone(self);
-        let out = b.stream(&self.query.source().topic, Consumed::with(BytesSerde, BytesSerde)).process(
-            move || Evaluate { plan: Arc::clone(&plan), held: Vec::with_capacity(BATCH), skipped: skipped.clone() },
-            &[],
-        );
+        let evaluate =
+            move || Evaluate { plan: Arc::clone(&plan), held: Vec::with_capacity(BATCH), skipped: skipped.clone() };
+        let topic = &self.query.source().topic;
+        let consumed = Consumed::with(BytesSerde, BytesSerde);
+        let out: KStream<Key, Option<Vec<u8>>> = if self.table {
+            b.changelog(topic, consumed).process(evaluate, &[])
+        } else {
+            b.stream(topic, consumed).process(evaluate, &[])
+        };
         match sink {
-            Sink::Topic(t) => out.to(t, Produced::with_nullable_keys(BytesSerde, BytesSerde)),
+            Sink::Topic(t) => out.to(t, Produced::nullable(BytesSerde, BytesSerde)),
             Sink::Rows(tx) => {
                 let tx = tx.clone();
-                out.for_each(move |_, v: &Vec<u8>| {
-                    let _ = tx.send(v.clone());
+                out.for_each(move |_, v: &Option<Vec<u8>>| {
+                    if let Some(v) = v {
+                        let _ = tx.send(v.clone());
+                    }
                 })
             }
         }
@@ -142,20 +152,28 @@ struct Evaluate {
     skipped: Arc<AtomicU64>,
 }
 
+type Out = Option<Vec<u8>>;
+
 impl Evaluate {
-    fn run(&mut self, ctx: &mut ProcessorContext<'_, Key, Vec<u8>>) -> moldau_engine::Result<()> {
+    fn run(&mut self, ctx: &mut ProcessorContext<'_, Key, Out>) -> moldau_engine::Result<()> {
         if self.held.is_empty() {
             return Ok(());
         }
         let fail = |e: SqlError| moldau_engine::Error::processing(ctx_name(), e.to_string());
         let q = &self.plan.query;
+        let table = self.plan.table;
         let (batch, bad) = q.decode(&self.held).map_err(fail)?;
+        let mut skipped = 0;
         for b in &bad {
             let r = &self.held[b.index];
+            if table && r.value.is_none() {
+                continue; // a table's tombstone: a delete, passed on below
+            }
+            skipped += 1;
             tracing::warn!(partition = r.partition, offset = r.offset, reason = %b.reason,
                 "skipping a record that does not match the source's schema");
         }
-        self.skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
         let good: Vec<usize> = {
             let mut bad = bad.iter().map(|b| b.index).peekable();
             (0..self.held.len())
@@ -178,6 +196,28 @@ impl Evaluate {
             .column_by_name("rowtime")
             .and_then(|c| c.as_any().downcast_ref::<datafusion_common::arrow::array::TimestampMillisecondArray>())
             .expect("the scan has ROWTIME");
+        let mut held = std::mem::take(&mut self.held);
+        if table {
+            // Every update in order: its new row, or a delete when it is a tombstone or the
+            // WHERE clause leaves it out (the row it replaced may have matched).
+            let mut outputs = encoded.into_iter().zip(rows).map(|(v, row)| (good[row], v)).peekable();
+            let mut decoded = good.iter().copied().peekable();
+            for (i, input) in held.iter_mut().enumerate() {
+                let is_good = decoded.next_if_eq(&i).is_some();
+                if input.key.is_none() {
+                    continue; // a table row needs a key
+                }
+                let value = match outputs.next_if(|(at, _)| *at == i) {
+                    Some((_, v)) => Some(v),
+                    None if is_good || input.value.is_none() => None,
+                    None => continue, // a bad record: skipped
+                };
+                ctx.forward(Record::new(input.key.take(), value, input.timestamp))?;
+            }
+            held.clear();
+            self.held = held;
+            return Ok(());
+        }
         let new_keys = match &self.plan.partition {
             Some(p) => Some(
                 p.evaluate(&batch)
@@ -187,7 +227,6 @@ impl Evaluate {
             None => None,
         };
         let key_format = q.source().key_format;
-        let mut held = std::mem::take(&mut self.held);
         for (value, row) in encoded.into_iter().zip(rows) {
             let input = &mut held[good[row]];
             let key = match &new_keys {
@@ -201,10 +240,18 @@ impl Evaluate {
                     }
                 },
             };
-            ctx.forward(Record::new(key, value, rowtime.value(row)))?;
+            ctx.forward(Record::new(key, Some(value), rowtime.value(row)))?;
         }
         held.clear();
         self.held = held;
+        Ok(())
+    }
+
+    fn hold(&mut self, r: InputRecord, ctx: &mut ProcessorContext<'_, Key, Out>) -> moldau_engine::Result<()> {
+        self.held.push(r);
+        if self.held.len() >= BATCH {
+            self.run(ctx)?;
+        }
         Ok(())
     }
 }
@@ -213,20 +260,30 @@ fn ctx_name() -> &'static str {
     "SQL-EVALUATE"
 }
 
-impl Processor<Key, Vec<u8>, Key, Vec<u8>> for Evaluate {
+impl Processor<Key, Vec<u8>, Key, Out> for Evaluate {
     fn process(
         &mut self,
         r: Record<Key, Vec<u8>>,
-        ctx: &mut ProcessorContext<'_, Key, Vec<u8>>,
+        ctx: &mut ProcessorContext<'_, Key, Out>,
     ) -> moldau_engine::Result<()> {
-        self.held.push(held_record(r, ctx.record_metadata()));
-        if self.held.len() >= BATCH {
-            self.run(ctx)?;
-        }
-        Ok(())
+        let r = held_record(r, ctx.record_metadata());
+        self.hold(r, ctx)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Key, Vec<u8>>) -> moldau_engine::Result<()> {
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Key, Out>) -> moldau_engine::Result<()> {
+        self.run(ctx)
+    }
+}
+
+/// A table's updates: `None` values are deletes.
+impl Processor<Key, Out, Key, Out> for Evaluate {
+    fn process(&mut self, r: Record<Key, Out>, ctx: &mut ProcessorContext<'_, Key, Out>) -> moldau_engine::Result<()> {
+        let (partition, offset) = ctx.record_metadata().map_or((-1, -1), |m| (m.partition, m.offset));
+        let r = InputRecord { key: r.key, value: r.value, timestamp: r.timestamp, partition, offset };
+        self.hold(r, ctx)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Key, Out>) -> moldau_engine::Result<()> {
         self.run(ctx)
     }
 }

@@ -5,3 +5,4 @@ mod aggregate;
 mod join;
 mod persistent;
 mod push;
+mod table;
