@@ -205,6 +205,11 @@ impl AggregatePlan {
         &self.source
     }
 
+    /// The window, if windowed.
+    pub(crate) fn window_kind(&self) -> Option<WindowKind> {
+        self.window.map(|w| w.kind)
+    }
+
     /// Whether the table it writes is windowed.
     pub fn windowed(&self) -> bool {
         self.window.is_some()

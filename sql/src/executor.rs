@@ -80,6 +80,8 @@ pub enum Outcome {
     Text(String),
     /// A push query's rows, as they happen.
     Push(PushQuery),
+    /// A pull query's answer: typed columns and JSON rows.
+    Pull(crate::pull::PullResult),
 }
 
 /// Rows a push query buffers before it holds its query back.
@@ -90,6 +92,7 @@ struct RunningQuery {
     sql: String,
     sink: String,
     sources: Vec<String>,
+    plan: QueryPlan,
     streams: KafkaStreams,
     skipped: Arc<AtomicU64>,
 }
@@ -179,9 +182,7 @@ impl Executor {
             Statement::Drop { kind, name, if_exists, delete_topic } => self.drop(kind, &name, if_exists, delete_topic),
             Statement::Terminate { id } => self.terminate(&id),
             Statement::Query(q) if q.emit == Some(Emit::Changes) => Ok(Outcome::Push(self.push(&q)?)),
-            Statement::Query(_) => Err(SqlError::Unsupported(
-                "pull queries (SELECT without EMIT CHANGES); a push query ends with EMIT CHANGES".into(),
-            )),
+            Statement::Query(q) => self.pull(&q),
             Statement::Set { key, value } => {
                 self.session.insert(key.clone(), value.clone());
                 Ok(Outcome::Message(format!("property '{key}' set to '{value}'")))
@@ -335,6 +336,56 @@ impl Executor {
             join.all_columns_in_value();
         }
         Ok(QueryPlan::Join(Arc::new(join)))
+    }
+
+    /// Answers a pull query from the store of the query that materializes its table.
+    fn pull(&self, query: &Query) -> Result<Outcome> {
+        if query.emit == Some(Emit::Final) {
+            return Err(SqlError::Semantic("EMIT FINAL belongs to CREATE TABLE … AS SELECT with a WINDOW".into()));
+        }
+        if query.window.is_some() || query.partition_by.is_some() {
+            return Err(SqlError::Semantic(
+                "a pull query reads a table's current rows: WINDOW and PARTITION BY belong to persistent and push \
+                 queries"
+                    .into(),
+            ));
+        }
+        let name = match self.planner.tables_of(&query.sql)?.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(SqlError::Semantic("the query reads no stream or table".into())),
+            _ => return Err(SqlError::Unsupported("a pull query over more than one table".into())),
+        };
+        let def =
+            self.catalog.get(&name).ok_or_else(|| SqlError::Semantic(format!("no stream or table named {name}")))?;
+        if def.kind == SourceKind::Stream {
+            return Err(SqlError::Semantic(format!(
+                "{name} is a stream: a pull query reads a table's current rows; to follow a stream, end the query \
+                 with EMIT CHANGES"
+            )));
+        }
+        let materialized = self.queries.iter().find_map(|(id, q)| match &q.plan {
+            QueryPlan::Aggregate(a) if q.sink == name => Some((id, q, a)),
+            _ => None,
+        });
+        let Some((id, q, agg)) = materialized else {
+            return Err(SqlError::Semantic(format!(
+                "{name} is not materialized: pull queries read the tables a running aggregation writes (CREATE TABLE \
+                 … AS SELECT … GROUP BY); for {name}'s updates, end the query with EMIT CHANGES"
+            )));
+        };
+        let stores = q.streams.store(crate::pull::STORE);
+        let repartition = format!("{}-{id}-Aggregate-GroupBy-repartition", self.config.service_id);
+        let partitions = self.admin.partitions(&repartition)?.unwrap_or(0);
+        if stores.is_empty() || (stores.len() as i32) < partitions {
+            return Err(SqlError::Execution(format!(
+                "{name}'s state is not ready here: {} of its {partitions} partitions are running on this server (the \
+                 query {id} is starting, restoring or rebalancing); ask again shortly",
+                stores.len()
+            )));
+        }
+        let schema = crate::pull::table_schema(def, agg.windowed());
+        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, schema)?;
+        Ok(Outcome::Pull(crate::pull::run(&plan, def, agg, &stores)?))
     }
 
     /// Starts a push query: a transient application whose rows stream to the caller; it
@@ -509,6 +560,7 @@ impl Executor {
     /// Starts `plan` as the application `<service id>-<query id>`.
     fn start(&mut self, id: &str, plan: QueryPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
         let sources = plan.sources();
+        let kept = plan.clone();
         let skipped = Arc::new(AtomicU64::new(0));
         let topology = plan.topology(&Sink::Topic(topic.to_string()), skipped.clone())?;
         let mut with_session = self.config.clone();
@@ -520,7 +572,10 @@ impl Executor {
         let mut streams = KafkaStreams::new(topology, config).map_err(fail)?;
         streams.start().map_err(fail)?;
         self.next_query += 1;
-        self.queries.insert(id.to_string(), RunningQuery { sql, sink: sink.to_string(), sources, streams, skipped });
+        self.queries.insert(
+            id.to_string(),
+            RunningQuery { sql, sink: sink.to_string(), sources, plan: kept, streams, skipped },
+        );
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod executor;
 mod functions;
 pub mod join;
 pub mod planner;
+pub mod pull;
 pub mod push;
 pub mod query;
 mod rowcodec;

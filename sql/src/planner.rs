@@ -105,7 +105,7 @@ impl Planner {
             .try_with_sql(text)
             .and_then(|mut p| p.parse_expr())
             .map_err(|e| SqlError::Semantic(format!("PARTITION BY {text}: {e}")))?;
-        let provider = Provider { planner: self, catalog, windowed: false };
+        let provider = Provider { planner: self, catalog, windowed: false, pull: None };
         SqlToRel::new(&provider).sql_to_expr(ast, schema, &mut datafusion_sql::planner::PlannerContext::new()).map_err(
             |e| match error(e) {
                 SqlError::Semantic(m) => SqlError::Semantic(format!("PARTITION BY {text}: {m}")),
@@ -114,7 +114,37 @@ impl Planner {
         )
     }
 
+    /// The streams and tables a query names.
+    pub fn tables_of(&self, sql: &str) -> Result<Vec<String>> {
+        let mut statements = DFParser::parse_sql(sql).map_err(error)?;
+        let Some(statement) = statements.pop_front() else { return Ok(Vec::new()) };
+        let (tables, _) = datafusion_sql::resolve::resolve_table_references(&statement, true).map_err(error)?;
+        Ok(tables.into_iter().map(|t| t.table().to_string()).collect())
+    }
+
+    /// Plans a pull query: `table` is seen with `schema` (its columns as its store holds
+    /// them, with WINDOWSTART and WINDOWEND when windowed).
+    pub fn plan_pull(
+        &self,
+        catalog: &Catalog,
+        sql: &str,
+        table: &str,
+        schema: datafusion_common::arrow::datatypes::SchemaRef,
+    ) -> Result<LogicalPlan> {
+        self.plan_inner(catalog, sql, false, Some((table, schema)))
+    }
+
     fn plan_with(&self, catalog: &Catalog, sql: &str, windowed: bool) -> Result<LogicalPlan> {
+        self.plan_inner(catalog, sql, windowed, None)
+    }
+
+    fn plan_inner(
+        &self,
+        catalog: &Catalog,
+        sql: &str,
+        windowed: bool,
+        pull: Option<(&str, datafusion_common::arrow::datatypes::SchemaRef)>,
+    ) -> Result<LogicalPlan> {
         let mut statements = DFParser::parse_sql(sql).map_err(error)?;
         let mut statement = match (statements.pop_front(), statements.is_empty()) {
             (Some(s), true) => s,
@@ -124,7 +154,7 @@ impl Planner {
         if windowed {
             add_window_grouping(&mut statement)?;
         }
-        let provider = Provider { planner: self, catalog, windowed };
+        let provider = Provider { planner: self, catalog, windowed, pull };
         let plan = SqlToRel::new(&provider).statement_to_plan(statement).map_err(error)?;
         // DataFusion's analyzer: type coercion (casts where types meet) and the rewrites a
         // plan needs before its expressions can run.
@@ -192,6 +222,8 @@ struct Provider<'a> {
     planner: &'a Planner,
     catalog: &'a Catalog,
     windowed: bool,
+    /// A pull query's table and the schema it is seen with.
+    pull: Option<(&'a str, datafusion_common::arrow::datatypes::SchemaRef)>,
 }
 
 impl ContextProvider for Provider<'_> {
@@ -202,7 +234,11 @@ impl ContextProvider for Provider<'_> {
                 name.table()
             ))
         })?;
-        let schema = if self.windowed { source.windowed_schema() } else { source.schema() };
+        let schema = match &self.pull {
+            Some((table, schema)) if *table == source.name => Arc::clone(schema),
+            _ if self.windowed => source.windowed_schema(),
+            _ => source.schema(),
+        };
         Ok(Arc::new(LogicalTableSource::new(schema)))
     }
 

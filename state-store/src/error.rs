@@ -55,6 +55,13 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The store was closed (its task moved or the application stopped) while a reader
+    /// wanted it.
+    #[error("store '{store}' is closed (its task moved or the application stopped)")]
+    Closed {
+        /// Store name.
+        store: String,
+    },
     /// A filesystem operation failed.
     #[error("store '{store}': {op}: {source}")]
     Io {

@@ -28,7 +28,7 @@ pub use kv::KeyValueStore;
 pub use memory::InMemoryStore;
 pub use options::{Changes, StoreOptions};
 pub use raw::{Checkpoint, RawBatch, RawStore, Space, WriteMode, WriteSet};
-pub use rocks::RocksStore;
+pub use rocks::{RocksStore, StoreReader};
 pub use serde::{BincodeSerde, BytesSerde, I64Serde, JsonSerde, Serde, StringSerde, U64Serde};
 pub use session::{SessionSpec, SessionStore};
 pub use store::StateStore;

@@ -4,5 +4,6 @@
 mod aggregate;
 mod join;
 mod persistent;
+mod pull;
 mod push;
 mod table;

@@ -29,6 +29,7 @@ pub(crate) fn message(o: &[Outcome]) -> String {
             Outcome::Message(m) | Outcome::Text(m) => m.clone(),
             Outcome::Rows { columns, rows } => format!("{columns:?} {rows:?}"),
             Outcome::Push(q) => format!("push query {q:?}"),
+            Outcome::Pull(r) => format!("{:?} {:?}", r.columns.iter().map(|c| &c.name).collect::<Vec<_>>(), r.rows),
         })
         .collect::<Vec<_>>()
         .join("\n")

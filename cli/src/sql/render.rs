@@ -56,6 +56,15 @@ impl Session {
                 print!("{}", t.render());
             }
             Outcome::Push(q) => self.stream(q)?,
+            Outcome::Pull(r) => {
+                let header: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+                let mut t = Table::new(&header);
+                for row in &r.rows {
+                    t.row(row.iter().map(cell).collect());
+                }
+                print!("{}", t.render());
+                println!("({} row{})", r.rows.len(), if r.rows.len() == 1 { "" } else { "s" });
+            }
         }
         Ok(())
     }

@@ -187,6 +187,25 @@ impl KafkaStreams {
         }
     }
 
+    /// Read-only views of the store `name` of this instance's running tasks, by partition
+    /// (interactive queries; Kafka Streams' `KafkaStreams::store`). A view reads the store's
+    /// committed state as persisted: at most about a second behind its last commit, never a
+    /// transaction in progress. Restoring tasks are left out; a task that moves away while a
+    /// view is read makes the read fail with the store closed: ask again.
+    pub fn store(&self, name: &str) -> Vec<(i32, moldau_state_store::StoreReader)> {
+        let mut out: Vec<_> = self
+            .shared
+            .stores
+            .lock()
+            .values()
+            .flatten()
+            .filter(|(store, _, _)| store == name)
+            .map(|(_, partition, r)| (*partition, r.clone()))
+            .collect();
+        out.sort_by_key(|(p, _)| *p);
+        out
+    }
+
     /// The topology it runs.
     pub fn topology(&self) -> &Topology {
         &self.topology

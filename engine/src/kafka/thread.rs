@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moldau_state_store::{ChangelogRecord, MemoryBudget};
+use moldau_state_store::{ChangelogRecord, MemoryBudget, StoreReader};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -70,6 +70,9 @@ const LEAVE_SETTLE: Duration = Duration::from_millis(100);
 /// The longest a closing thread waits for its revoke to complete.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A running task's store: its name, the task's partition, and a read-only view of it.
+pub(crate) type StoreView = (String, i32, StoreReader);
+
 /// State shared by the threads of one application and its handle.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -89,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) restoring: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) errors: Mutex<Vec<String>>,
+    /// Per thread, the stores of its running tasks: store name, partition, reader.
+    pub(crate) stores: Mutex<BTreeMap<usize, Vec<StoreView>>>,
 }
 
 /// What one thread needs.
@@ -125,6 +130,8 @@ struct TaskEntry {
     /// (a commit then carries the task's new changelog positions, even with no input
     /// consumed).
     dirty: bool,
+    /// Read-only views of its stores (interactive queries), by store name.
+    readers: Vec<(String, StoreReader)>,
 }
 
 /// Why a cycle failed.
@@ -688,6 +695,7 @@ impl StreamThread {
         self.buffered = 0;
         self.spec.shared.tasks.lock().remove(&self.spec.index);
         self.spec.shared.restoring.lock().remove(&self.spec.index);
+        self.spec.shared.stores.lock().remove(&self.spec.index);
     }
 
     /// Says in the shared state which tasks this thread runs and restores.
@@ -696,6 +704,12 @@ impl StreamThread {
         self.spec.shared.tasks.lock().insert(self.spec.index, ids);
         let restoring: Vec<TaskId> = self.restoring.keys().copied().collect();
         self.spec.shared.restoring.lock().insert(self.spec.index, restoring);
+        let stores = self
+            .tasks
+            .iter()
+            .flat_map(|(id, e)| e.readers.iter().map(|(name, r)| (name.clone(), id.partition, r.clone())))
+            .collect();
+        self.spec.shared.stores.lock().insert(self.spec.index, stores);
     }
 
     /// Pauses the partitions of the tasks still restoring (after they were assigned or

@@ -292,6 +292,74 @@ impl<K> PostAggregate<K> {
 
 type Out = Option<Vec<u8>>;
 
+/// One stored aggregate: the group key's bytes, the window (start, end) when windowed, and
+/// the accumulators' states.
+pub(crate) type StoredGroup<'a> = (&'a [u8], Option<(i64, i64)>, &'a [u8]);
+
+impl AggregatePlan {
+    /// The output rows of stored aggregates: each group's aggregate values, HAVING, and the
+    /// projection (every output column). Returns them with, for each row, the index of the
+    /// entry it came from; entries HAVING leaves out or whose state cannot be read have no row.
+    pub(crate) fn output_rows(&self, entries: &[StoredGroup<'_>]) -> Result<(RecordBatch, Vec<usize>)> {
+        let fail = |e: String| SqlError::Execution(e);
+        let mut rows: Vec<usize> = Vec::with_capacity(entries.len());
+        let mut groups = Vec::with_capacity(entries.len());
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(entries.len()); self.accumulators.aggs.len()];
+        for (i, (group, window, state)) in entries.iter().enumerate() {
+            let decoded = codec::decode_key(&self.group_type, self.source.key_format, Some(group))
+                .and_then(|g| self.accumulators.evaluate(state).map(|v| (g, v)));
+            match decoded {
+                Ok((g, v)) => {
+                    groups.push(g);
+                    if let Some((s, e)) = window {
+                        starts.push(*s);
+                        ends.push(*e);
+                    }
+                    for (col, x) in values.iter_mut().zip(v) {
+                        col.push(x);
+                    }
+                    rows.push(i);
+                }
+                Err(e) => tracing::warn!(error = %e, "an aggregate that cannot be read; leaving it out"),
+            }
+        }
+        if rows.is_empty() {
+            return Ok((RecordBatch::new_empty(Arc::clone(&self.output_schema)), rows));
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.agg_schema.fields().len());
+        columns.push(ScalarValue::iter_to_array(groups).map_err(|e| fail(e.to_string()))?);
+        if self.windowed() {
+            columns.push(Arc::new(Int64Array::from(starts)));
+            columns.push(Arc::new(Int64Array::from(ends)));
+        }
+        for col in values {
+            columns.push(ScalarValue::iter_to_array(col).map_err(|e| fail(e.to_string()))?);
+        }
+        let columns = columns
+            .into_iter()
+            .zip(self.agg_schema.fields())
+            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::clone(&self.agg_schema),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let (batch, kept) = match &self.having {
+            Some(h) => {
+                let (batch, kept) = filter_rows(h, &batch, "HAVING")?;
+                (batch, kept.into_iter().map(|i| rows[i]).collect())
+            }
+            None => (batch, rows),
+        };
+        Ok((project(&self.projection, &batch, &self.output_schema)?, kept))
+    }
+}
+
 impl<K: GroupKey> PostAggregate<K> {
     fn run(&mut self, ctx: &mut ProcessorContext<'_, Out, Out>) -> moldau_engine::Result<()> {
         if self.held.is_empty() {
@@ -299,71 +367,27 @@ impl<K: GroupKey> PostAggregate<K> {
         }
         let held = std::mem::take(&mut self.held);
         let plan = Arc::clone(&self.plan);
-        // Rows with an aggregate (deletes and undecodable states are forwarded as tombstones).
-        let mut rows: Vec<usize> = Vec::with_capacity(held.len());
-        let mut groups = Vec::with_capacity(held.len());
-        let mut starts = Vec::new();
-        let mut ends = Vec::new();
-        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(held.len()); plan.accumulators.aggs.len()];
+        // Deletes, undecodable states and groups HAVING leaves out are forwarded as
+        // tombstones.
+        let entries: Vec<StoredGroup<'_>> = held
+            .iter()
+            .filter_map(|(key, state, _)| state.as_deref().map(|s| (key.group(), key.window(), s)))
+            .collect();
+        let entry_of: Vec<usize> =
+            held.iter().enumerate().filter(|(_, (_, state, _))| state.is_some()).map(|(i, _)| i).collect();
         let mut values_out: Vec<Option<Vec<u8>>> = vec![None; held.len()];
-        for (i, (key, state, _)) in held.iter().enumerate() {
-            let Some(state) = state else { continue };
-            let decoded = codec::decode_key(&plan.group_type, plan.source.key_format, Some(key.group()))
-                .and_then(|g| plan.accumulators.evaluate(state).map(|v| (g, v)));
-            match decoded {
-                Ok((g, v)) => {
-                    groups.push(g);
-                    if let Some((s, e)) = key.window() {
-                        starts.push(s);
-                        ends.push(e);
-                    }
-                    for (col, x) in values.iter_mut().zip(v) {
-                        col.push(x);
-                    }
-                    rows.push(i);
-                }
-                Err(e) => tracing::warn!(error = %e, "an aggregate that cannot be read; writing a tombstone"),
-            }
-        }
-        if !rows.is_empty() {
-            let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.agg_schema.fields().len());
-            columns.push(ScalarValue::iter_to_array(groups).map_err(processing)?);
-            if plan.windowed() {
-                columns.push(Arc::new(Int64Array::from(starts)));
-                columns.push(Arc::new(Int64Array::from(ends)));
-            }
-            for col in values {
-                columns.push(ScalarValue::iter_to_array(col).map_err(processing)?);
-            }
-            let columns = columns
-                .into_iter()
-                .zip(plan.agg_schema.fields())
-                .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(processing)?;
-            let batch = RecordBatch::try_new_with_options(
-                Arc::clone(&plan.agg_schema),
-                columns,
-                &RecordBatchOptions::new().with_row_count(Some(rows.len())),
-            )
-            .map_err(processing)?;
-            let (batch, kept) = match &plan.having {
-                Some(h) => {
-                    let (batch, kept) = filter_rows(h, &batch, "HAVING").map_err(processing)?;
-                    (batch, kept.into_iter().map(|i| rows[i]).collect())
-                }
-                None => (batch, rows),
-            };
-            let out = project(&plan.projection, &batch, &plan.output_schema).map_err(processing)?;
+        let (out, kept) = plan.output_rows(&entries).map_err(processing)?;
+        if !kept.is_empty() {
             let value_batch = out.project(&plan.value_columns).map_err(processing)?;
             let encoded = Stateless::encode_json(&value_batch).map_err(processing)?;
             if encoded.len() != kept.len() {
                 return Err(processing("fewer encoded rows than rows"));
             }
             for (i, value) in kept.into_iter().zip(encoded) {
-                values_out[i] = Some(value);
+                values_out[entry_of[i]] = Some(value);
             }
         }
+        drop(entries);
         // In input order; deleted groups, and groups HAVING no longer keeps, are deleted
         // downstream.
         for ((key, _, ts), value) in held.into_iter().zip(values_out) {

@@ -9,7 +9,10 @@
 //! whenever stream time crossed a segment boundary. A store in that layout is rebuilt from its
 //! changelog when opened.
 
+mod reader;
 mod writer;
+
+pub use reader::StoreReader;
 
 use std::cell::RefCell;
 use std::ops::Bound;
@@ -376,6 +379,11 @@ impl RocksStore {
         }
         it.status().map_err(|e| self.rocks("read segments", e))?;
         Ok(out)
+    }
+
+    /// A read-only view of what this store has persisted, for other threads.
+    pub fn reader(&self) -> StoreReader {
+        StoreReader::new(&self.name, &self.db)
     }
 
     /// Whether `space` exists (the main keyspace always does).

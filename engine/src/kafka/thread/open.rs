@@ -98,6 +98,7 @@ impl StreamThread {
             let budget = self.spec.budget.clone();
             let wiped = &self.spec.shared.stores_wiped;
             let shutdown = &self.spec.shared.shutdown;
+            let mut readers = Vec::new();
             let mut task = StreamTask::new(
                 &self.spec.topology,
                 id,
@@ -126,6 +127,7 @@ impl StreamThread {
                             store = RocksStore::open(&path, name, &budget)?;
                         }
                     }
+                    readers.push((name.to_string(), store.reader()));
                     Ok(Box::new(store) as Box<dyn RawStore>)
                 },
                 wall,
@@ -160,7 +162,7 @@ impl StreamThread {
                     committed: offset,
                 });
             }
-            let entry = TaskEntry { task, queues, idle_since: None, dirty: false };
+            let entry = TaskEntry { task, queues, idle_since: None, dirty: false, readers };
             if work.len() > before {
                 self.restoring.insert(id, entry);
             } else {
