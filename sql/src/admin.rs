@@ -66,7 +66,21 @@ impl Admin {
 
     /// Creates `topic`; one that exists already is fine.
     pub(crate) fn create(&self, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(i32::from(replicas)));
+        self.create_with(topic, partitions, replicas, &[])
+    }
+
+    /// Creates `topic` with topic `configs`; one that exists already is fine.
+    pub(crate) fn create_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replicas: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(i32::from(replicas)));
+        for (k, v) in configs {
+            new = new.set(k, v);
+        }
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT)).request_timeout(Some(TIMEOUT));
         let results = self
             .rt

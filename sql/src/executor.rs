@@ -161,6 +161,135 @@ impl Executor {
         Ok(())
     }
 
+    /// Checks a statement against the catalog without running it: a `CREATE` names no
+    /// existing stream or table (unless `OR REPLACE` / `IF NOT EXISTS`) and its definition or
+    /// query compiles; an `INSERT INTO` compiles; a `DROP` names a stream or table no query
+    /// uses. A server checks a statement this way before it appends it to the command topic.
+    pub fn check(&self, statement: &Statement) -> Result<()> {
+        let exists = |name: &str, or_replace: bool, if_not_exists: bool| {
+            if self.catalog.get(name).is_some() && !or_replace && !if_not_exists {
+                return Err(SqlError::Semantic(format!("a stream or table named {name} exists already")));
+            }
+            Ok(())
+        };
+        match statement {
+            Statement::CreateSource(c) => {
+                SourceDef::from_create(c)?;
+                exists(&c.name, c.or_replace, c.if_not_exists)
+            }
+            Statement::CreateAs(c) => {
+                exists(&c.name, c.or_replace, c.if_not_exists)?;
+                self.compile(&c.query).map(|_| ())
+            }
+            Statement::InsertInto { target, query } => {
+                if self.catalog.get(target).is_none() {
+                    return Err(SqlError::Semantic(format!("INSERT INTO: no stream named {target}")));
+                }
+                self.compile(query).map(|_| ())
+            }
+            Statement::Drop { kind, name, if_exists, .. } => match self.catalog.get(name) {
+                None if *if_exists => Ok(()),
+                None => Err(SqlError::Semantic(format!("no {} named {name}", kind_name(*kind)))),
+                Some(def) if def.kind != *kind => {
+                    Err(SqlError::Semantic(format!("{name} is a {}, not a {}", kind_name(def.kind), kind_name(*kind))))
+                }
+                Some(_) => {
+                    match self.queries.iter().find(|(_, q)| q.sink == *name || q.sources.iter().any(|s| s == name)) {
+                        Some((id, _)) => Err(SqlError::Semantic(format!(
+                            "{} {name} is used by query {id}; TERMINATE {id} first",
+                            kind_name(*kind)
+                        ))),
+                        None => Ok(()),
+                    }
+                }
+            },
+            Statement::Terminate { id } => self.query_id(id).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The id of the running query `id` names (ids are case-insensitive).
+    pub fn query_id(&self, id: &str) -> Result<String> {
+        self.queries
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(id))
+            .cloned()
+            .ok_or_else(|| SqlError::Semantic(format!("no query with id {id} (SHOW QUERIES lists them)")))
+    }
+
+    /// The running query that writes `name`, if any.
+    pub fn query_writing(&self, name: &str) -> Option<String> {
+        self.queries.iter().find(|(_, q)| q.sink == name).map(|(id, _)| id.clone())
+    }
+
+    /// Runs one statement with `properties` as its session's (`SET` ones) and, when it
+    /// starts a persistent query, `number` in its id: a server runs each command of the
+    /// command topic so, every server giving the query the same id (the command's offset).
+    pub fn apply(
+        &mut self,
+        statement: Statement,
+        number: u64,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Outcome> {
+        let session = std::mem::replace(&mut self.session, properties.clone());
+        let next = std::mem::replace(&mut self.next_query, number);
+        let result = self.execute_one(statement, "");
+        self.session = session;
+        self.next_query = next.max(number + 1);
+        result
+    }
+
+    /// Runs `text`'s statements with `properties` as the session's, handing each answer to
+    /// `each` (a server's local statements: SHOW, DESCRIBE, EXPLAIN, pull and push queries).
+    pub fn execute_with(
+        &mut self,
+        text: &str,
+        properties: &BTreeMap<String, String>,
+        each: impl FnMut(Outcome),
+    ) -> Result<()> {
+        let session = std::mem::replace(&mut self.session, properties.clone());
+        let result = self.execute_each(text, each);
+        self.session = session;
+        result
+    }
+
+    /// Creates the compacted topic `topic` (one partition) unless it exists.
+    pub fn ensure_compacted_topic(&self, topic: &str, replicas: i16) -> Result<()> {
+        if self.admin.partitions(topic)?.is_none() {
+            self.admin.create_with(topic, 1, replicas, &[("cleanup.policy", "compact")])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `topic`.
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.admin.delete(topic)
+    }
+
+    /// The configuration it runs queries with.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    /// How many persistent queries run.
+    pub fn running_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Stops the query `id` (as `TERMINATE`).
+    pub fn stop_query(&mut self, id: &str) -> Result<Outcome> {
+        self.terminate(id)
+    }
+
+    /// Forgets the stream or table `name` (its topic stays), stopping the query that writes
+    /// it: a retracted command of the command topic.
+    pub fn forget(&mut self, name: &str) -> Result<()> {
+        if let Some(id) = self.query_writing(name) {
+            self.terminate(&id)?;
+        }
+        self.catalog.remove(name).map(|_| ())
+    }
+
     fn execute_one(&mut self, statement: Statement, text: &str) -> Result<Outcome> {
         let _ = text;
         match statement {
@@ -665,6 +794,9 @@ impl Executor {
                     continue;
                 };
                 let m = q.streams.metrics();
+                let mut tasks: Vec<String> = m.tasks.values().flatten().map(|t| t.to_string()).collect();
+                tasks.sort();
+                text.push_str(&format!("{role} query {id}: tasks here [{}]\n", tasks.join(", ")));
                 text.push_str(&format!(
                     "{role} query {id}: {:?}, {} records processed, {} skipped (not matching the schema), {} records written, {} commits\n",
                     q.streams.state(),

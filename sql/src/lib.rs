@@ -10,6 +10,7 @@ mod admin;
 pub mod aggregate;
 pub mod catalog;
 mod codec;
+pub mod commands;
 pub mod error;
 pub mod eval;
 pub mod executor;

@@ -214,6 +214,8 @@ pub struct Located {
     pub statement: Statement,
     /// Where it starts.
     pub at: Position,
+    /// Its text, as written (without the `;`).
+    pub text: String,
 }
 
 /// The text, with byte offsets of each line start (positions are 1-based, in characters).
@@ -474,7 +476,10 @@ fn parse_one(src: &Source<'_>, toks: &[TokenWithSpan]) -> Result<Located> {
             "expected CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, EXPLAIN, DROP or TERMINATE at the start of a statement",
         ));
     };
-    Ok(Located { statement, at })
+    let last = toks.last().expect("a statement has tokens");
+    let end = src.offset(Position { line: last.span.end.line, column: last.span.end.column });
+    let text = src.text.get(src.offset(at)..end).unwrap_or_default().trim().to_string();
+    Ok(Located { statement, at, text })
 }
 
 fn source_kind(c: &mut Cursor<'_, '_>) -> Result<SourceKind> {

@@ -2,6 +2,7 @@
 //! topics, persistent queries as exactly-once Moldau applications, the catalog statements.
 
 mod aggregate;
+mod commands;
 mod join;
 mod persistent;
 mod pull;

@@ -123,3 +123,17 @@ fn should_name_line_column_and_token_of_a_syntax_error() {
         SqlError::Parse { .. } | SqlError::Unsupported(_)
     ));
 }
+
+#[test]
+fn should_keep_each_statements_text() {
+    let l = parse("CREATE STREAM s (v INT) WITH (kafka_topic='t', value_format='JSON');\n  SELECT v\n FROM s EMIT CHANGES ;SHOW TOPICS").unwrap();
+    let texts: Vec<&str> = l.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "CREATE STREAM s (v INT) WITH (kafka_topic='t', value_format='JSON')",
+            "SELECT v\n FROM s EMIT CHANGES",
+            "SHOW TOPICS"
+        ]
+    );
+}
