@@ -57,7 +57,7 @@ fn should_share_statements_and_queries_among_servers_and_replay_them_on_restart(
 
     // A second server replays the topic and runs the same query, sharing its partitions.
     let b = server(&bootstrap, dir_b.path());
-    assert_eq!(queries(&b), [id.clone()], "the same query under the same id");
+    assert_eq!(queries(&b), std::slice::from_ref(&id), "the same query under the same id");
     assert!(b.executor().lock().unwrap().catalog().get("bad").is_none());
     let records: Vec<(String, String, i64)> =
         (0..400).map(|i| (format!("k{}", i % 8), format!(r#"{{"v":{i}}}"#), 6_000_000 + i)).collect();
