@@ -192,7 +192,8 @@ impl CommandLog {
         mut each: impl FnMut(Outcome),
     ) -> Result<()> {
         for located in parse(text)? {
-            each(self.execute_one(located, properties)?);
+            let at = located.at;
+            each(self.execute_one(located, properties).map_err(|e| e.within(at))?);
         }
         Ok(())
     }

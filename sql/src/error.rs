@@ -49,6 +49,18 @@ impl SqlError {
         SqlError::Parse { message: message.into(), at }
     }
 
+    /// The error of a statement that starts at `start` of a longer text, its position made
+    /// relative to that text.
+    pub(crate) fn within(self, start: Position) -> Self {
+        match self {
+            SqlError::Parse { message, at } => {
+                let column = if at.line == 1 { at.column + start.column - 1 } else { at.column };
+                SqlError::Parse { message, at: Position { line: at.line + start.line - 1, column } }
+            }
+            other => other,
+        }
+    }
+
     /// Where the error is in the text, if it is a parse error.
     pub fn position(&self) -> Option<Position> {
         match self {

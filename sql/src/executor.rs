@@ -156,7 +156,8 @@ impl Executor {
     /// shell prints it before the next statement runs); stops at the first error.
     pub fn execute_each(&mut self, text: &str, mut each: impl FnMut(Outcome)) -> Result<()> {
         for s in parse(text)? {
-            each(self.execute_one(s.statement, text)?);
+            let at = s.at;
+            each(self.execute_one(s.statement, text).map_err(|e| e.within(at))?);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 mod admin;
 pub mod aggregate;
 pub mod catalog;
+pub mod client;
 mod codec;
 pub mod commands;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 mod rowcodec;
+pub mod server;
 pub mod statement;
 pub mod types;
 

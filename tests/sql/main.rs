@@ -7,4 +7,5 @@ mod join;
 mod persistent;
 mod pull;
 mod push;
+mod server;
 mod table;
