@@ -106,10 +106,16 @@ async fn serve(
     state: Arc<api::State>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
+    // Open connections: aborted when the server stops.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = &mut stopped => return,
+            _ = &mut stopped => {
+                connections.abort_all();
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -119,7 +125,7 @@ async fn serve(
             }
         };
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |req| api::handle(Arc::clone(&state), req));
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %e, "connection ended");
