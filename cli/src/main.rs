@@ -13,6 +13,7 @@ mod output;
 mod perf;
 mod produce;
 mod raw;
+mod server;
 mod sql;
 mod topics;
 
@@ -54,6 +55,9 @@ enum Command {
     /// Run SQL (ksqlDB's statements): a shell, or a script with -f; embedded broker-sim
     /// unless --bootstrap-server is given.
     Sql(sql::SqlArgs),
+    /// Run a service's SQL queries and serve its HTTP API (ksqlDB's server); servers with one
+    /// --service-id share the queries as a fleet.
+    Server(server::ServerArgs),
     /// Producer and consumer benchmarks (kafka-producer-perf-test.sh, kafka-consumer-perf-test.sh).
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -72,6 +76,12 @@ fn main() {
     let cli = match cli.command {
         Command::Sql(args) => {
             if let Err(e) = sql::run(args) {
+                fail(e);
+            }
+            return;
+        }
+        Command::Server(args) => {
+            if let Err(e) = server::run(args) {
                 fail(e);
             }
             return;
@@ -126,7 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(a) => groups::run(a).await,
         Command::Configs(a) => configs::run(a).await,
         Command::Perf(c) => perf::run(c).await,
-        Command::Sql(_) => unreachable!("run before the runtime starts"),
+        Command::Sql(_) | Command::Server(_) => unreachable!("run before the runtime starts"),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "moldau", &mut std::io::stdout());
             Ok(())

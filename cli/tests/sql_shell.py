@@ -1,5 +1,5 @@
 """Drives `moldau sql` in a pseudo-terminal: a multi-line CREATE STREAM, a windowless CTAS, a
-push query with a LIMIT fed by `moldau produce`, a push query cancelled with Ctrl-C (the shell
+push query with a LIMIT fed by `moldau produce`, a pull query, a push query cancelled with Ctrl-C (the shell
 stays), error messages, and exit. Usage: sql_shell.py <moldau binary>. Exits non-zero with
 what it was waiting for and what the shell printed."""
 
@@ -67,6 +67,15 @@ _, out = expect(r"\(3 rows; limit reached\)")
 for row in ["u0           | /P0", "u1           | /P1", "u0           | /P2"]:
     if row not in out:
         sys.exit(f"missing push row {row!r} in:\n{out}")
+# A pull query: the table's row, once its query committed it (asked again until then).
+for attempt in range(120):
+    send("SELECT userid, n FROM counts WHERE userid = 'u0';\n")
+    m, out = expect(r"\((\d+) rows?\)|error: [^\n]*not ready[^\n]*\n")
+    if m.group(1) == "1" and re.search(r"u0 +2\b", out):
+        break
+    time.sleep(0.5)
+else:
+    sys.exit(f"the pull query never answered u0's count of 2; last:\n{out}")
 send("SELECT userid FROM clicks WHERE url = '/none' EMIT CHANGES;\n")
 expect(r"-+-")
 send("\x03")

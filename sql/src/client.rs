@@ -131,7 +131,15 @@ impl Client {
                             }
                         }
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        // An error answer is one JSON object without a newline.
+                        if !pending.iter().all(u8::is_ascii_whitespace) {
+                            let v = serde_json::from_slice::<Value>(&pending)
+                                .map_err(|e| SqlError::Execution(format!("the answer: {e}")));
+                            let _ = tx.send(v);
+                        }
+                        return;
+                    }
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return;
