@@ -13,7 +13,7 @@ use crate::output::Table;
 
 /// Where statements run: here, or on a server.
 enum Backend {
-    Local(Option<Executor>),
+    Local(Option<Box<Executor>>),
     Remote(super::remote::Remote),
 }
 
@@ -25,7 +25,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(executor: Executor, interrupted: Arc<AtomicBool>) -> Self {
-        Session { backend: Backend::Local(Some(executor)), interrupted }
+        Session { backend: Backend::Local(Some(Box::new(executor))), interrupted }
     }
 
     /// A session whose statements run on a `moldau server`.
