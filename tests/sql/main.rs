@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod commands;
+mod fleet;
 mod join;
 mod persistent;
 mod pull;
