@@ -232,6 +232,27 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         self.select_key(f).group_by_key(grouped)
     }
 
+    /// Adds a low-level processor that keeps each record's key (Kafka Streams'
+    /// `processValues`): it must forward records under the key it received them with, so the
+    /// stream stays partitioned as it was and grouping or joining after it does not
+    /// repartition. Connected to `stores` as [`KStream::process`] is.
+    pub fn process_values<V2: Clone + 'static, P: Processor<K, V, K, V2>>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<K, V2> {
+        let out: KStream<K, V2> = self.then("KSTREAM-PROCESSVALUES", supplier, self.repartition);
+        let node = out.node.clone();
+        let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
+        self.shared.with(|t| {
+            for s in &stores {
+                t.connect_store(s, &[&node])?;
+            }
+            Ok(())
+        });
+        out
+    }
+
     /// Adds a low-level processor made by `supplier` (Kafka Streams' `process`), connected to
     /// `stores` (added to the topology with [`StreamsBuilder`](crate::StreamsBuilder)).
     pub fn process<K2: Clone + 'static, V2: Clone + 'static, P: Processor<K, V, K2, V2>>(

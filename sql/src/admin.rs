@@ -121,6 +121,40 @@ impl Admin {
         }
     }
 
+    /// How far the consumer group `group` is behind on `topics`: for every partition, the end
+    /// of the log less the group's committed offset (the log's start when none is committed),
+    /// summed.
+    pub(crate) fn lag(&self, bootstrap: &str, group: &str, topics: &[String]) -> Result<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("log_level", "3")
+            .create()
+            .map_err(|e| kafka("creating the lag reader", e))?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let partitions = self.topics()?;
+        for t in topics {
+            for p in 0..partitions.get(t).copied().unwrap_or(0) {
+                tpl.add_partition(t, p);
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, TIMEOUT).map_err(|e| kafka("reading committed offsets", e))?;
+        let mut lag = 0;
+        for e in committed.elements() {
+            let (low, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
+                .map_err(|err| kafka(&format!("reading the end of {}", e.topic()), err))?;
+            let at = match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => low,
+            };
+            lag += (high - at).max(0);
+        }
+        Ok(lag)
+    }
+
     /// Deletes `topic`.
     pub(crate) fn delete(&self, topic: &str) -> Result<()> {
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT)).request_timeout(Some(TIMEOUT));

@@ -62,6 +62,9 @@ pub struct AggregatePlan {
     columns: Vec<Column>,
     window: Option<WindowSpec>,
     emit: Emit,
+    /// The group is the source's own key, written as the record key is: the records stay in
+    /// their partitions and no repartition is needed.
+    keyed_by_group: bool,
 }
 
 fn semantic(e: impl std::fmt::Display) -> SqlError {
@@ -113,6 +116,14 @@ impl AggregatePlan {
             )));
         }
         let group_expr = &agg.group_expr[0];
+        // Not for windows: the stage before the store holds records back, and in the same task
+        // the window operators' stream time (the task's) would run ahead of the records it
+        // hands on, closing their windows early. Behind a repartition, the aggregate's task
+        // sees records as they come.
+        let keyed_by_group = window.is_none()
+            && matches!(group_expr, Expr::Column(c)
+                if source.columns.iter().any(|k| k.key && k.name == c.name)
+                    && source.key_format == crate::catalog::Format::Kafka);
         let group = physical(group_expr, &scan_df)?;
         let group_type = SqlType::from_arrow(agg.schema.field(0).data_type())
             .map_err(|e| SqlError::Unsupported(format!("GROUP BY {}: {e}", group_expr.schema_name())))?;
@@ -187,6 +198,7 @@ impl AggregatePlan {
             columns,
             window,
             emit: emit.unwrap_or(Emit::Changes),
+            keyed_by_group,
         })
     }
 
@@ -222,9 +234,16 @@ impl AggregatePlan {
         let b = StreamsBuilder::new();
         let pre = Arc::clone(self);
         let skipped_pre = skipped.clone();
-        let keyed = b
-            .stream(&self.source.topic, Consumed::with(BytesSerde, BytesSerde))
-            .process(move || PreAggregate::new(Arc::clone(&pre), skipped_pre.clone()), &[]);
+        let consumed = Consumed::with(BytesSerde, BytesSerde);
+        let keyed = if self.keyed_by_group {
+            // Grouped by the record key: each record keeps its key and partition (null keys are
+            // skipped by the deserialization handler, as a null group would be).
+            b.stream_keyed(&self.source.topic, consumed)
+                .process_values(move || PreAggregate::new(Arc::clone(&pre), skipped_pre.clone()), &[])
+        } else {
+            b.stream(&self.source.topic, consumed)
+                .process(move || PreAggregate::new(Arc::clone(&pre), skipped_pre.clone()), &[])
+        };
         let grouped = keyed.group_by_key(Grouped::with(BytesSerde, BytesSerde).named("Aggregate-GroupBy"));
         let store = "Aggregate-Materialize";
         let acc = Arc::clone(&self.accumulators);

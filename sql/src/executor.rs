@@ -95,6 +95,14 @@ struct RunningQuery {
     plan: QueryPlan,
     streams: KafkaStreams,
     skipped: Arc<AtomicU64>,
+    /// When the records processed were last counted, and how many: the rate DESCRIBE shows.
+    sample: std::sync::Mutex<(std::time::Instant, u64)>,
+}
+
+/// The time now, for the processing rates DESCRIBE shows (not logic under test).
+#[allow(clippy::disallowed_methods)]
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// Runs statements against one cluster.
@@ -270,6 +278,11 @@ impl Executor {
     /// The configuration it runs queries with.
     pub fn config(&self) -> &ExecutorConfig {
         &self.config
+    }
+
+    /// The engine's counters of the query that writes `sink`, if one runs.
+    pub fn metrics_of(&self, sink: &str) -> Option<moldau_engine::kafka::StreamsMetrics> {
+        self.queries.values().find(|q| q.sink == sink).map(|q| q.streams.metrics())
     }
 
     /// How many persistent queries run.
@@ -505,7 +518,11 @@ impl Executor {
         };
         let stores = q.streams.store(crate::pull::STORE);
         let repartition = format!("{}-{id}-Aggregate-GroupBy-repartition", self.config.service_id);
-        let partitions = self.admin.partitions(&repartition)?.unwrap_or(0);
+        let partitions = match self.admin.partitions(&repartition)? {
+            Some(n) => n,
+            // Grouped by the source's key: no repartition, one task per source partition.
+            None => self.admin.partitions(&agg.source().topic)?.unwrap_or(0),
+        };
         if stores.is_empty() || (stores.len() as i32) < partitions {
             return Err(SqlError::Execution(format!(
                 "{name}'s state is not ready here: {} of its {partitions} partitions are running on this server (the \
@@ -704,7 +721,15 @@ impl Executor {
         self.next_query += 1;
         self.queries.insert(
             id.to_string(),
-            RunningQuery { sql, sink: sink.to_string(), sources, plan: kept, streams, skipped },
+            RunningQuery {
+                sql,
+                sink: sink.to_string(),
+                sources,
+                plan: kept,
+                streams,
+                skipped,
+                sample: std::sync::Mutex::new((now(), 0)),
+            },
         );
         Ok(())
     }
@@ -806,6 +831,25 @@ impl Executor {
                     m.sent,
                     m.commits,
                 ));
+                let rate = {
+                    let mut sample = q.sample.lock().unwrap_or_else(|e| e.into_inner());
+                    let (at, before) = *sample;
+                    let t = now();
+                    let secs = t.duration_since(at).as_secs_f64();
+                    *sample = (t, m.processed);
+                    format!(
+                        "{:.0} records/s over the last {secs:.1} s",
+                        m.processed.saturating_sub(before) as f64 / secs.max(1e-3)
+                    )
+                };
+                let topics: Vec<String> =
+                    q.sources.iter().filter_map(|s| self.catalog.get(s).map(|d| d.topic.clone())).collect();
+                let group = format!("{}-{id}", self.config.service_id);
+                let lag = match self.admin.lag(&self.config.bootstrap_servers, &group, &topics) {
+                    Ok(l) => format!("{l} records behind on {}", topics.join(", ")),
+                    Err(e) => format!("lag unknown ({e})"),
+                };
+                text.push_str(&format!("{role} query {id}: {rate}; {lag}\n"));
                 for e in q.streams.errors() {
                     text.push_str(&format!("  error: {e}\n"));
                 }

@@ -145,7 +145,7 @@ impl Planner {
         windowed: bool,
         pull: Option<(&str, datafusion_common::arrow::datatypes::SchemaRef)>,
     ) -> Result<LogicalPlan> {
-        let mut statements = DFParser::parse_sql(sql).map_err(error)?;
+        let mut statements = DFParser::parse_sql(sql).map_err(|e| at_end(error(e), sql))?;
         let mut statement = match (statements.pop_front(), statements.is_empty()) {
             (Some(s), true) => s,
             (None, _) => return Err(SqlError::Semantic("no query to plan".into())),
@@ -174,6 +174,21 @@ fn error(e: DataFusionError) -> SqlError {
         return SqlError::Unsupported(message.trim_start_matches("This feature is not implemented: ").to_string());
     }
     SqlError::Semantic(message.to_string())
+}
+
+/// A parser error at the end of the text (sqlparser gives those no position) placed just
+/// after the text's last character.
+fn at_end(e: SqlError, sql: &str) -> SqlError {
+    match e {
+        SqlError::Semantic(m) if m.contains("found: EOF") => {
+            let text = sql.trim_end();
+            let line = text.lines().count().max(1) as u64;
+            let column = text.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+            let message = m.replace("found: EOF", "found the end of the query");
+            SqlError::parse(message, Position { line, column })
+        }
+        other => other,
+    }
 }
 
 fn strip_prefixes(mut s: &str) -> &str {
@@ -351,6 +366,14 @@ mod tests {
 #[cfg(test)]
 mod error_tests {
     use super::*;
+
+    #[test]
+    fn should_place_an_error_at_the_end_of_the_query_just_after_it() {
+        let e = Planner::new().plan(&Catalog::new(), "SELECT a FROM t\n  WHERE a >   \n").unwrap_err();
+        let at = e.position().unwrap_or_else(|| panic!("a position: {e}"));
+        assert_eq!((at.line, at.column), (2, 12), "{e}");
+        assert!(e.to_string().contains("the end of the query"), "{e}");
+    }
 
     #[test]
     fn should_give_parser_errors_their_line_and_column() {

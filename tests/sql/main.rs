@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod commands;
+mod equivalence;
 mod fleet;
 mod join;
 mod persistent;

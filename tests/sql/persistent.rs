@@ -78,6 +78,9 @@ fn should_run_a_filtering_projecting_csas_exactly_once_and_skip_records_that_do_
     let describe = message(&x.execute("DESCRIBE home EXTENDED;").unwrap());
     assert!(describe.contains("userid | STRING (key)") && describe.contains("ms2 | BIGINT"), "{describe}");
     assert!(describe.contains("2 skipped"), "the two bad records were skipped and counted: {describe}");
+    // Its output read committed, its input offsets are committed with it: no lag.
+    assert!(describe.contains("records/s over the last"), "{describe}");
+    assert!(describe.contains("0 records behind on pageviews"), "{describe}");
     let queries = x.execute("SHOW QUERIES;").unwrap();
     assert!(message(&queries).contains("CSAS_HOME_1"), "{queries:?}");
     let by_page = message(

@@ -73,7 +73,7 @@ fn should_stream_rows_as_they_happen_end_at_the_limit_and_clean_up() {
     let first = rows(&mut q, 1);
     assert_eq!(first[0], vec![serde_json::json!("old"), serde_json::json!(1)], "the first record, counted");
     let topics = message(&x.execute("SHOW TOPICS;").unwrap());
-    assert!(topics.contains("transient_S_") && topics.contains("-Aggregate-GroupBy-repartition"), "{topics}");
+    assert!(topics.contains("transient_S_") && topics.contains("-Aggregate-Materialize-changelog"), "{topics}");
     drop(q);
     let topics = message(&x.execute("SHOW TOPICS;").unwrap());
     assert!(!topics.contains("transient_"), "internal topics removed when the client goes away: {topics}");

@@ -242,6 +242,33 @@ impl Processor<Option<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>> for PreAggregate {
     }
 }
 
+/// A stream grouped by its own key: the record keys are never null.
+impl Processor<Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>> for PreAggregate {
+    fn process(
+        &mut self,
+        r: Record<Vec<u8>, Vec<u8>>,
+        ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
+    ) -> moldau_engine::Result<()> {
+        let meta = ctx.record_metadata().map(|m| (m.partition, m.offset));
+        let (partition, offset) = meta.unwrap_or((-1, -1));
+        self.held.push(InputRecord {
+            key: Some(r.key),
+            value: Some(r.value),
+            timestamp: r.timestamp,
+            partition,
+            offset,
+        });
+        if self.held.len() >= BATCH {
+            self.run(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
+        self.run(ctx)
+    }
+}
+
 /// A key after the store: the group key, and the window when windowed.
 pub(crate) trait GroupKey: Clone + 'static {
     /// The group key's bytes.
