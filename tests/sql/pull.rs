@@ -64,6 +64,23 @@ fn should_answer_lookups_ranges_and_scans_from_the_live_table() {
         &[json!(["u07", 30, total(7)])],
     );
     assert_eq!(got, [json!(["u07", 30, total(7)])], "a point lookup");
+    // More input right after: its commit comes soon after the one the answer came from, and
+    // must reach the store too once the input stops.
+    let more: Vec<(String, String, i64)> = (600..620i64)
+        .map(|i| ("u07".to_string(), format!(r#"{{"page":"/p","ms":{i}}}"#), 6_000_000 + (i - 600) * 100))
+        .collect();
+    produce_strings(
+        &bootstrap,
+        "views",
+        &more.iter().map(|(k, v, t)| (k.as_str(), v.as_str(), *t)).collect::<Vec<_>>(),
+    );
+    let total7 = total(7) + (600..620i64).sum::<i64>();
+    let got = pull_until(
+        &mut x,
+        "SELECT userid, n, total FROM per_user WHERE userid = 'u07';",
+        &[json!(["u07", 50, total7])],
+    );
+    assert_eq!(got, [json!(["u07", 50, total7])], "the last commits are answered once the input stops");
     let r = pull(&mut x, "SELECT n * 2 AS twice, userid FROM per_user WHERE userid IN ('u01', 'u03', 'nobody');");
     assert_eq!(r.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["twice", "userid"]);
     let mut rows = r.rows;

@@ -222,6 +222,8 @@ struct StreamThread {
     last_commit: Instant,
     /// When the stores last wrote their commits to RocksDB.
     last_persist: Instant,
+    /// Commits since then that the stores hold in memory only (see `commit_stores`).
+    unpersisted: bool,
     /// When consumed repartition records were last purged, and up to where.
     last_purge: Instant,
     purged: BTreeMap<(Arc<str>, i32), i64>,
@@ -293,6 +295,7 @@ impl StreamThread {
             assigned: BTreeSet::new(),
             last_commit: clock.now(),
             last_persist: clock.now(),
+            unpersisted: false,
             last_purge: clock.now(),
             purged: BTreeMap::new(),
             buffered: 0,

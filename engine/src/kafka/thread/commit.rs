@@ -51,7 +51,10 @@ impl StreamThread {
         let plan = self.commit_plan();
         let logged = self.tasks.values().any(|e| e.dirty);
         if plan.is_empty() && !logged && !self.producer.in_txn() {
-            return Ok(());
+            // Nothing new: the commits the stores still hold in memory go to RocksDB once due,
+            // so what reads the stores (interactive queries, a restart) is not left a commit
+            // behind while the input is quiet.
+            return self.persist_if_due();
         }
         for entry in self.tasks.values_mut() {
             for (_, store) in entry.task.stores() {
@@ -160,18 +163,30 @@ impl StreamThread {
                 q.committed = q.sealed;
             }
         }
+        self.unpersisted = true;
         if self.clock.now().duration_since(self.last_persist) >= PERSIST_INTERVAL {
-            self.last_persist = self.clock.now();
-            for entry in self.tasks.values() {
-                for (_, store) in entry.task.stores() {
-                    store.borrow_mut().persist()?;
-                }
-            }
+            self.persist_if_due()?;
         } else if !self.tasks.is_empty() && self.spec.config.effective_commit_interval() < PERSIST_INTERVAL {
             failpoint::hit("commit.deferred");
         }
         self.spec.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.spec.shared.sent.fetch_add(self.producer.take_sent(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes the stores' commits held in memory to RocksDB, when there are some and
+    /// `PERSIST_INTERVAL` has passed since the last time.
+    fn persist_if_due(&mut self) -> CycleResult {
+        if !self.unpersisted || self.clock.now().duration_since(self.last_persist) < PERSIST_INTERVAL {
+            return Ok(());
+        }
+        self.last_persist = self.clock.now();
+        self.unpersisted = false;
+        for entry in self.tasks.values() {
+            for (_, store) in entry.task.stores() {
+                store.borrow_mut().persist()?;
+            }
+        }
         Ok(())
     }
 
