@@ -167,6 +167,24 @@ fn pull(bootstrap: &str, keys: usize) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Every partition's last commit persisted: a sample of keys spread over them answers.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'sample: loop {
+        for k in (0..keys).step_by((keys / 500).max(1)) {
+            let answered = matches!(
+                x.execute(&format!("SELECT k FROM totals WHERE k = 'user-{k:07}';"))?.pop(),
+                Some(Outcome::Pull(r)) if r.rows.len() == 1
+            );
+            if !answered {
+                if Instant::now() > deadline {
+                    bail!("user-{k:07} never answered");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue 'sample;
+            }
+        }
+        break;
+    }
     println!("pull queries: table of {keys} keys loaded in {:.1} s", loaded.elapsed().as_secs_f64());
     let mut lat = Vec::new();
     let mut rng = 0x9e3779b97f4a7c15u64;
