@@ -155,6 +155,37 @@ impl Admin {
         Ok(lag)
     }
 
+    /// Writes one record to `topic` (idempotently, acknowledged by every replica); returns
+    /// its partition and offset.
+    pub(crate) fn produce(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+    ) -> Result<(i32, i64)> {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .set("log_level", "3")
+            .create()
+            .map_err(|e| kafka("creating the producer", e))?;
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(value);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(t) = timestamp {
+            record = record.timestamp(t);
+        }
+        match self.rt.block_on(producer.send(record, TIMEOUT)) {
+            Ok(d) => Ok((d.partition, d.offset)),
+            Err((e, _)) => Err(kafka(&format!("writing to {topic}"), e)),
+        }
+    }
+
     /// Deletes `topic`.
     pub(crate) fn delete(&self, topic: &str) -> Result<()> {
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT)).request_timeout(Some(TIMEOUT));

@@ -154,6 +154,10 @@ impl Planner {
         if windowed {
             add_window_grouping(&mut statement)?;
         }
+        if pull.is_none() {
+            // `*` is the columns, as in ksqlDB: not the pseudo columns.
+            hide_from_wildcards(&mut statement, &PSEUDO_COLUMNS);
+        }
         let provider = Provider { planner: self, catalog, windowed, pull };
         let plan = SqlToRel::new(&provider).statement_to_plan(statement).map_err(error)?;
         // DataFusion's analyzer: type coercion (casts where types meet) and the rewrites a
@@ -207,6 +211,61 @@ fn position_in(message: &str) -> Option<Position> {
     let column = rest.trim_start().strip_prefix("Column: ")?;
     let column: String = column.chars().take_while(char::is_ascii_digit).collect();
     Some(Position { line: line.trim().parse().ok()?, column: column.parse().ok()? })
+}
+
+/// The pseudo columns every source has (see `SourceDef::schema`).
+pub const PSEUDO_COLUMNS: [&str; 3] = ["rowtime", "rowpartition", "rowoffset"];
+
+/// Makes every `*` of the query's SELECT leave out `names` (as `* EXCLUDE (…)` would), unless
+/// it already says what to exclude.
+fn hide_from_wildcards(statement: &mut datafusion_sql::parser::Statement, names: &[&str]) {
+    use datafusion_sql::sqlparser::ast::{
+        ExcludeSelectItem, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+        Statement as Ast, TableFactor,
+    };
+    let datafusion_sql::parser::Statement::Statement(inner) = statement else { return };
+    let Ast::Query(q) = inner.as_mut() else { return };
+    let SetExpr::Select(select) = q.body.as_mut() else { return };
+    // Each source by the name its columns are qualified with: with a join, a plain `*` becomes
+    // one `t.*` per source, as an unqualified excluded name would be ambiguous.
+    let mut sources = Vec::new();
+    for t in &select.from {
+        for factor in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                sources.push(match alias {
+                    Some(a) => ObjectName::from(vec![a.name.clone()]),
+                    None => name.clone(),
+                });
+            }
+        }
+    }
+    let exclude = || {
+        Some(ExcludeSelectItem::Multiple(names.iter().map(|n| ObjectName::from(vec![Ident::new(*n)])).collect()))
+    };
+    let mut projection = Vec::with_capacity(select.projection.len());
+    for item in std::mem::take(&mut select.projection) {
+        match item {
+            SelectItem::Wildcard(mut o) if o.opt_exclude.is_none() && o.opt_except.is_none() => {
+                o.opt_exclude = exclude();
+                if sources.len() > 1 {
+                    for s in &sources {
+                        projection.push(SelectItem::QualifiedWildcard(
+                            SelectItemQualifiedWildcardKind::ObjectName(s.clone()),
+                            o.clone(),
+                        ));
+                    }
+                } else {
+                    projection.push(SelectItem::Wildcard(o));
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, mut o) if o.opt_exclude.is_none() && o.opt_except.is_none() => {
+                o.opt_exclude = exclude();
+                projection.push(SelectItem::QualifiedWildcard(kind, o));
+            }
+            other => projection.push(other),
+        }
+    }
+    select.projection = projection;
 }
 
 /// The window pseudo columns of a windowed aggregation.

@@ -205,6 +205,28 @@ pub enum Statement {
         /// The property.
         key: String,
     },
+    /// `INSERT INTO s [(col, …)] VALUES (v, …)`: one record written to `s`'s topic.
+    InsertValues {
+        /// The stream or table.
+        target: String,
+        /// The columns given (all, in order, when `None`).
+        columns: Option<Vec<String>>,
+        /// The values, one per column.
+        values: Vec<Literal>,
+    },
+}
+
+/// A literal of `INSERT … VALUES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Literal {
+    /// `NULL`.
+    Null,
+    /// `TRUE` / `FALSE`.
+    Bool(bool),
+    /// A number as written (`-12`, `3.5`).
+    Number(String),
+    /// A single-quoted string.
+    Text(String),
 }
 
 /// A statement with the position of its first token.
@@ -254,6 +276,45 @@ fn describe(t: Option<&TokenWithSpan>) -> String {
         None | Some(Token::EOF) => "the end of the statement".into(),
         Some(tok) => format!("'{tok}'"),
     }
+}
+
+/// `[(col, …)] VALUES (v, …)` after `INSERT INTO target`.
+fn insert_values(c: &mut Cursor<'_, '_>, target: String) -> Result<Statement> {
+    let mut columns = None;
+    if c.eat(&Token::LParen) {
+        let mut cols = vec![c.ident("a column name")?];
+        while c.eat(&Token::Comma) {
+            cols.push(c.ident("a column name")?);
+        }
+        c.expect(&Token::RParen, "')' after the columns")?;
+        columns = Some(cols);
+    }
+    c.expect_kw("VALUES")?;
+    c.expect(&Token::LParen, "'(' before the values")?;
+    let mut values = Vec::new();
+    loop {
+        let negative = c.eat(&Token::Minus);
+        let v = match c.peek().map(|t| &t.token) {
+            Some(Token::Number(n, _)) => Literal::Number(if negative { format!("-{n}") } else { n.clone() }),
+            Some(Token::SingleQuotedString(s)) if !negative => Literal::Text(s.clone()),
+            Some(Token::Word(w)) if !negative && w.quote_style.is_none() => match w.value.to_ascii_uppercase().as_str()
+            {
+                "NULL" => Literal::Null,
+                "TRUE" => Literal::Bool(true),
+                "FALSE" => Literal::Bool(false),
+                _ => return Err(c.error("expected a value (a number, a 'string', TRUE, FALSE or NULL)")),
+            },
+            _ => return Err(c.error("expected a value (a number, a 'string', TRUE, FALSE or NULL)")),
+        };
+        c.i += 1;
+        values.push(v);
+        if !c.eat(&Token::Comma) {
+            break;
+        }
+    }
+    c.expect(&Token::RParen, "')' after the values")?;
+    c.expect_end()?;
+    Ok(Statement::InsertValues { target, columns, values })
 }
 
 /// Parses a script into statements (separated by `;`).
@@ -409,10 +470,13 @@ fn parse_one(src: &Source<'_>, toks: &[TokenWithSpan]) -> Result<Located> {
     } else if c.eat_kw("INSERT") {
         c.expect_kw("INTO")?;
         let target = c.ident("the target stream")?;
-        if !c.is_kw("SELECT") {
-            return Err(c.error("expected SELECT (INSERT INTO s SELECT …)"));
+        if c.is_kw("VALUES") || c.peek().is_some_and(|t| t.token == Token::LParen) {
+            insert_values(&mut c, target)?
+        } else if !c.is_kw("SELECT") {
+            return Err(c.error("expected SELECT or VALUES (INSERT INTO s SELECT …, INSERT INTO s (…) VALUES (…))"));
+        } else {
+            Statement::InsertInto { target, query: query(&mut c)? }
         }
-        Statement::InsertInto { target, query: query(&mut c)? }
     } else if c.is_kw("SELECT") {
         Statement::Query(query(&mut c)?)
     } else if c.eat_kw("SHOW") || c.eat_kw("LIST") {

@@ -10,4 +10,5 @@ mod persistent;
 mod pull;
 mod push;
 mod server;
+mod slt;
 mod table;

@@ -137,3 +137,23 @@ fn should_keep_each_statements_text() {
         ]
     );
 }
+
+#[test]
+fn should_parse_insert_values() {
+    assert_eq!(
+        one("INSERT INTO s (a, b, c, d) VALUES ('x', -1.5, NULL, true)"),
+        Statement::InsertValues {
+            target: "s".into(),
+            columns: Some(vec!["a".into(), "b".into(), "c".into(), "d".into()]),
+            values: vec![Literal::Text("x".into()), Literal::Number("-1.5".into()), Literal::Null, Literal::Bool(true)],
+        }
+    );
+    assert_eq!(
+        one("INSERT INTO s VALUES (1)"),
+        Statement::InsertValues { target: "s".into(), columns: None, values: vec![Literal::Number("1".into())] }
+    );
+    let e = parse("INSERT INTO s VALUES (1, now())").unwrap_err();
+    assert!(e.to_string().contains("expected a value") && e.position().is_some(), "{e}");
+    let e = parse("INSERT INTO s (a VALUES (1)").unwrap_err();
+    assert!(e.to_string().contains("')' after the columns"), "{e}");
+}
