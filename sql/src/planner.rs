@@ -220,8 +220,8 @@ pub const PSEUDO_COLUMNS: [&str; 3] = ["rowtime", "rowpartition", "rowoffset"];
 /// it already says what to exclude.
 fn hide_from_wildcards(statement: &mut datafusion_sql::parser::Statement, names: &[&str]) {
     use datafusion_sql::sqlparser::ast::{
-        ExcludeSelectItem, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-        Statement as Ast, TableFactor,
+        ExcludeSelectItem, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement as Ast,
+        TableFactor,
     };
     let datafusion_sql::parser::Statement::Statement(inner) = statement else { return };
     let Ast::Query(q) = inner.as_mut() else { return };
@@ -239,9 +239,8 @@ fn hide_from_wildcards(statement: &mut datafusion_sql::parser::Statement, names:
             }
         }
     }
-    let exclude = || {
-        Some(ExcludeSelectItem::Multiple(names.iter().map(|n| ObjectName::from(vec![Ident::new(*n)])).collect()))
-    };
+    let exclude =
+        || Some(ExcludeSelectItem::Multiple(names.iter().map(|n| ObjectName::from(vec![Ident::new(*n)])).collect()));
     let mut projection = Vec::with_capacity(select.projection.len());
     for item in std::mem::take(&mut select.projection) {
         match item {
