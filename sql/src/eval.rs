@@ -174,6 +174,29 @@ impl Decoder<'_> {
     }
 }
 
+/// The indices of `0..n` not in `bad` (sorted by index).
+pub(crate) fn good_rows(n: usize, bad: &[BadRecord]) -> Vec<usize> {
+    let mut bad = bad.iter().map(|b| b.index).peekable();
+    (0..n)
+        .filter(|i| {
+            if bad.peek() == Some(i) {
+                bad.next();
+                false
+            } else {
+                true
+            }
+        })
+        .collect()
+}
+
+/// The ROWTIME column of a batch decoded from a source (see [`Decoder`]).
+pub(crate) fn rowtime(batch: &RecordBatch) -> &TimestampMillisecondArray {
+    batch
+        .column_by_name("rowtime")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .expect("a decoded batch has ROWTIME")
+}
+
 /// Keeps the rows of `batch` for which `condition` (the `clause`'s, for errors) is true;
 /// returns them and their indices in `batch`.
 pub(crate) fn filter_rows(

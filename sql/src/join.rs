@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use datafusion_common::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion_common::arrow::compute::take;
 use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion_common::DFSchema;
@@ -25,7 +25,7 @@ use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
-use crate::eval::{filter_rows, held_record, project, BadRecord, Decoder, InputRecord, Stateless};
+use crate::eval::{filter_rows, good_rows, held_record, project, rowtime, BadRecord, Decoder, InputRecord, Stateless};
 use crate::query::{Sink, BATCH};
 use crate::statement::{Column, SourceKind};
 use crate::types::SqlType;
@@ -428,21 +428,6 @@ fn warn_bad(records: &[InputRecord], bad: &[BadRecord], skipped: &AtomicU64) {
     skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
 }
 
-/// The indices of `0..n` not in `bad` (sorted).
-fn good_rows(n: usize, bad: &[BadRecord]) -> Vec<usize> {
-    let mut bad = bad.iter().map(|b| b.index).peekable();
-    (0..n)
-        .filter(|i| {
-            if bad.peek() == Some(i) {
-                bad.next();
-                false
-            } else {
-                true
-            }
-        })
-        .collect()
-}
-
 /// Rekeys the stream by the join expression, a batch at a time.
 struct Rekey {
     plan: Arc<JoinPlan>,
@@ -511,13 +496,6 @@ impl Processor<Option<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>> for Rekey {
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
         self.run(ctx)
     }
-}
-
-fn rowtime(batch: &RecordBatch) -> &TimestampMillisecondArray {
-    batch
-        .column_by_name("rowtime")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        .expect("the scan has ROWTIME")
 }
 
 /// Joined records held for the next batch.

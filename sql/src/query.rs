@@ -13,7 +13,7 @@ use moldau_dsl::{Consumed, KStream, Produced, StreamsBuilder};
 use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::error::{Result, SqlError};
-use crate::eval::{held_record, InputRecord, Stateless};
+use crate::eval::{good_rows, held_record, rowtime, InputRecord, Stateless};
 use crate::statement::Column;
 use crate::types::SqlType;
 
@@ -174,28 +174,13 @@ impl Evaluate {
                 "skipping a record that does not match the source's schema");
         }
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
-        let good: Vec<usize> = {
-            let mut bad = bad.iter().map(|b| b.index).peekable();
-            (0..self.held.len())
-                .filter(|i| {
-                    if bad.peek() == Some(i) {
-                        bad.next();
-                        false
-                    } else {
-                        true
-                    }
-                })
-                .collect()
-        };
+        let good = good_rows(self.held.len(), &bad);
         let (out, rows) = q.eval_rows(&batch).map_err(fail)?;
         let values = out
             .project(&self.plan.value_columns)
             .map_err(|e| moldau_engine::Error::processing(ctx_name(), e.to_string()))?;
         let encoded = Stateless::encode_json(&values).map_err(fail)?;
-        let rowtime = batch
-            .column_by_name("rowtime")
-            .and_then(|c| c.as_any().downcast_ref::<datafusion_common::arrow::array::TimestampMillisecondArray>())
-            .expect("the scan has ROWTIME");
+        let rowtime = rowtime(&batch);
         let mut held = std::mem::take(&mut self.held);
         if table {
             // Every update in order: its new row, or a delete when it is a tombstone or the
