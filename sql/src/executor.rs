@@ -18,8 +18,8 @@ use crate::join::JoinPlan;
 use crate::planner::Planner;
 use crate::push::PushQuery;
 use crate::query::{PartitionBy, QueryPlan, Sink, StatelessPlan};
+use crate::statement::Emit;
 use crate::statement::{parse, CreateAs, PropValue, Query, Show, SourceKind, Statement};
-use crate::statement::{Column, Emit};
 use crate::types::SqlType;
 
 /// Where and how queries run.
@@ -378,25 +378,15 @@ impl Executor {
     /// Compiles a query; for a push query (`push`), every column goes to the row and a top
     /// LIMIT is returned.
     fn compile_with(&self, query: &Query, push: bool) -> Result<(QueryPlan, Option<usize>)> {
-        let mut plan = match query.window {
+        let planned = match query.window {
             Some(_) => self.planner.plan_windowed(&self.catalog, &query.sql)?,
             None => self.planner.plan(&self.catalog, &query.sql)?,
         };
-        let mut limit = None;
-        if let datafusion_expr::LogicalPlan::Limit(l) = &plan {
-            limit = match l.get_fetch_type().map_err(|e| SqlError::Semantic(e.to_string()))? {
-                datafusion_expr::logical_plan::FetchType::Literal(n) => n,
-                _ => return Err(SqlError::Semantic("LIMIT takes a number".into())),
-            };
-            if !matches!(l.get_skip_type(), Ok(datafusion_expr::logical_plan::SkipType::Literal(0))) {
-                return Err(SqlError::Unsupported("OFFSET on a stream".into()));
-            }
-            plan = l.input.as_ref().clone();
+        let (plan, limit) = crate::planner::take_limit(&planned, "on a stream")?;
+        if crate::join::has_join(plan) {
+            return Ok((self.compile_join(plan, query, push)?, limit));
         }
-        if crate::join::has_join(&plan) {
-            return Ok((self.compile_join(&plan, query, push)?, limit));
-        }
-        let source = single_source(&plan)?;
+        let source = single_source(plan)?;
         let def = self
             .catalog
             .get(&source)
@@ -408,7 +398,7 @@ impl Executor {
                      row per key"
                 )));
             }
-            if has_aggregate(&plan)? {
+            if has_aggregate(plan)? {
                 return Err(SqlError::Unsupported(format!(
                     "GROUP BY over the table {source} (aggregations read streams)"
                 )));
@@ -419,11 +409,11 @@ impl Executor {
                 )));
             }
         }
-        if has_aggregate(&plan)? {
+        if has_aggregate(plan)? {
             if query.partition_by.is_some() {
                 return Err(SqlError::Unsupported("PARTITION BY with GROUP BY (the group is the key)".into()));
             }
-            let mut a = AggregatePlan::compile(&plan, def, query.window, query.emit)?;
+            let mut a = AggregatePlan::compile(plan, def, query.window, query.emit)?;
             if push {
                 a.all_columns_in_value();
             }
@@ -432,7 +422,7 @@ impl Executor {
         if let Some(w) = &query.window {
             return Err(SqlError::Semantic(format!("WINDOW {:?} without GROUP BY: a window aggregates", w.kind)));
         }
-        let stateless = Stateless::compile(&plan, def)?;
+        let stateless = Stateless::compile(plan, def)?;
         let partition = match &query.partition_by {
             None => None,
             Some(text) => {
@@ -546,15 +536,7 @@ impl Executor {
     fn push(&mut self, query: &Query) -> Result<PushQuery> {
         let (plan, limit) = self.compile_with(query, true)?;
         let schema = plan.output_schema().clone();
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                SqlType::from_arrow(f.data_type())
-                    .map(|ty| Column { name: f.name().clone(), ty, key: false })
-                    .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = crate::planner::answer_columns(&schema)?;
         let id = format!("transient_{}_{}", plan.source().name.to_ascii_uppercase(), uuid::Uuid::new_v4().simple());
         let (tx, rx) = std::sync::mpsc::sync_channel(PUSH_BUFFER);
         let topology = plan.topology(&Sink::Rows(tx), Arc::new(AtomicU64::new(0)))?;

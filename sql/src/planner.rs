@@ -166,6 +166,36 @@ impl Planner {
     }
 }
 
+/// A plan's top `LIMIT n`, taken off: the plan under it and `n` (the plan itself and `None`
+/// without one). `OFFSET` is refused, naming `query` (what kind of query it is in).
+pub(crate) fn take_limit<'a>(plan: &'a LogicalPlan, query: &str) -> Result<(&'a LogicalPlan, Option<usize>)> {
+    use datafusion_expr::logical_plan::{FetchType, SkipType};
+    let LogicalPlan::Limit(l) = plan else { return Ok((plan, None)) };
+    let limit = match l.get_fetch_type().map_err(|e| SqlError::Semantic(e.to_string()))? {
+        FetchType::Literal(n) => n,
+        FetchType::UnsupportedExpr => return Err(SqlError::Semantic("LIMIT takes a number".into())),
+    };
+    if !matches!(l.get_skip_type(), Ok(SkipType::Literal(0))) {
+        return Err(SqlError::Unsupported(format!("OFFSET {query}")));
+    }
+    Ok((l.input.as_ref(), limit))
+}
+
+/// A query's output columns (none of them a key): an answer's columns.
+pub(crate) fn answer_columns(
+    schema: &datafusion_common::arrow::datatypes::Schema,
+) -> Result<Vec<crate::statement::Column>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            crate::types::SqlType::from_arrow(f.data_type())
+                .map(|ty| crate::statement::Column { name: f.name().clone(), ty, key: false })
+                .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))
+        })
+        .collect()
+}
+
 /// A DataFusion error as ours: parser errors with their position, the rest semantic.
 fn error(e: DataFusionError) -> SqlError {
     let e = e.find_root().to_string();

@@ -16,7 +16,6 @@ use datafusion_common::arrow::array::{new_empty_array, ArrayRef, Int64Array, Rec
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
-use datafusion_expr::logical_plan::{FetchType, SkipType};
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
@@ -86,18 +85,7 @@ pub fn run(
     agg: &AggregatePlan,
     stores: &[(i32, StoreReader)],
 ) -> Result<PullResult> {
-    let mut input = plan;
-    let mut limit = None;
-    if let LogicalPlan::Limit(l) = input {
-        limit = match l.get_fetch_type().map_err(|e| SqlError::Semantic(e.to_string()))? {
-            FetchType::Literal(n) => n,
-            FetchType::UnsupportedExpr => return Err(SqlError::Semantic("LIMIT takes a number".into())),
-        };
-        if !matches!(l.get_skip_type(), Ok(SkipType::Literal(0))) {
-            return Err(SqlError::Unsupported("OFFSET in a pull query".into()));
-        }
-        input = l.input.as_ref();
-    }
+    let (input, limit) = crate::planner::take_limit(plan, "in a pull query")?;
     let LogicalPlan::Projection(p) = input else {
         return Err(SqlError::Unsupported(format!(
             "a pull query of this shape (filters, projections and LIMIT are supported): {}",
@@ -136,15 +124,7 @@ pub fn run(
     let out_schema = Arc::new(Schema::new(
         p.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
     ));
-    let columns = out_schema
-        .fields()
-        .iter()
-        .map(|f| {
-            SqlType::from_arrow(f.data_type())
-                .map(|ty| Column { name: f.name().clone(), ty, key: false })
-                .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let columns = crate::planner::answer_columns(&out_schema)?;
     let mut answer = Answer {
         def,
         agg,
