@@ -19,8 +19,12 @@ use crate::planner::Planner;
 use crate::push::PushQuery;
 use crate::query::{PartitionBy, QueryPlan, Sink, StatelessPlan};
 use crate::statement::Emit;
-use crate::statement::{parse, CreateAs, PropValue, Query, Show, SourceKind, Statement};
+use crate::statement::{parse, CreateAs, PropValue, Query, SourceKind, Statement};
 use crate::types::SqlType;
+
+mod answers;
+mod insert;
+mod inspect;
 
 /// Where and how queries run.
 #[derive(Debug, Clone)]
@@ -477,81 +481,6 @@ impl Executor {
         Ok(QueryPlan::Join(Arc::new(join)))
     }
 
-    /// Answers a pull query from the store of the query that materializes its table.
-    fn pull(&self, query: &Query) -> Result<Outcome> {
-        if query.emit == Some(Emit::Final) {
-            return Err(SqlError::Semantic("EMIT FINAL belongs to CREATE TABLE … AS SELECT with a WINDOW".into()));
-        }
-        if query.window.is_some() || query.partition_by.is_some() {
-            return Err(SqlError::Semantic(
-                "a pull query reads a table's current rows: WINDOW and PARTITION BY belong to persistent and push \
-                 queries"
-                    .into(),
-            ));
-        }
-        let name = match self.planner.tables_of(&query.sql)?.as_slice() {
-            [one] => one.clone(),
-            [] => return Err(SqlError::Semantic("the query reads no stream or table".into())),
-            _ => return Err(SqlError::Unsupported("a pull query over more than one table".into())),
-        };
-        let def =
-            self.catalog.get(&name).ok_or_else(|| SqlError::Semantic(format!("no stream or table named {name}")))?;
-        if def.kind == SourceKind::Stream {
-            return Err(SqlError::Semantic(format!(
-                "{name} is a stream: a pull query reads a table's current rows; to follow a stream, end the query \
-                 with EMIT CHANGES"
-            )));
-        }
-        let materialized = self.queries.iter().find_map(|(id, q)| match &q.plan {
-            QueryPlan::Aggregate(a) if q.sink == name => Some((id, q, a)),
-            _ => None,
-        });
-        let Some((id, q, agg)) = materialized else {
-            return Err(SqlError::Semantic(format!(
-                "{name} is not materialized: pull queries read the tables a running aggregation writes (CREATE TABLE \
-                 … AS SELECT … GROUP BY); for {name}'s updates, end the query with EMIT CHANGES"
-            )));
-        };
-        let stores = q.streams.store(crate::pull::STORE);
-        let repartition = format!("{}-{id}-Aggregate-GroupBy-repartition", self.config.service_id);
-        let partitions = match self.admin.partitions(&repartition)? {
-            Some(n) => n,
-            // Grouped by the source's key: no repartition, one task per source partition.
-            None => self.admin.partitions(&agg.source().topic)?.unwrap_or(0),
-        };
-        if stores.is_empty() || (stores.len() as i32) < partitions {
-            return Err(SqlError::Execution(format!(
-                "{name}'s state is not ready here: {} of its {partitions} partitions are running on this server (the \
-                 query {id} is starting, restoring or rebalancing); ask again shortly",
-                stores.len()
-            )));
-        }
-        let schema = crate::pull::table_schema(def, agg.windowed());
-        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, schema)?;
-        Ok(Outcome::Pull(crate::pull::run(&plan, def, agg, &stores)?))
-    }
-
-    /// Starts a push query: a transient application whose rows stream to the caller; it
-    /// reads from the end of its source unless `SET 'auto.offset.reset'='earliest'`.
-    fn push(&mut self, query: &Query) -> Result<PushQuery> {
-        let (plan, limit) = self.compile_with(query, true)?;
-        let schema = plan.output_schema().clone();
-        let columns = crate::planner::answer_columns(&schema)?;
-        let id = format!("transient_{}_{}", plan.source().name.to_ascii_uppercase(), uuid::Uuid::new_v4().simple());
-        let (tx, rx) = std::sync::mpsc::sync_channel(PUSH_BUFFER);
-        let topology = plan.topology(&Sink::Rows(tx), Arc::new(AtomicU64::new(0)))?;
-        let mut config = self.config.clone();
-        config.properties.entry("processing.guarantee".into()).or_insert_with(|| "at_least_once".into());
-        let reset = self.session.get("auto.offset.reset").cloned().unwrap_or_else(|| "latest".into());
-        config.properties.insert("consumer.auto.offset.reset".into(), reset);
-        let streams_config = config.streams_config(&id)?;
-        let app_id = streams_config.application_id.clone();
-        let fail = |e: moldau_engine::Error| SqlError::Execution(format!("push query: {e}"));
-        let mut streams = KafkaStreams::new(topology, streams_config).map_err(fail)?;
-        streams.start().map_err(fail)?;
-        Ok(PushQuery::new(columns, rx, streams, limit, app_id, &self.config))
-    }
-
     fn create_as(&mut self, c: CreateAs) -> Result<Outcome> {
         let what = kind_name(c.kind);
         if self.catalog.get(&c.name).is_some() && !c.or_replace {
@@ -692,95 +621,6 @@ impl Executor {
         Ok(Outcome::Message(format!("query {id} running, writing {target}")))
     }
 
-    /// `INSERT INTO target [(cols)] VALUES (…)`: one record, its key from the key column, its
-    /// value the other columns as JSON, its time `ROWTIME` when given.
-    fn insert_values(
-        &mut self,
-        target: &str,
-        columns: Option<Vec<String>>,
-        values: Vec<crate::statement::Literal>,
-    ) -> Result<Outcome> {
-        use datafusion_common::arrow::array::{ArrayRef, RecordBatch};
-        use datafusion_common::arrow::datatypes::{Field, Schema};
-        use datafusion_common::ScalarValue;
-
-        use crate::statement::Literal;
-        let def = self
-            .catalog
-            .get(target)
-            .ok_or_else(|| SqlError::Semantic(format!("INSERT INTO: no stream or table named {target}")))?
-            .clone();
-        if def.value_format != Format::Json {
-            return Err(SqlError::Unsupported(format!(
-                "INSERT … VALUES into {target}: value_format {:?}",
-                def.value_format
-            )));
-        }
-        let names = columns.unwrap_or_else(|| def.columns.iter().map(|c| c.name.clone()).collect());
-        if names.len() != values.len() {
-            return Err(SqlError::Semantic(format!(
-                "INSERT INTO {target}: {} columns but {} values",
-                names.len(),
-                values.len()
-            )));
-        }
-        let scalar = |name: &str, ty: &datafusion_common::arrow::datatypes::DataType, v: &Literal| {
-            let raw = match v {
-                Literal::Null => ScalarValue::try_from(ty).map_err(|e| SqlError::Semantic(e.to_string()))?,
-                Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
-                Literal::Text(s) => ScalarValue::Utf8(Some(s.clone())),
-                Literal::Number(n) => match n.parse::<i64>() {
-                    Ok(i) => ScalarValue::Int64(Some(i)),
-                    Err(_) => ScalarValue::Float64(Some(
-                        n.parse().map_err(|_| SqlError::Semantic(format!("{name}: {n} is not a number")))?,
-                    )),
-                },
-            };
-            raw.cast_to(ty).map_err(|_| SqlError::Semantic(format!("{name}: {v:?} is not a value of type {ty}")))
-        };
-        let mut key = None;
-        let mut timestamp = None;
-        let mut fields = Vec::new();
-        let mut arrays: Vec<ArrayRef> = Vec::new();
-        for (name, v) in names.iter().zip(&values) {
-            if name == "rowtime" {
-                match scalar(name, &datafusion_common::arrow::datatypes::DataType::Int64, v)? {
-                    ScalarValue::Int64(t) => timestamp = t,
-                    _ => unreachable!("cast to Int64"),
-                }
-                continue;
-            }
-            let col = def
-                .columns
-                .iter()
-                .find(|c| &c.name == name)
-                .ok_or_else(|| SqlError::Semantic(format!("INSERT INTO {target}: no column named {name}")))?;
-            let array = scalar(name, &col.ty.arrow(), v)?.to_array().map_err(|e| SqlError::Semantic(e.to_string()))?;
-            if col.key {
-                key = crate::codec::encode_key(def.key_format, &array, 0).map_err(SqlError::Semantic)?;
-            } else {
-                fields.push(Field::new(name, col.ty.arrow(), true));
-                arrays.push(array);
-            }
-        }
-        if def.kind == SourceKind::Table && key.is_none() {
-            return Err(SqlError::Semantic(format!("INSERT INTO {target}: a table row needs its PRIMARY KEY")));
-        }
-        let batch = RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            arrays,
-            &datafusion_common::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
-        )
-        .map_err(|e| SqlError::Semantic(e.to_string()))?;
-        let value = Stateless::encode_json(&batch)?.pop().unwrap_or_else(|| b"{}".to_vec());
-        let (partition, offset) =
-            self.admin.produce(&self.config.bootstrap_servers, &def.topic, key.as_deref(), &value, timestamp)?;
-        Ok(Outcome::Message(format!(
-            "1 record written to {target} (topic {}, partition {partition}, offset {offset})",
-            def.topic
-        )))
-    }
-
     /// Starts `plan` as the application `<service id>-<query id>`.
     fn start(&mut self, id: &str, plan: QueryPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
         let sources = plan.sources();
@@ -812,137 +652,6 @@ impl Executor {
             },
         );
         Ok(())
-    }
-
-    fn show(&self, s: Show) -> Result<Outcome> {
-        let rows = |kind: SourceKind| {
-            self.catalog
-                .sources()
-                .filter(|d| d.kind == kind)
-                .map(|d| {
-                    vec![
-                        d.name.clone(),
-                        d.topic.clone(),
-                        format!("{:?}", d.key_format).to_uppercase(),
-                        format!("{:?}", d.value_format).to_uppercase(),
-                    ]
-                })
-                .collect()
-        };
-        let source_columns =
-            |first: &str| [first, "Kafka Topic", "Key Format", "Value Format"].iter().map(|s| s.to_string()).collect();
-        Ok(match s {
-            Show::Streams => Outcome::Rows { columns: source_columns("Stream Name"), rows: rows(SourceKind::Stream) },
-            Show::Tables => Outcome::Rows { columns: source_columns("Table Name"), rows: rows(SourceKind::Table) },
-            Show::Queries => Outcome::Rows {
-                columns: ["Query ID", "Status", "Sink Name", "Query String"].iter().map(|s| s.to_string()).collect(),
-                rows: self
-                    .queries
-                    .iter()
-                    .map(|(id, q)| {
-                        vec![
-                            id.clone(),
-                            format!("{:?}", q.streams.state()).to_uppercase(),
-                            q.sink.clone(),
-                            q.sql.clone(),
-                        ]
-                    })
-                    .collect(),
-            },
-            Show::Topics => Outcome::Rows {
-                columns: vec!["Kafka Topic".into(), "Partitions".into()],
-                rows: self
-                    .admin
-                    .topics()?
-                    .into_iter()
-                    .filter(|(t, _)| !t.starts_with("__"))
-                    .map(|(t, n)| vec![t, n.to_string()])
-                    .collect(),
-            },
-        })
-    }
-
-    fn describe(&self, name: &str, extended: bool) -> Result<Outcome> {
-        let def =
-            self.catalog.get(name).ok_or_else(|| SqlError::Semantic(format!("no stream or table named {name}")))?;
-        let mut text = format!(
-            "Name                 : {}\nType                 : {}\n",
-            def.name,
-            kind_name(def.kind).to_uppercase()
-        );
-        text.push_str(&format!(
-            "Kafka topic          : {}\nKey format           : {:?}\nValue format         : {:?}\n",
-            def.topic, def.key_format, def.value_format
-        ));
-        if let Some(t) = &def.timestamp {
-            text.push_str(&format!("Timestamp column     : {t}\n"));
-        }
-        text.push_str("\n Field | Type\n");
-        for c in &def.columns {
-            let key = if !c.key {
-                ""
-            } else if def.kind == SourceKind::Table {
-                " (primary key)"
-            } else {
-                " (key)"
-            };
-            text.push_str(&format!(" {} | {}{key}\n", c.name, c.ty));
-        }
-        if extended {
-            let partitions = self.admin.partitions(&def.topic)?.map_or("(missing)".to_string(), |n| n.to_string());
-            text.push_str(&format!("\nPartitions           : {partitions}\n"));
-            for (id, q) in &self.queries {
-                let role = if q.sink == def.name {
-                    "written by"
-                } else if q.sources.contains(&def.name) {
-                    "read by"
-                } else {
-                    continue;
-                };
-                let m = q.streams.metrics();
-                let mut tasks: Vec<String> = m.tasks.values().flatten().map(|t| t.to_string()).collect();
-                tasks.sort();
-                text.push_str(&format!("{role} query {id}: tasks here [{}]\n", tasks.join(", ")));
-                text.push_str(&format!(
-                    "{role} query {id}: {:?}, {} records processed, {} skipped (not matching the schema), {} records written, {} commits\n",
-                    q.streams.state(),
-                    m.processed,
-                    q.skipped.load(std::sync::atomic::Ordering::Relaxed),
-                    m.sent,
-                    m.commits,
-                ));
-                let rate = {
-                    let mut sample = q.sample.lock().unwrap_or_else(|e| e.into_inner());
-                    let (at, before) = *sample;
-                    let t = now();
-                    let secs = t.duration_since(at).as_secs_f64();
-                    *sample = (t, m.processed);
-                    format!(
-                        "{:.0} records/s over the last {secs:.1} s",
-                        m.processed.saturating_sub(before) as f64 / secs.max(1e-3)
-                    )
-                };
-                let topics: Vec<String> =
-                    q.sources.iter().filter_map(|s| self.catalog.get(s).map(|d| d.topic.clone())).collect();
-                let group = format!("{}-{id}", self.config.service_id);
-                let lag = match self.admin.lag(&self.config.bootstrap_servers, &group, &topics) {
-                    Ok(l) => format!("{l} records behind on {}", topics.join(", ")),
-                    Err(e) => format!("lag unknown ({e})"),
-                };
-                text.push_str(&format!("{role} query {id}: {rate}; {lag}\n"));
-                for e in q.streams.errors() {
-                    text.push_str(&format!("  error: {e}\n"));
-                }
-            }
-        }
-        Ok(Outcome::Text(text))
-    }
-
-    fn explain(&self, query: &Query) -> Result<Outcome> {
-        let logical = self.planner.plan(&self.catalog, &query.sql)?;
-        let plan = self.compile(query)?;
-        let topology = plan.topology(&Sink::Topic("<sink>".into()), Arc::new(AtomicU64::new(0)))?;
-        Ok(Outcome::Text(format!("Logical plan:\n{}\n\nTopology:\n{}", logical.display_indent(), topology.describe())))
     }
 
     fn drop(&mut self, kind: SourceKind, name: &str, if_exists: bool, delete_topic: bool) -> Result<Outcome> {

@@ -1,0 +1,90 @@
+//! Queries answered to the caller rather than written to a topic: pull queries (from the
+//! store of the query that materializes a table) and push queries (a transient application).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use moldau_engine::KafkaStreams;
+
+use super::{Executor, Outcome, PUSH_BUFFER};
+use crate::error::{Result, SqlError};
+use crate::push::PushQuery;
+use crate::query::{QueryPlan, Sink};
+use crate::statement::{Emit, Query, SourceKind};
+
+impl Executor {
+    /// Answers a pull query from the store of the query that materializes its table.
+    pub(super) fn pull(&self, query: &Query) -> Result<Outcome> {
+        if query.emit == Some(Emit::Final) {
+            return Err(SqlError::Semantic("EMIT FINAL belongs to CREATE TABLE … AS SELECT with a WINDOW".into()));
+        }
+        if query.window.is_some() || query.partition_by.is_some() {
+            return Err(SqlError::Semantic(
+                "a pull query reads a table's current rows: WINDOW and PARTITION BY belong to persistent and push \
+                 queries"
+                    .into(),
+            ));
+        }
+        let name = match self.planner.tables_of(&query.sql)?.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(SqlError::Semantic("the query reads no stream or table".into())),
+            _ => return Err(SqlError::Unsupported("a pull query over more than one table".into())),
+        };
+        let def =
+            self.catalog.get(&name).ok_or_else(|| SqlError::Semantic(format!("no stream or table named {name}")))?;
+        if def.kind == SourceKind::Stream {
+            return Err(SqlError::Semantic(format!(
+                "{name} is a stream: a pull query reads a table's current rows; to follow a stream, end the query \
+                 with EMIT CHANGES"
+            )));
+        }
+        let materialized = self.queries.iter().find_map(|(id, q)| match &q.plan {
+            QueryPlan::Aggregate(a) if q.sink == name => Some((id, q, a)),
+            _ => None,
+        });
+        let Some((id, q, agg)) = materialized else {
+            return Err(SqlError::Semantic(format!(
+                "{name} is not materialized: pull queries read the tables a running aggregation writes (CREATE TABLE \
+                 … AS SELECT … GROUP BY); for {name}'s updates, end the query with EMIT CHANGES"
+            )));
+        };
+        let stores = q.streams.store(crate::pull::STORE);
+        let repartition = format!("{}-{id}-Aggregate-GroupBy-repartition", self.config.service_id);
+        let partitions = match self.admin.partitions(&repartition)? {
+            Some(n) => n,
+            // Grouped by the source's key: no repartition, one task per source partition.
+            None => self.admin.partitions(&agg.source().topic)?.unwrap_or(0),
+        };
+        if stores.is_empty() || (stores.len() as i32) < partitions {
+            return Err(SqlError::Execution(format!(
+                "{name}'s state is not ready here: {} of its {partitions} partitions are running on this server (the \
+                 query {id} is starting, restoring or rebalancing); ask again shortly",
+                stores.len()
+            )));
+        }
+        let schema = crate::pull::table_schema(def, agg.windowed());
+        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, schema)?;
+        Ok(Outcome::Pull(crate::pull::run(&plan, def, agg, &stores)?))
+    }
+
+    /// Starts a push query: a transient application whose rows stream to the caller; it
+    /// reads from the end of its source unless `SET 'auto.offset.reset'='earliest'`.
+    pub(super) fn push(&mut self, query: &Query) -> Result<PushQuery> {
+        let (plan, limit) = self.compile_with(query, true)?;
+        let schema = plan.output_schema().clone();
+        let columns = crate::planner::answer_columns(&schema)?;
+        let id = format!("transient_{}_{}", plan.source().name.to_ascii_uppercase(), uuid::Uuid::new_v4().simple());
+        let (tx, rx) = std::sync::mpsc::sync_channel(PUSH_BUFFER);
+        let topology = plan.topology(&Sink::Rows(tx), Arc::new(AtomicU64::new(0)))?;
+        let mut config = self.config.clone();
+        config.properties.entry("processing.guarantee".into()).or_insert_with(|| "at_least_once".into());
+        let reset = self.session.get("auto.offset.reset").cloned().unwrap_or_else(|| "latest".into());
+        config.properties.insert("consumer.auto.offset.reset".into(), reset);
+        let streams_config = config.streams_config(&id)?;
+        let app_id = streams_config.application_id.clone();
+        let fail = |e: moldau_engine::Error| SqlError::Execution(format!("push query: {e}"));
+        let mut streams = KafkaStreams::new(topology, streams_config).map_err(fail)?;
+        streams.start().map_err(fail)?;
+        Ok(PushQuery::new(columns, rx, streams, limit, app_id, &self.config))
+    }
+}
