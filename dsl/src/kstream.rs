@@ -232,6 +232,16 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         self.select_key(f).group_by_key(grouped)
     }
 
+    /// Connects processor `node` to `stores`.
+    fn connect_stores(&self, node: &str, stores: &[&str]) {
+        self.shared.with(|t| {
+            for s in stores {
+                t.connect_store(s, &[node])?;
+            }
+            Ok(())
+        });
+    }
+
     /// Adds a low-level processor that keeps each record's key (Kafka Streams'
     /// `processValues`): it must forward records under the key it received them with, so the
     /// stream stays partitioned as it was and grouping or joining after it does not
@@ -242,14 +252,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         stores: &[&str],
     ) -> KStream<K, V2> {
         let out: KStream<K, V2> = self.then("KSTREAM-PROCESSVALUES", supplier, self.repartition);
-        let node = out.node.clone();
-        let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
-        self.shared.with(|t| {
-            for s in &stores {
-                t.connect_store(s, &[&node])?;
-            }
-            Ok(())
-        });
+        self.connect_stores(&out.node, stores);
         out
     }
 
@@ -261,14 +264,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         stores: &[&str],
     ) -> KStream<K2, V2> {
         let out: KStream<K2, V2> = self.then("KSTREAM-PROCESSOR", supplier, true);
-        let node = out.node.clone();
-        let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
-        self.shared.with(|t| {
-            for s in &stores {
-                t.connect_store(s, &[&node])?;
-            }
-            Ok(())
-        });
+        self.connect_stores(&out.node, stores);
         out
     }
 }
