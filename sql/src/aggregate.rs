@@ -235,14 +235,17 @@ impl AggregatePlan {
         let pre = Arc::clone(self);
         let skipped_pre = skipped.clone();
         let consumed = Consumed::with(BytesSerde, BytesSerde);
-        let keyed = if self.keyed_by_group {
+        // The group key is written as the output's keys are, from the store on.
+        let key_format = sink.key_format(self.source.key_format);
+        let value_format = sink.value_format();
+        let keyed = if self.keyed_by_group && key_format == self.source.key_format {
             // Grouped by the record key: each record keeps its key and partition (null keys are
             // skipped by the deserialization handler, as a null group would be).
             b.stream_keyed(&self.source.topic, consumed)
-                .process_values(move || PreAggregate::new(Arc::clone(&pre), skipped_pre.clone()), &[])
+                .process_values(move || PreAggregate::new(Arc::clone(&pre), key_format, skipped_pre.clone()), &[])
         } else {
             b.stream(&self.source.topic, consumed)
-                .process(move || PreAggregate::new(Arc::clone(&pre), skipped_pre.clone()), &[])
+                .process(move || PreAggregate::new(Arc::clone(&pre), key_format, skipped_pre.clone()), &[])
         };
         let grouped = keyed.group_by_key(Grouped::with(BytesSerde, BytesSerde).named("Aggregate-GroupBy"));
         let store = "Aggregate-Materialize";
@@ -254,7 +257,7 @@ impl AggregatePlan {
             None => grouped
                 .aggregate(Vec::new, step, store, BytesSerde)
                 .to_stream()
-                .process(move || PostAggregate::new(Arc::clone(&post)), &[]),
+                .process(move || PostAggregate::new(Arc::clone(&post), key_format, value_format), &[]),
             Some(w) => {
                 let grace = ms(w.grace.unwrap_or(DEFAULT_GRACE));
                 let table = match w.kind {
@@ -284,11 +287,11 @@ impl AggregatePlan {
                         }
                     }
                 };
-                table.to_stream().process(move || PostAggregate::new(Arc::clone(&post)), &[])
+                table.to_stream().process(move || PostAggregate::new(Arc::clone(&post), key_format, value_format), &[])
             }
         };
         match sink {
-            Sink::Topic(t) => out.to(t, Produced::nullable(BytesSerde, BytesSerde)),
+            Sink::Topic(o) => out.to(&o.topic, Produced::nullable(BytesSerde, BytesSerde)),
             Sink::Rows(tx) => {
                 let tx = tx.clone();
                 out.for_each(move |_, v: &Option<Vec<u8>>| {
@@ -327,7 +330,7 @@ mod tests {
             "CREATE STREAM s (k STRING KEY, g STRING, v BIGINT) WITH (kafka_topic='in', value_format='JSON')",
             "SELECT g, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY g HAVING SUM(v) > 2",
         );
-        let t = p.topology(&Sink::Topic("out".into()), Arc::new(AtomicU64::new(0))).unwrap();
+        let t = p.topology(&Sink::topic("out"), Arc::new(AtomicU64::new(0))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
         for (i, (g, v)) in [("a", 1), ("b", 5), ("a", 2), ("a", 4)].into_iter().enumerate() {
@@ -351,7 +354,7 @@ mod tests {
             "CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='in', value_format='JSON')",
             "SELECT k, WINDOWSTART AS ws, COUNT(*) AS n FROM s WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY k EMIT FINAL",
         );
-        let t = p.topology(&Sink::Topic("out".into()), Arc::new(AtomicU64::new(0))).unwrap();
+        let t = p.topology(&Sink::topic("out"), Arc::new(AtomicU64::new(0))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
         for ts in [1_000, 2_000, 12_000, 25_000] {
@@ -375,7 +378,7 @@ mod tests {
             "CREATE STREAM s (k STRING KEY, v STRING) WITH (kafka_topic='in', value_format='JSON')",
             "SELECT k, EARLIEST_BY_OFFSET(v) AS first, LATEST_BY_OFFSET(v) AS last FROM s GROUP BY k",
         );
-        let t = p.topology(&Sink::Topic("out".into()), Arc::new(AtomicU64::new(0))).unwrap();
+        let t = p.topology(&Sink::topic("out"), Arc::new(AtomicU64::new(0))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut d = TopologyTestDriver::with_state_dir(t, dir.path()).unwrap();
         for (i, v) in [r#"{"v":"x"}"#, r#"{"v":null}"#, r#"{"v":"y"}"#].into_iter().enumerate() {

@@ -21,6 +21,15 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format's name, as statements spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Delimited => "DELIMITED",
+            Format::Kafka => "KAFKA",
+        }
+    }
+
     fn parse(property: &str, v: &str) -> Result<Self> {
         match v.to_ascii_uppercase().as_str() {
             "JSON" => Ok(Format::Json),
@@ -59,8 +68,16 @@ pub struct SourceDef {
     pub replicas: Option<i16>,
 }
 
-const KNOWN_PROPS: &[&str] =
+pub(crate) const KNOWN_PROPS: &[&str] =
     &["kafka_topic", "value_format", "key_format", "format", "partitions", "replicas", "timestamp"];
+
+/// The key and value formats `WITH (…)` names (`format` is both).
+pub(crate) fn formats(props: &Props) -> Result<(Option<Format>, Option<Format>)> {
+    let format = text(props, "format")?;
+    let key = text(props, "key_format")?.or(format).map(|f| Format::parse("key_format", f)).transpose()?;
+    let value = text(props, "value_format")?.or(format).map(|f| Format::parse("value_format", f)).transpose()?;
+    Ok((key, value))
+}
 
 fn text<'a>(props: &'a Props, key: &str) -> Result<Option<&'a str>> {
     match props.get(key) {
@@ -97,19 +114,13 @@ impl SourceDef {
         let topic = text(&c.props, "kafka_topic")?
             .ok_or_else(|| SqlError::Semantic(format!("{name}: WITH (kafka_topic='…') names the topic it reads")))?
             .to_string();
-        let format = text(&c.props, "format")?;
-        let value_format = match text(&c.props, "value_format")?.or(format) {
-            Some(f) => Format::parse("value_format", f)?,
-            None => {
-                return Err(SqlError::Semantic(format!(
-                    "{name}: WITH (value_format='JSON'|'DELIMITED'|'KAFKA') is required"
-                )))
-            }
+        let (key_format, value_format) = formats(&c.props)?;
+        let Some(value_format) = value_format else {
+            return Err(SqlError::Semantic(format!(
+                "{name}: WITH (value_format='JSON'|'DELIMITED'|'KAFKA') is required"
+            )));
         };
-        let key_format = match text(&c.props, "key_format")?.or(format) {
-            Some(f) => Format::parse("key_format", f)?,
-            None => Format::Kafka,
-        };
+        let key_format = key_format.unwrap_or(Format::Kafka);
         let keys: Vec<&Column> = c.columns.iter().filter(|col| col.key).collect();
         if keys.len() > 1 {
             return Err(SqlError::Unsupported(format!(

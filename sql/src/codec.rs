@@ -24,7 +24,8 @@ fn fixed<const N: usize>(ty: &SqlType, bytes: &[u8]) -> Result<[u8; N], String> 
     bytes.try_into().map_err(|_| format!("a {ty} key in the KAFKA format has {N} bytes, this one {}", bytes.len()))
 }
 
-fn decode_kafka(ty: &SqlType, bytes: &[u8]) -> Result<ScalarValue, String> {
+/// Reads one value of type `ty` in Kafka's serializer encodings.
+pub(crate) fn decode_kafka(ty: &SqlType, bytes: &[u8]) -> Result<ScalarValue, String> {
     Ok(match ty {
         SqlType::String => {
             ScalarValue::Utf8(Some(String::from_utf8(bytes.to_vec()).map_err(|e| format!("key is not UTF-8: {e}"))?))

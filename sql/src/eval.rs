@@ -15,9 +15,9 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
 
-use crate::catalog::{Format, SourceDef};
-use crate::codec;
+use crate::catalog::SourceDef;
 use crate::error::{Result, SqlError};
+use crate::{codec, values};
 
 /// One input record: key, value, timestamp (ms), partition, offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,31 +43,6 @@ pub struct BadRecord {
     pub reason: String,
 }
 
-/// Decodes JSON values (one object each) into one batch of `schema`'s columns.
-fn decode_json<'a>(
-    schema: &SchemaRef,
-    values: impl Iterator<Item = &'a [u8]>,
-) -> std::result::Result<RecordBatch, String> {
-    let values: Vec<&[u8]> = values.collect();
-    let mut decoder = datafusion_common::arrow::json::ReaderBuilder::new(Arc::clone(schema))
-        .with_batch_size(values.len().max(1))
-        .with_strict_mode(false)
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
-    for v in values {
-        let mut rest = v;
-        while !rest.is_empty() {
-            let n = decoder.decode(rest).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("the decoder took no bytes".into());
-            }
-            rest = &rest[n..];
-        }
-        decoder.decode(b"\n").map_err(|e| e.to_string())?;
-    }
-    Ok(decoder.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
-}
-
 /// Decodes records of a source into a batch of its schema (columns, then pseudo columns).
 pub(crate) struct Decoder<'a> {
     /// The source.
@@ -84,12 +59,7 @@ impl Decoder<'_> {
             self.source.columns.iter().filter(|c| !c.key).map(|c| Field::new(&c.name, c.ty.arrow(), true)).collect();
 
         let value_schema = Arc::new(Schema::new(value_fields));
-        if self.source.value_format != Format::Json {
-            return Err(SqlError::Unsupported(format!(
-                "value_format {:?} in queries (JSON for now)",
-                self.source.value_format
-            )));
-        }
+        let format = self.source.value_format;
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
         let key_column = self.source.columns.iter().find(|c| c.key);
@@ -113,26 +83,21 @@ impl Decoder<'_> {
         let value_of = |i: &usize| records[*i].value.as_deref().unwrap_or_default();
         // The whole batch at once; only when that fails is each record decoded alone, to
         // tell the bad ones apart (type errors show when the decoder flushes its rows).
-        let values = match decode_json(&value_schema, good.iter().map(value_of)) {
-            Ok(b) if b.num_rows() == good.len() => b,
-            _ => {
-                good.retain(|i| match decode_json(&value_schema, std::iter::once(value_of(i))) {
-                    Ok(b) if b.num_rows() == 1 => true,
-                    Ok(b) => {
-                        bad.push(BadRecord {
-                            index: *i,
-                            reason: format!("{} JSON values in one record", b.num_rows()),
-                        });
-                        false
-                    }
-                    Err(e) => {
-                        bad.push(BadRecord { index: *i, reason: e });
+        let all: Vec<&[u8]> = good.iter().map(value_of).collect();
+        let values = match values::decode(format, &value_schema, &all) {
+            Ok(b) => b,
+            Err(_) => {
+                good.retain(|i| match values::decode(format, &value_schema, &[value_of(i)]) {
+                    Ok(_) => true,
+                    Err(reason) => {
+                        bad.push(BadRecord { index: *i, reason });
                         false
                     }
                 });
                 bad.sort_by_key(|b| b.index);
                 keys.retain(|(i, _)| good.binary_search(i).is_ok());
-                decode_json(&value_schema, good.iter().map(value_of)).map_err(SqlError::Semantic)?
+                let all: Vec<&[u8]> = good.iter().map(value_of).collect();
+                values::decode(format, &value_schema, &all).map_err(SqlError::Semantic)?
             }
         };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.input_schema.fields().len());
@@ -351,13 +316,7 @@ impl Stateless {
 
     /// Encodes each output row as a JSON object (one value per row).
     pub fn encode_json(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let mut buf = Vec::new();
-        {
-            let mut w = datafusion_common::arrow::json::LineDelimitedWriter::new(&mut buf);
-            w.write(batch).map_err(|e| SqlError::Semantic(e.to_string()))?;
-            w.finish().map_err(|e| SqlError::Semantic(e.to_string()))?;
-        }
-        Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+        values::encode_json(batch)
     }
 }
 

@@ -17,9 +17,9 @@ use crate::eval::Stateless;
 use crate::join::JoinPlan;
 use crate::planner::Planner;
 use crate::push::PushQuery;
-use crate::query::{PartitionBy, QueryPlan, Sink, StatelessPlan};
+use crate::query::{Output, PartitionBy, QueryPlan, Sink, StatelessPlan};
 use crate::statement::Emit;
-use crate::statement::{parse, CreateAs, PropValue, Query, SourceKind, Statement};
+use crate::statement::{parse, Column, CreateAs, PropValue, Query, SourceKind, Statement};
 use crate::types::SqlType;
 
 mod answers;
@@ -536,16 +536,19 @@ impl Executor {
             Some(PropValue::Number(_)) => return Err(SqlError::Semantic("kafka_topic takes a quoted string".into())),
             None => c.name.to_ascii_uppercase(),
         };
-        for (k, v) in &c.props {
-            match (k.as_str(), v) {
-                ("kafka_topic" | "partitions" | "replicas", _) => {}
-                ("value_format", PropValue::Text(f)) if f.eq_ignore_ascii_case("json") => {}
-                ("value_format", _) => {
-                    return Err(SqlError::Unsupported(format!("{k}={v:?} for a query's output (JSON for now)")))
-                }
-                _ => return Err(SqlError::Semantic(format!("{}: unknown property '{k}'", c.name))),
-            }
+        if let Some(unknown) = c.props.keys().find(|k| !crate::catalog::KNOWN_PROPS.contains(&k.as_str())) {
+            return Err(SqlError::Semantic(format!("{}: unknown property '{unknown}'", c.name)));
         }
+        if c.props.contains_key("timestamp") {
+            return Err(SqlError::Unsupported(format!(
+                "{}: WITH (timestamp=…) on a query's output (its records keep their times)",
+                c.name
+            )));
+        }
+        let (key_format, value_format) = crate::catalog::formats(&c.props)?;
+        let key_format = self.output_key_format(&plan, &c.name, key_format)?;
+        let value_format = value_format.unwrap_or(Format::Json);
+        check_value_format(&c.name, value_format, plan.columns())?;
         let source_partitions = self.admin.partitions(plan.task_topic())?.unwrap_or(1);
         let partitions = match c.props.get("partitions") {
             Some(PropValue::Number(n)) => i32::try_from(*n)
@@ -560,16 +563,22 @@ impl Executor {
             kind: c.kind,
             columns: plan.columns().to_vec(),
             topic,
-            value_format: Format::Json,
-            key_format: plan.key_format(),
+            value_format,
+            key_format,
             timestamp: None,
             partitions: Some(partitions),
-            replicas: None,
+            replicas: match c.props.get("replicas") {
+                Some(PropValue::Number(n)) => Some(i16::try_from(*n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    SqlError::Semantic(format!("{}: replicas must be between 1 and {}", c.name, i16::MAX))
+                })?),
+                Some(PropValue::Text(_)) => return Err(SqlError::Semantic("replicas takes a number".into())),
+                None => None,
+            },
         };
         self.ensure_topic(&def)?;
         let prefix = if c.kind == SourceKind::Table { "CTAS" } else { "CSAS" };
         let id = format!("{prefix}_{}_{}", c.name.to_ascii_uppercase(), self.next_query);
-        self.start(&id, plan, &def.topic, &c.name, query_text(&c.query))?;
+        self.start(&id, plan, output_of(&def), &c.name, query_text(&c.query))?;
         self.catalog.add(def, true, false)?;
         Ok(Outcome::Message(format!("{what} {} created; query {id} running", c.name)))
     }
@@ -592,14 +601,9 @@ impl Executor {
         }
         if let QueryPlan::Join(j) = &plan {
             j.require_key(target)?;
-            if j.table().key_format != def.key_format {
-                return Err(SqlError::Semantic(format!(
-                    "INSERT INTO {target}: the join writes keys as {:?}, the stream's keys are {:?}",
-                    j.table().key_format,
-                    def.key_format
-                )));
-            }
         }
+        self.output_key_format(&plan, target, Some(def.key_format))?;
+        check_value_format(target, def.value_format, plan.columns())?;
         if matches!(plan, QueryPlan::Aggregate(_)) {
             return Err(SqlError::Semantic(format!(
                 "INSERT INTO {target}: an aggregation writes a table, not a stream"
@@ -617,16 +621,32 @@ impl Executor {
             )));
         }
         let id = format!("INSERTQUERY_{}", self.next_query);
-        self.start(&id, plan, &def.topic, target, query_text(query))?;
+        self.start(&id, plan, output_of(&def), target, query_text(query))?;
         Ok(Outcome::Message(format!("query {id} running, writing {target}")))
     }
 
+    /// The key format a query writes to `target`: `asked` when it computes its keys (GROUP BY,
+    /// PARTITION BY), else its source's, which `asked` must then be.
+    fn output_key_format(&self, plan: &QueryPlan, target: &str, asked: Option<Format>) -> Result<Format> {
+        let own = plan.key_format();
+        match asked {
+            None => Ok(own),
+            Some(f) if f == own || plan.computes_keys() => Ok(f),
+            Some(f) => Err(SqlError::Semantic(format!(
+                "{target}: keys in {}; the query passes its source's keys on as they are, in {}. \
+                 PARTITION BY the key column re-encodes them",
+                f.name(),
+                own.name()
+            ))),
+        }
+    }
+
     /// Starts `plan` as the application `<service id>-<query id>`.
-    fn start(&mut self, id: &str, plan: QueryPlan, topic: &str, sink: &str, sql: String) -> Result<()> {
+    fn start(&mut self, id: &str, plan: QueryPlan, output: Output, sink: &str, sql: String) -> Result<()> {
         let sources = plan.sources();
         let kept = plan.clone();
         let skipped = Arc::new(AtomicU64::new(0));
-        let topology = plan.topology(&Sink::Topic(topic.to_string()), skipped.clone())?;
+        let topology = plan.topology(&Sink::Topic(output), skipped.clone())?;
         // `SET` properties apply to the queries started after them, as in ksqlDB:
         // `auto.offset.reset` to their consumers, the others as streams properties.
         let mut with_session = self.config.clone();
@@ -744,4 +764,20 @@ fn single_source(plan: &datafusion_expr::LogicalPlan) -> Result<String> {
         [] => Err(SqlError::Semantic("the query reads no stream or table".into())),
         _ => Err(SqlError::Unsupported("queries over more than one source other than a stream–table JOIN".into())),
     }
+}
+
+/// Where a query writes `def`: its topic, in its formats.
+fn output_of(def: &SourceDef) -> Output {
+    Output { topic: def.topic.clone(), key_format: Some(def.key_format), value_format: def.value_format }
+}
+
+/// The KAFKA value format holds one value column.
+fn check_value_format(target: &str, format: Format, columns: &[Column]) -> Result<()> {
+    let values = columns.iter().filter(|c| !c.key).count();
+    if format == Format::Kafka && values != 1 {
+        return Err(SqlError::Semantic(format!(
+            "{target}: value_format='KAFKA' holds exactly one value column; the query writes {values}"
+        )));
+    }
+    Ok(())
 }

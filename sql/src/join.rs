@@ -25,7 +25,7 @@ use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
-use crate::eval::{filter_rows, good_rows, held_record, project, rowtime, BadRecord, Decoder, InputRecord, Stateless};
+use crate::eval::{filter_rows, good_rows, held_record, project, rowtime, BadRecord, Decoder, InputRecord};
 use crate::query::{Sink, BATCH};
 use crate::statement::{Column, SourceKind};
 use crate::types::SqlType;
@@ -151,14 +151,6 @@ impl JoinPlan {
                     "table–table joins ({} and {}); join a stream with a table",
                     stream.name, table.name
                 )))
-            }
-        }
-        for s in [&stream, &table] {
-            if s.value_format != Format::Json {
-                return Err(SqlError::Unsupported(format!(
-                    "value_format {:?} of {} in queries (JSON for now)",
-                    s.value_format, s.name
-                )));
             }
         }
         let (left_df, right_df) = (join.left.schema().as_ref(), join.right.schema().as_ref());
@@ -355,16 +347,24 @@ impl JoinPlan {
             stream.join(&table, |v, row| Pair { left: v.clone(), right: Some(row.clone()) }, joined)
         };
         let plan = Arc::clone(self);
+        let value_format = sink.value_format();
         let out = pairs.process(
-            move || JoinEvaluate { plan: Arc::clone(&plan), held: Held::default(), skipped: skipped.clone() },
+            move || JoinEvaluate {
+                plan: Arc::clone(&plan),
+                held: Held::default(),
+                skipped: skipped.clone(),
+                value_format,
+            },
             &[],
         );
         match sink {
-            Sink::Topic(t) => out.to(t, Produced::with(BytesSerde, BytesSerde)),
+            Sink::Topic(o) => out.to(&o.topic, Produced::nullable(BytesSerde, BytesSerde)),
             Sink::Rows(tx) => {
                 let tx = tx.clone();
-                out.for_each(move |_, v: &Vec<u8>| {
-                    let _ = tx.send(v.clone());
+                out.for_each(move |_, v: &Option<Vec<u8>>| {
+                    if let Some(v) = v {
+                        let _ = tx.send(v.clone());
+                    }
                 })
             }
         }
@@ -515,10 +515,12 @@ struct JoinEvaluate {
     plan: Arc<JoinPlan>,
     held: Held,
     skipped: Arc<AtomicU64>,
+    /// The format of the values it writes.
+    value_format: Format,
 }
 
 impl JoinEvaluate {
-    fn run(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
+    fn run(&mut self, ctx: &mut ProcessorContext<'_, Option<Vec<u8>>, Option<Vec<u8>>>) -> moldau_engine::Result<()> {
         if self.held.lefts.is_empty() {
             return Ok(());
         }
@@ -609,10 +611,10 @@ impl JoinEvaluate {
         };
         let out = project(&plan.projection, &joined, &plan.output_schema).map_err(fail)?;
         let values = out.project(&plan.value_columns).map_err(fail)?;
-        let encoded = Stateless::encode_json(&values).map_err(fail)?;
+        let encoded = crate::values::encode(self.value_format, &values).map_err(fail)?;
         for (value, row) in encoded.into_iter().zip(rows) {
             let key = std::mem::take(&mut keys[source_of[row]]);
-            ctx.forward(Record::new(key, value, times.value(row)))?;
+            ctx.forward(Record::new(Some(key), value, times.value(row)))?;
         }
         keys.clear();
         lefts.clear();
@@ -621,11 +623,11 @@ impl JoinEvaluate {
     }
 }
 
-impl Processor<Vec<u8>, Pair, Vec<u8>, Vec<u8>> for JoinEvaluate {
+impl Processor<Vec<u8>, Pair, Option<Vec<u8>>, Option<Vec<u8>>> for JoinEvaluate {
     fn process(
         &mut self,
         r: Record<Vec<u8>, Pair>,
-        ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>,
+        ctx: &mut ProcessorContext<'_, Option<Vec<u8>>, Option<Vec<u8>>>,
     ) -> moldau_engine::Result<()> {
         let (partition, offset) = ctx.record_metadata().map_or((-1, -1), |m| (m.partition, m.offset));
         let Record { key, value: Pair { left, right }, timestamp, .. } = r;
@@ -650,7 +652,7 @@ impl Processor<Vec<u8>, Pair, Vec<u8>, Vec<u8>> for JoinEvaluate {
         Ok(())
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Option<Vec<u8>>, Option<Vec<u8>>>) -> moldau_engine::Result<()> {
         self.run(ctx)
     }
 }

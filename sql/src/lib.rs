@@ -1,10 +1,13 @@
 //! Moldau's SQL front end: ksqlDB's statements over Kafka topics, planned by DataFusion and
 //! run as Moldau topologies.
 //!
-//! Built so far: the statement layer (`statement`: ksqlDB's statements and clauses, with
-//! positions for errors), the column types (`types`), the catalog of streams and tables
-//! (`catalog`), query planning with DataFusion (`planner`) and stateless queries evaluated by
-//! DataFusion's physical expressions over Arrow record batches (`eval`).
+//! The parts: the statement layer (`statement`: ksqlDB's statements and clauses, with
+//! positions for errors), column types (`types`), the catalog of streams and tables
+//! (`catalog`), keys and values in their formats (`codec`, `values`), planning with
+//! DataFusion (`planner`), the compiled queries (`eval` and `query`: stateless; `aggregate`;
+//! `join`) run as topologies, pull and push queries (`pull`, `push`), the executor of
+//! statements (`executor`), the command topic (`commands`), and the HTTP server and its
+//! client (`server`, `client`).
 
 mod admin;
 pub mod aggregate;
@@ -25,6 +28,7 @@ mod rowcodec;
 pub mod server;
 pub mod statement;
 pub mod types;
+mod values;
 
 pub use catalog::{Catalog, Format, SourceDef};
 pub use error::{Position, Result, SqlError};

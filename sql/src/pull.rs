@@ -261,7 +261,7 @@ impl Answer<'_> {
             return Ok(());
         }
         let stored: Vec<_> = entries.iter().map(|(k, w, s)| (k.as_slice(), *w, s.as_slice())).collect();
-        let (out, kept) = self.agg.output_rows(&stored)?;
+        let (out, kept) = self.agg.output_rows(&stored, self.def.key_format)?;
         // The table as the query sees it: its columns from the output, the window bounds
         // from the store.
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.scan_schema.fields().len());

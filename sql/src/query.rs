@@ -12,6 +12,7 @@ use moldau_dsl::state::BytesSerde;
 use moldau_dsl::{Consumed, KStream, Produced, StreamsBuilder};
 use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
+use crate::catalog::Format;
 use crate::error::{Result, SqlError};
 use crate::eval::{good_rows, held_record, rowtime, InputRecord, Stateless};
 use crate::statement::Column;
@@ -24,10 +25,45 @@ pub const BATCH: usize = 1024;
 #[derive(Debug, Clone)]
 pub enum Sink {
     /// A topic (persistent queries).
-    Topic(String),
+    Topic(Output),
     /// A channel of JSON row values, every column in the value (push queries). A full
     /// channel holds the query back; a closed one drops the rows.
     Rows(std::sync::mpsc::SyncSender<Vec<u8>>),
+}
+
+/// The topic a persistent query writes, and the formats it writes in.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The topic.
+    pub topic: String,
+    /// The keys' format; `None`: the keys are written as the query's source writes them.
+    pub key_format: Option<Format>,
+    /// The values' format.
+    pub value_format: Format,
+}
+
+impl Sink {
+    /// `topic`, its keys as the source's, its values JSON.
+    pub fn topic(topic: impl Into<String>) -> Sink {
+        Sink::Topic(Output { topic: topic.into(), key_format: None, value_format: Format::Json })
+    }
+
+    /// The format of the values it takes (rows are JSON).
+    pub(crate) fn value_format(&self) -> Format {
+        match self {
+            Sink::Topic(o) => o.value_format,
+            Sink::Rows(_) => Format::Json,
+        }
+    }
+
+    /// The format of the keys it takes, when a query computes them (`source`: the format of
+    /// its source's keys, kept unless the output names another).
+    pub(crate) fn key_format(&self, source: Format) -> Format {
+        match self {
+            Sink::Topic(Output { key_format: Some(f), .. }) => *f,
+            _ => source,
+        }
+    }
 }
 
 /// A compiled stateless query and the shape of what it writes.
@@ -118,8 +154,14 @@ impl StatelessPlan {
     pub fn topology(self: &Arc<Self>, sink: &Sink, skipped: Arc<AtomicU64>) -> Result<Topology> {
         let b = StreamsBuilder::new();
         let plan = Arc::clone(self);
-        let evaluate =
-            move || Evaluate { plan: Arc::clone(&plan), held: Vec::with_capacity(BATCH), skipped: skipped.clone() };
+        let (key_format, value_format) = (sink.key_format(self.source().key_format), sink.value_format());
+        let evaluate = move || Evaluate {
+            plan: Arc::clone(&plan),
+            held: Vec::with_capacity(BATCH),
+            skipped: skipped.clone(),
+            key_format,
+            value_format,
+        };
         let topic = &self.query.source().topic;
         let consumed = Consumed::with(BytesSerde, BytesSerde);
         let out: KStream<Key, Option<Vec<u8>>> = if self.table {
@@ -128,7 +170,7 @@ impl StatelessPlan {
             b.stream(topic, consumed).process(evaluate, &[])
         };
         match sink {
-            Sink::Topic(t) => out.to(t, Produced::nullable(BytesSerde, BytesSerde)),
+            Sink::Topic(o) => out.to(&o.topic, Produced::nullable(BytesSerde, BytesSerde)),
             Sink::Rows(tx) => {
                 let tx = tx.clone();
                 out.for_each(move |_, v: &Option<Vec<u8>>| {
@@ -150,6 +192,10 @@ struct Evaluate {
     plan: Arc<StatelessPlan>,
     held: Vec<InputRecord>,
     skipped: Arc<AtomicU64>,
+    /// The format of the keys PARTITION BY computes.
+    key_format: Format,
+    /// The format of the values it writes.
+    value_format: Format,
 }
 
 type Out = Option<Vec<u8>>;
@@ -179,7 +225,7 @@ impl Evaluate {
         let values = out
             .project(&self.plan.value_columns)
             .map_err(|e| moldau_engine::Error::processing(ctx_name(), e.to_string()))?;
-        let encoded = Stateless::encode_json(&values).map_err(fail)?;
+        let encoded = crate::values::encode(self.value_format, &values).map_err(fail)?;
         let rowtime = rowtime(&batch);
         let mut held = std::mem::take(&mut self.held);
         if table {
@@ -193,7 +239,7 @@ impl Evaluate {
                     continue; // a table row needs a key
                 }
                 let value = match outputs.next_if(|(at, _)| *at == i) {
-                    Some((_, v)) => Some(v),
+                    Some((_, v)) => v,
                     None if is_good || input.value.is_none() => None,
                     None => continue, // a bad record: skipped
                 };
@@ -211,7 +257,7 @@ impl Evaluate {
             ),
             None => None,
         };
-        let key_format = q.source().key_format;
+        let key_format = self.key_format;
         for (value, row) in encoded.into_iter().zip(rows) {
             let input = &mut held[good[row]];
             let key = match &new_keys {
@@ -225,7 +271,7 @@ impl Evaluate {
                     }
                 },
             };
-            ctx.forward(Record::new(key, Some(value), rowtime.value(row)))?;
+            ctx.forward(Record::new(key, value, rowtime.value(row)))?;
         }
         held.clear();
         self.held = held;
@@ -312,10 +358,20 @@ impl QueryPlan {
     }
 
     /// The format of the keys it writes (a join's: the table's key format).
-    pub fn key_format(&self) -> crate::catalog::Format {
+    pub fn key_format(&self) -> Format {
         match self {
             QueryPlan::Join(p) => p.table().key_format,
             other => other.source().key_format,
+        }
+    }
+
+    /// Whether it computes the keys it writes (GROUP BY, PARTITION BY), so that it can write
+    /// them in any key format.
+    pub fn computes_keys(&self) -> bool {
+        match self {
+            QueryPlan::Stateless(p) => p.partition.is_some(),
+            QueryPlan::Aggregate(_) => true,
+            QueryPlan::Join(_) => false,
         }
     }
 

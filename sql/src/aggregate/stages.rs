@@ -17,8 +17,9 @@ use moldau_dsl::state::Windowed;
 use moldau_engine::{Processor, ProcessorContext, Record};
 
 use super::AggregatePlan;
+use crate::catalog::Format;
 use crate::error::{Result, SqlError};
-use crate::eval::{filter_rows, held_record, project, Decoder, InputRecord, Stateless};
+use crate::eval::{filter_rows, held_record, project, Decoder, InputRecord};
 use crate::query::BATCH;
 use crate::{codec, rowcodec};
 
@@ -151,11 +152,13 @@ pub(crate) struct PreAggregate {
     plan: Arc<AggregatePlan>,
     held: Vec<InputRecord>,
     skipped: Arc<AtomicU64>,
+    /// The format the group keys are written in.
+    key_format: Format,
 }
 
 impl PreAggregate {
-    pub(crate) fn new(plan: Arc<AggregatePlan>, skipped: Arc<AtomicU64>) -> Self {
-        PreAggregate { plan, held: Vec::with_capacity(BATCH), skipped }
+    pub(crate) fn new(plan: Arc<AggregatePlan>, key_format: Format, skipped: Arc<AtomicU64>) -> Self {
+        PreAggregate { plan, held: Vec::with_capacity(BATCH), skipped, key_format }
     }
 
     fn run(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Vec<u8>>) -> moldau_engine::Result<()> {
@@ -198,7 +201,7 @@ impl PreAggregate {
             .ok_or_else(|| processing("the scan has no ROWTIME"))?;
         let mut row_args = Vec::with_capacity(args.len());
         for row in 0..rows {
-            let key = match codec::encode_key(plan.source.key_format, &group, row) {
+            let key = match codec::encode_key(self.key_format, &group, row) {
                 Ok(Some(k)) => k,
                 Ok(None) => {
                     skipped += 1;
@@ -309,11 +312,15 @@ impl GroupKey for Windowed<Vec<u8>> {
 pub(crate) struct PostAggregate<K> {
     plan: Arc<AggregatePlan>,
     held: Vec<(K, Option<Vec<u8>>, i64)>,
+    /// The format of the group keys.
+    key_format: Format,
+    /// The format of the values it writes.
+    value_format: Format,
 }
 
 impl<K> PostAggregate<K> {
-    pub(crate) fn new(plan: Arc<AggregatePlan>) -> Self {
-        PostAggregate { plan, held: Vec::new() }
+    pub(crate) fn new(plan: Arc<AggregatePlan>, key_format: Format, value_format: Format) -> Self {
+        PostAggregate { plan, held: Vec::new(), key_format, value_format }
     }
 }
 
@@ -324,10 +331,15 @@ type Out = Option<Vec<u8>>;
 pub(crate) type StoredGroup<'a> = (&'a [u8], Option<(i64, i64)>, &'a [u8]);
 
 impl AggregatePlan {
-    /// The output rows of stored aggregates: each group's aggregate values, HAVING, and the
-    /// projection (every output column). Returns them with, for each row, the index of the
-    /// entry it came from; entries HAVING leaves out or whose state cannot be read have no row.
-    pub(crate) fn output_rows(&self, entries: &[StoredGroup<'_>]) -> Result<(RecordBatch, Vec<usize>)> {
+    /// The output rows of stored aggregates (group keys in `key_format`): each group's
+    /// aggregate values, HAVING, and the projection (every output column). Returns them with,
+    /// for each row, the index of the entry it came from; entries HAVING leaves out or whose
+    /// state cannot be read have no row.
+    pub(crate) fn output_rows(
+        &self,
+        entries: &[StoredGroup<'_>],
+        key_format: Format,
+    ) -> Result<(RecordBatch, Vec<usize>)> {
         let fail = |e: String| SqlError::Execution(e);
         let mut rows: Vec<usize> = Vec::with_capacity(entries.len());
         let mut groups = Vec::with_capacity(entries.len());
@@ -335,7 +347,7 @@ impl AggregatePlan {
         let mut ends = Vec::new();
         let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(entries.len()); self.accumulators.aggs.len()];
         for (i, (group, window, state)) in entries.iter().enumerate() {
-            let decoded = codec::decode_key(&self.group_type, self.source.key_format, Some(group))
+            let decoded = codec::decode_key(&self.group_type, key_format, Some(group))
                 .and_then(|g| self.accumulators.evaluate(state).map(|v| (g, v)));
             match decoded {
                 Ok((g, v)) => {
@@ -403,15 +415,15 @@ impl<K: GroupKey> PostAggregate<K> {
         let entry_of: Vec<usize> =
             held.iter().enumerate().filter(|(_, (_, state, _))| state.is_some()).map(|(i, _)| i).collect();
         let mut values_out: Vec<Option<Vec<u8>>> = vec![None; held.len()];
-        let (out, kept) = plan.output_rows(&entries).map_err(processing)?;
+        let (out, kept) = plan.output_rows(&entries, self.key_format).map_err(processing)?;
         if !kept.is_empty() {
             let value_batch = out.project(&plan.value_columns).map_err(processing)?;
-            let encoded = Stateless::encode_json(&value_batch).map_err(processing)?;
+            let encoded = crate::values::encode(self.value_format, &value_batch).map_err(processing)?;
             if encoded.len() != kept.len() {
                 return Err(processing("fewer encoded rows than rows"));
             }
             for (i, value) in kept.into_iter().zip(encoded) {
-                values_out[entry_of[i]] = Some(value);
+                values_out[entry_of[i]] = value;
             }
         }
         drop(entries);

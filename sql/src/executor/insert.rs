@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use super::{Executor, Outcome};
-use crate::catalog::Format;
 use crate::error::{Result, SqlError};
-use crate::eval::Stateless;
 use crate::statement::SourceKind;
 
 impl Executor {
     /// `INSERT INTO target [(cols)] VALUES (…)`: one record, its key from the key column, its
-    /// value the other columns as JSON, its time `ROWTIME` when given.
+    /// value the other columns in the value format, its time `ROWTIME` when given.
     pub(super) fn insert_values(
         &mut self,
         target: &str,
@@ -27,12 +25,6 @@ impl Executor {
             .get(target)
             .ok_or_else(|| SqlError::Semantic(format!("INSERT INTO: no stream or table named {target}")))?
             .clone();
-        if def.value_format != Format::Json {
-            return Err(SqlError::Unsupported(format!(
-                "INSERT … VALUES into {target}: value_format {:?}",
-                def.value_format
-            )));
-        }
         let names = columns.unwrap_or_else(|| def.columns.iter().map(|c| c.name.clone()).collect());
         if names.len() != values.len() {
             return Err(SqlError::Semantic(format!(
@@ -83,13 +75,31 @@ impl Executor {
         if def.kind == SourceKind::Table && key.is_none() {
             return Err(SqlError::Semantic(format!("INSERT INTO {target}: a table row needs its PRIMARY KEY")));
         }
+        // Every value column, in the declared order (a DELIMITED value is positional): the
+        // ones not given are null.
+        let mut ordered_fields = Vec::new();
+        let mut ordered = Vec::new();
+        for c in def.columns.iter().filter(|c| !c.key) {
+            ordered_fields.push(Field::new(&c.name, c.ty.arrow(), true));
+            ordered.push(match fields.iter().position(|f| f.name() == &c.name) {
+                Some(at) => Arc::clone(&arrays[at]),
+                None => datafusion_common::arrow::array::new_null_array(&c.ty.arrow(), 1),
+            });
+        }
         let batch = RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            arrays,
+            Arc::new(Schema::new(ordered_fields)),
+            ordered,
             &datafusion_common::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
         )
         .map_err(|e| SqlError::Semantic(e.to_string()))?;
-        let value = Stateless::encode_json(&batch)?.pop().unwrap_or_else(|| b"{}".to_vec());
+        let value = match crate::values::encode(def.value_format, &batch)?.pop() {
+            Some(Some(v)) => v,
+            _ => {
+                return Err(SqlError::Semantic(format!(
+                    "INSERT INTO {target}: a null value in the KAFKA format is a tombstone, not a row"
+                )))
+            }
+        };
         let (partition, offset) =
             self.admin.produce(&self.config.bootstrap_servers, &def.topic, key.as_deref(), &value, timestamp)?;
         Ok(Outcome::Message(format!(

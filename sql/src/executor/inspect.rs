@@ -137,7 +137,7 @@ impl Executor {
     pub(super) fn explain(&self, query: &Query) -> Result<Outcome> {
         let logical = self.planner.plan(&self.catalog, &query.sql)?;
         let plan = self.compile(query)?;
-        let topology = plan.topology(&Sink::Topic("<sink>".into()), Arc::new(AtomicU64::new(0)))?;
+        let topology = plan.topology(&Sink::topic("<sink>"), Arc::new(AtomicU64::new(0)))?;
         Ok(Outcome::Text(format!("Logical plan:\n{}\n\nTopology:\n{}", logical.display_indent(), topology.describe())))
     }
 }
