@@ -48,9 +48,12 @@ pub struct AggregatePlan {
     /// The scan's schema (the source's, with window columns when windowed).
     pub(crate) scan_schema: SchemaRef,
     pub(crate) filter: Option<Arc<dyn PhysicalExpr>>,
-    /// The group key expression (over the scan) and its type.
-    pub(crate) group: Arc<dyn PhysicalExpr>,
-    pub(crate) group_type: SqlType,
+    /// The GROUP BY expressions (over the scan), in order.
+    pub(crate) group: Vec<Arc<dyn PhysicalExpr>>,
+    /// The key columns they become (named as selected), in the same order.
+    pub(crate) key_columns: Vec<Column>,
+    /// Their names.
+    pub(crate) key_names: Vec<String>,
     pub(crate) accumulators: Arc<Accumulators>,
     /// The aggregation's output schema: group column, [WINDOWSTART, WINDOWEND,] aggregates.
     pub(crate) agg_schema: SchemaRef,
@@ -107,26 +110,24 @@ impl AggregatePlan {
         let ctx = PhysicalPlanningContext::default();
         let physical = |e: &Expr, schema: &DFSchema| create_physical_expr(e, schema, &props, &ctx).map_err(semantic);
 
-        // GROUP BY: one expression, then the window columns the planner added.
+        // GROUP BY: the user's expressions, then the window columns the planner added.
         let window_count = if window.is_some() { WINDOW_COLUMNS.len() } else { 0 };
         let user_groups = agg.group_expr.len().saturating_sub(window_count);
-        if user_groups != 1 {
-            return Err(SqlError::Unsupported(format!(
-                "GROUP BY with {user_groups} expressions (one for now; combine columns into one key expression)"
-            )));
+        if user_groups == 0 {
+            return Err(SqlError::Semantic(
+                "an aggregation needs a GROUP BY: its groups are the keys of the table it writes".into(),
+            ));
         }
-        let group_expr = &agg.group_expr[0];
+        let group_exprs = &agg.group_expr[..user_groups];
         // Not for windows: the stage before the store holds records back, and in the same task
         // the window operators' stream time (the task's) would run ahead of the records it
         // hands on, closing their windows early. Behind a repartition, the aggregate's task
         // sees records as they come.
         let keyed_by_group = window.is_none()
-            && matches!(group_expr, Expr::Column(c)
+            && matches!(group_exprs, [Expr::Column(c)]
                 if source.columns.iter().any(|k| k.key && k.name == c.name)
                     && source.key_format == crate::catalog::Format::Kafka);
-        let group = physical(group_expr, &scan_df)?;
-        let group_type = SqlType::from_arrow(agg.schema.field(0).data_type())
-            .map_err(|e| SqlError::Unsupported(format!("GROUP BY {}: {e}", group_expr.schema_name())))?;
+        let group = group_exprs.iter().map(|g| physical(g, &scan_df)).collect::<Result<Vec<_>>>()?;
 
         let scan_schema: SchemaRef = Arc::new(scan_df.as_arrow().clone());
         let group_count = agg.group_expr.len();
@@ -161,34 +162,51 @@ impl AggregatePlan {
         let output_schema = Arc::new(Schema::new(
             p.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
         ));
-        // The group column selected as itself is the output's key.
+        // Each GROUP BY expression selected as itself is a key column of the output, in
+        // GROUP BY order; the other columns are its value.
         let mut value_columns = Vec::new();
         let mut columns = Vec::new();
-        let mut key = None;
+        let mut keys: Vec<Option<Column>> = vec![None; user_groups];
         for (i, (e, f)) in p.expr.iter().zip(p.schema.fields()).enumerate() {
             let ty = SqlType::from_arrow(f.data_type())
                 .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))?;
-            let is_group = matches!(e.clone().unalias(), Expr::Column(c) if Expr::Column(c.clone()) == *group_expr);
-            if is_group && key.is_none() {
-                key = Some(Column { name: f.name().clone(), ty, key: true });
-            } else {
-                value_columns.push(i);
-                columns.push(Column { name: f.name().clone(), ty, key: false });
+            let group_of = match e.clone().unalias() {
+                Expr::Column(c) => (0..user_groups).find(|&g| {
+                    keys[g].is_none()
+                        && (Expr::Column(c.clone()) == group_exprs[g]
+                            || datafusion_common::Column::from(agg.schema.qualified_field(g)) == c)
+                }),
+                _ => None,
+            };
+            match group_of {
+                Some(g) => keys[g] = Some(Column { name: f.name().clone(), ty, key: true }),
+                None => {
+                    value_columns.push(i);
+                    columns.push(Column { name: f.name().clone(), ty, key: false });
+                }
             }
         }
-        let Some(key) = key else {
-            return Err(SqlError::Semantic(format!(
-                "the GROUP BY expression {} must be selected: it is the key of the table the query writes",
-                group_expr.schema_name()
-            )));
-        };
-        columns.insert(0, key);
+        let mut key_columns = Vec::with_capacity(user_groups);
+        for (g, k) in keys.into_iter().enumerate() {
+            match k {
+                Some(k) => key_columns.push(k),
+                None => {
+                    return Err(SqlError::Semantic(format!(
+                        "the GROUP BY expression {} must be selected: it is a key of the table the query writes",
+                        group_exprs[g].schema_name()
+                    )))
+                }
+            }
+        }
+        let key_names = key_columns.iter().map(|k| k.name.clone()).collect();
+        columns.splice(0..0, key_columns.iter().cloned());
         Ok(AggregatePlan {
             source: source.clone(),
             scan_schema,
             filter: filter.as_ref().map(|f| physical(f, &scan_df)).transpose()?,
             group,
-            group_type,
+            key_columns,
+            key_names,
             accumulators,
             agg_schema: Arc::new(agg_df.as_arrow().clone()),
             having,

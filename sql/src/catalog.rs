@@ -122,9 +122,9 @@ impl SourceDef {
         };
         let key_format = key_format.unwrap_or(Format::Kafka);
         let keys: Vec<&Column> = c.columns.iter().filter(|col| col.key).collect();
-        if keys.len() > 1 {
-            return Err(SqlError::Unsupported(format!(
-                "{name}: more than one key column ({})",
+        if keys.len() > 1 && key_format == Format::Kafka {
+            return Err(SqlError::Semantic(format!(
+                "{name}: the KAFKA key format holds one key column; {} need key_format='JSON' or 'DELIMITED'",
                 keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
@@ -183,6 +183,11 @@ impl SourceDef {
             partitions,
             replicas,
         })
+    }
+
+    /// The key columns, in order.
+    pub fn key_columns(&self) -> Vec<Column> {
+        self.columns.iter().filter(|c| c.key).cloned().collect()
     }
 
     /// The Arrow schema queries see: every column, then ROWTIME (the record time) and

@@ -6,6 +6,7 @@ use datafusion_common::arrow::array::ArrayRef;
 use datafusion_common::ScalarValue;
 
 use crate::catalog::Format;
+use crate::statement::Column;
 use crate::types::SqlType;
 
 /// Reads one key of type `ty` in `format`; the error says what is wrong with the bytes.
@@ -80,6 +81,121 @@ pub(crate) fn encode_key(format: Format, column: &ArrayRef, row: usize) -> Resul
     }))
 }
 
+/// Reads a key of the columns `columns` (their names and types, in order) in `format`: one
+/// column as [`decode_key`] reads it; several as a JSON object with a field per column, or
+/// DELIMITED fields in column order.
+pub(crate) fn decode_keys(
+    columns: &[Column],
+    format: Format,
+    bytes: Option<&[u8]>,
+) -> Result<Vec<ScalarValue>, String> {
+    if let [one] = columns {
+        return Ok(vec![decode_key(&one.ty, format, bytes)?]);
+    }
+    let Some(bytes) = bytes else {
+        return columns.iter().map(|c| ScalarValue::try_from(c.ty.arrow()).map_err(|e| e.to_string())).collect();
+    };
+    match format {
+        Format::Kafka => Err(format!("a key of {} columns in the KAFKA format (one column)", columns.len())),
+        Format::Json => {
+            let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("key is not JSON: {e}"))?;
+            let serde_json::Value::Object(fields) = v else {
+                return Err(format!("a key of {} columns is a JSON object, not {v}", columns.len()));
+            };
+            columns
+                .iter()
+                .map(|c| {
+                    let field = fields
+                        .iter()
+                        .find(|(name, _)| name.eq_ignore_ascii_case(&c.name))
+                        .map_or(serde_json::Value::Null, |(_, v)| v.clone());
+                    let bytes = serde_json::to_vec(&field).map_err(|e| e.to_string())?;
+                    decode_json_scalar(&c.ty, &bytes).map_err(|e| format!("key column {}: {e}", c.name))
+                })
+                .collect()
+        }
+        Format::Delimited => {
+            let text = std::str::from_utf8(bytes).map_err(|e| format!("key: {e}"))?;
+            let fields = crate::values::split_delimited(text)?;
+            if fields.len() != columns.len() {
+                return Err(format!("{} key fields where the key has {} columns", fields.len(), columns.len()));
+            }
+            columns
+                .iter()
+                .zip(fields)
+                .map(|(c, f)| match f {
+                    None => ScalarValue::try_from(c.ty.arrow()).map_err(|e| e.to_string()),
+                    Some(text) => decode_text(&c.ty, &text).map_err(|e| format!("key column {}: {e}", c.name)),
+                })
+                .collect()
+        }
+    }
+}
+
+/// Writes the key of row `row` of `columns` (named `names`) in `format`: one column as
+/// [`encode_key`] writes it; several as a JSON object or DELIMITED fields. `None` (no key)
+/// when any column is null.
+pub(crate) fn encode_keys(
+    format: Format,
+    columns: &[ArrayRef],
+    names: &[String],
+    row: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    if let [one] = columns {
+        return encode_key(format, one, row);
+    }
+    let mut values = Vec::with_capacity(columns.len());
+    for c in columns {
+        let v = ScalarValue::try_from_array(c, row).map_err(|e| e.to_string())?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        values.push(v);
+    }
+    match format {
+        Format::Kafka => Err(format!("a key of {} columns in the KAFKA format (one column)", columns.len())),
+        Format::Json => {
+            // Fields in column order (the same key always makes the same bytes).
+            let mut out = b"{".to_vec();
+            for (i, (name, v)) in names.iter().zip(values).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut out, name).map_err(|e| e.to_string())?;
+                out.push(b':');
+                serde_json::to_writer(&mut out, &json_scalar(v)?).map_err(|e| e.to_string())?;
+            }
+            out.push(b'}');
+            Ok(Some(out))
+        }
+        Format::Delimited => {
+            let fields: Vec<String> = values.iter().map(ToString::to_string).collect();
+            Ok(Some(crate::values::join_delimited(fields.iter().map(|f| Some(f.as_str()))).into_bytes()))
+        }
+    }
+}
+
+/// A scalar as a JSON value (numbers and booleans as themselves, the rest as text).
+fn json_scalar(v: ScalarValue) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            serde_json::Value::String(s)
+        }
+        ScalarValue::Boolean(Some(b)) => serde_json::Value::Bool(b),
+        ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_)
+        | ScalarValue::UInt64(_)
+        | ScalarValue::Float32(_)
+        | ScalarValue::Float64(_) => serde_json::from_str(&v.to_string()).map_err(|e| e.to_string())?,
+        other => serde_json::Value::String(other.to_string()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +217,32 @@ mod tests {
         assert_eq!(encode_key(Format::Kafka, &col, 0).unwrap(), Some(b"a".to_vec()));
         assert_eq!(encode_key(Format::Json, &col, 0).unwrap(), Some(b"\"a\"".to_vec()));
         assert_eq!(encode_key(Format::Kafka, &col, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn should_read_and_write_keys_of_several_columns() {
+        use datafusion_common::arrow::array::{Int64Array, StringArray};
+        let cols = [
+            Column { name: "region".into(), ty: SqlType::String, key: true },
+            Column { name: "n".into(), ty: SqlType::BigInt, key: true },
+        ];
+        let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("e,u"), Some("x")])),
+            Arc::new(Int64Array::from(vec![Some(7), None])),
+        ];
+        let json = encode_keys(Format::Json, &arrays, &names, 0).unwrap().unwrap();
+        assert_eq!(json, br#"{"region":"e,u","n":7}"#);
+        assert_eq!(
+            decode_keys(&cols, Format::Json, Some(&json)).unwrap(),
+            [ScalarValue::Utf8(Some("e,u".into())), ScalarValue::Int64(Some(7))]
+        );
+        let text = encode_keys(Format::Delimited, &arrays, &names, 0).unwrap().unwrap();
+        assert_eq!(text, br#""e,u",7"#);
+        assert_eq!(decode_keys(&cols, Format::Delimited, Some(&text)).unwrap()[1], ScalarValue::Int64(Some(7)));
+        assert_eq!(encode_keys(Format::Json, &arrays, &names, 1).unwrap(), None, "a null key column: no key");
+        assert!(encode_keys(Format::Kafka, &arrays, &names, 0).unwrap_err().contains("KAFKA"));
+        assert!(decode_keys(&cols, Format::Json, Some(b"[1]")).unwrap_err().contains("JSON object"));
+        assert!(decode_keys(&cols, Format::Delimited, Some(b"a")).unwrap_err().contains("1 key fields"));
     }
 }

@@ -62,15 +62,15 @@ impl Decoder<'_> {
         let format = self.source.value_format;
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
-        let key_column = self.source.columns.iter().find(|c| c.key);
-        let mut keys = Vec::with_capacity(if key_column.is_some() { records.len() } else { 0 });
+        let key_columns = self.source.key_columns();
+        let mut keys = Vec::with_capacity(if key_columns.is_empty() { 0 } else { records.len() });
         for (i, r) in records.iter().enumerate() {
             if r.value.is_none() {
                 bad.push(BadRecord { index: i, reason: "no value (a tombstone)".into() });
                 continue;
             }
-            if let Some(k) = key_column {
-                match codec::decode_key(&k.ty, self.source.key_format, r.key.as_deref()) {
+            if !key_columns.is_empty() {
+                match codec::decode_keys(&key_columns, self.source.key_format, r.key.as_deref()) {
                     Ok(v) => keys.push((i, v)),
                     Err(reason) => {
                         bad.push(BadRecord { index: i, reason });
@@ -102,9 +102,12 @@ impl Decoder<'_> {
         };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.input_schema.fields().len());
         let mut value_index = 0;
+        let mut key_index = 0;
         for c in &self.source.columns {
             if c.key {
-                let values = keys.drain(..).map(|(_, v)| v);
+                let at = key_index;
+                key_index += 1;
+                let values = keys.iter_mut().map(|(_, v)| std::mem::replace(&mut v[at], ScalarValue::Null));
                 let array = if good.is_empty() {
                     datafusion_common::arrow::array::new_empty_array(&c.ty.arrow())
                 } else {

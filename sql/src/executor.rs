@@ -629,7 +629,13 @@ impl Executor {
     /// PARTITION BY), else its source's, which `asked` must then be.
     fn output_key_format(&self, plan: &QueryPlan, target: &str, asked: Option<Format>) -> Result<Format> {
         let own = plan.key_format();
+        let keys: Vec<&str> = plan.columns().iter().filter(|c| c.key).map(|c| c.name.as_str()).collect();
         match asked {
+            _ if keys.len() > 1 && asked.unwrap_or(own) == Format::Kafka => Err(SqlError::Semantic(format!(
+                "{target}: the key columns {} do not fit the KAFKA key format (one column); \
+                     write WITH (key_format='JSON') or 'DELIMITED'",
+                keys.join(", ")
+            ))),
             None => Ok(own),
             Some(f) if f == own || plan.computes_keys() => Ok(f),
             Some(f) => Err(SqlError::Semantic(format!(

@@ -154,15 +154,25 @@ impl JoinPlan {
             }
         }
         let (left_df, right_df) = (join.left.schema().as_ref(), join.right.schema().as_ref());
-        let table_key = table.columns.iter().find(|c| c.key).expect("a table has a primary key").clone();
+        let table_key = match table.key_columns().as_slice() {
+            [one] => one.clone(),
+            many => {
+                return Err(SqlError::Unsupported(format!(
+                    "joins with {}, whose PRIMARY KEY has {} columns ({}); a join is on one key column",
+                    table.name,
+                    many.len(),
+                    many.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
         let on = Self::condition(join, left_df, right_df, &table, &table_key.name)?;
         let key_type = table_key.ty.arrow();
         let on_type = on.get_type(left_df).map_err(|e| SqlError::Semantic(e.to_string()))?;
-        let on_stream_key = stream.columns.iter().find(|c| c.key).is_some_and(|k| {
+        let on_stream_key = matches!(stream.key_columns().as_slice(), [k] if {
             column_of(&on).is_some_and(|c| c.name == k.name)
                 && k.ty == table_key.ty
                 && stream.key_format == table.key_format
-        });
+        } );
         let props = ExecutionProps::new();
         let ctx = PhysicalPlanningContext::default();
         let physical = |e: &Expr, schema: &DFSchema| {

@@ -106,14 +106,12 @@ pub fn run(
         }
     }
     let scan_df: &DFSchema = scan.schema();
-    let key = def
-        .columns
-        .iter()
-        .find(|c| c.key)
-        .ok_or_else(|| SqlError::Semantic(format!("{} has no key column to look rows up by", def.name)))?;
-    let lookup = match &filter {
-        Some(f) => lookup(f, key, def.key_format)?,
-        None => Lookup::Scan,
+    let keys = def.key_columns();
+    let lookup = match (&filter, keys.as_slice()) {
+        (_, []) => return Err(SqlError::Semantic(format!("{} has no key column to look rows up by", def.name))),
+        (Some(f), [key]) => lookup(f, key, def.key_format)?,
+        (Some(f), keys) => lookup_composite(f, keys, def.key_format)?,
+        (None, _) => Lookup::Scan,
     };
     let props = ExecutionProps::new();
     let ctx = PhysicalPlanningContext::default();
@@ -215,6 +213,37 @@ fn lookup(filter: &Expr, key: &Column, format: Format) -> Result<Lookup> {
         Some(k) => Lookup::Keys(k),
         None if low != Bound::Unbounded || high != Bound::Unbounded => Lookup::Range(low, high),
         None => Lookup::Scan,
+    })
+}
+
+/// The lookup of a key of several columns: one point lookup when the WHERE clause gives each
+/// key column with `=`, else a scan.
+fn lookup_composite(filter: &Expr, keys: &[Column], format: Format) -> Result<Lookup> {
+    let mut values: Vec<Option<ArrayRef>> = vec![None; keys.len()];
+    for c in split_conjunction(filter) {
+        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = c else { continue };
+        let (column, literal) = match (strip(left), strip(right)) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
+            _ => continue,
+        };
+        let Some(at) = keys.iter().position(|k| k.name == column.name) else { continue };
+        let key = &keys[at];
+        let v = literal
+            .cast_to(&key.ty.arrow())
+            .map_err(|err| SqlError::Semantic(format!("{} is {}; {literal} is not one ({err})", key.name, key.ty)))?;
+        let array = v.to_array().map_err(|e| SqlError::Semantic(e.to_string()))?;
+        if let Some(seen) = &values[at] {
+            if seen.as_ref() != array.as_ref() {
+                return Ok(Lookup::Keys(Vec::new())); // no key is both
+            }
+        }
+        values[at] = Some(array);
+    }
+    let Some(arrays) = values.into_iter().collect::<Option<Vec<_>>>() else { return Ok(Lookup::Scan) };
+    let names: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
+    Ok(match crate::codec::encode_keys(format, &arrays, &names, 0).map_err(SqlError::Semantic)? {
+        Some(k) => Lookup::Keys(vec![k]),
+        None => Lookup::Keys(Vec::new()), // a null key column: no group has it
     })
 }
 
@@ -405,6 +434,26 @@ mod tests {
 
     fn lit(s: &str) -> Expr {
         Expr::Literal(ScalarValue::Utf8(Some(s.into())), None)
+    }
+
+    fn num(n: i64) -> Expr {
+        Expr::Literal(ScalarValue::Int64(Some(n)), None)
+    }
+
+    #[test]
+    fn should_look_a_key_of_several_columns_up_when_each_is_given() {
+        let keys = [
+            Column { name: "a".into(), ty: SqlType::String, key: true },
+            Column { name: "b".into(), ty: SqlType::BigInt, key: true },
+        ];
+        let f = col("a").eq(lit("x")).and(num(3).eq(col("b")));
+        assert_eq!(
+            lookup_composite(&f, &keys, Format::Json).unwrap(),
+            Lookup::Keys(vec![br#"{"a":"x","b":3}"#.to_vec()])
+        );
+        assert_eq!(lookup_composite(&col("a").eq(lit("x")), &keys, Format::Json).unwrap(), Lookup::Scan);
+        let both = col("a").eq(lit("x")).and(col("b").eq(num(3))).and(col("a").eq(lit("y")));
+        assert_eq!(lookup_composite(&both, &keys, Format::Delimited).unwrap(), Lookup::Keys(vec![]));
     }
 
     #[test]

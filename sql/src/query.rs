@@ -95,35 +95,45 @@ impl StatelessPlan {
     /// value is the new key and the output column of its name is the key column. Every other
     /// output column goes to the value.
     pub fn new(query: Stateless, partition: Option<PartitionBy>) -> Result<Self> {
-        let (key, partition) = match partition {
-            None => (query.source().columns.iter().find(|c| c.key).map(|c| (c.name.clone(), Some(c.ty.clone()))), None),
+        // The key columns: the source's (passed through), or PARTITION BY's new one.
+        let (keys, partition) = match partition {
+            None => (query.source().key_columns().into_iter().map(|c| (c.name, c.ty)).collect::<Vec<_>>(), None),
             Some(p) => {
                 let expr = query.compile_expr(&p.expr)?;
                 let ty = p.expr.get_type(query.scan_schema()).map_err(|e| SqlError::Semantic(e.to_string()))?;
                 let ty = SqlType::from_arrow(&ty)
                     .map_err(|e| SqlError::Unsupported(format!("PARTITION BY {}: {e}", p.name)))?;
-                (Some((p.name, Some(ty))), Some(expr))
+                (vec![(p.name, ty)], Some(expr))
             }
         };
         let mut value_columns = Vec::new();
         let mut columns = Vec::new();
-        let mut key_kept = None;
+        let mut kept: Vec<Option<Column>> = vec![None; keys.len()];
         for (i, f) in query.output_schema().fields().iter().enumerate() {
             let ty = SqlType::from_arrow(f.data_type())
                 .map_err(|e| SqlError::Unsupported(format!("column {}: {e}", f.name())))?;
-            let is_key = key.as_ref().is_some_and(|(name, kt)| name == f.name() && kt.as_ref() == Some(&ty));
-            if is_key && key_kept.is_none() {
-                key_kept = Some(Column { name: f.name().clone(), ty, key: true });
-            } else {
-                value_columns.push(i);
-                columns.push(Column { name: f.name().clone(), ty, key: false });
+            let key = keys.iter().position(|(name, kt)| name == f.name() && *kt == ty).filter(|&k| kept[k].is_none());
+            match key {
+                Some(k) => kept[k] = Some(Column { name: f.name().clone(), ty, key: true }),
+                None => {
+                    value_columns.push(i);
+                    columns.push(Column { name: f.name().clone(), ty, key: false });
+                }
             }
         }
-        match (key_kept, &partition, key) {
-            (Some(k), _, _) => columns.insert(0, k),
+        let selected = kept.iter().filter(|k| k.is_some()).count();
+        if partition.is_some() {
             // A new key not selected: still the key column, as ksqlDB keeps it.
-            (None, Some(_), Some((name, Some(ty)))) => columns.insert(0, Column { name, ty, key: true }),
-            _ => {}
+            let (name, ty) = keys.into_iter().next().expect("PARTITION BY makes one key");
+            columns.insert(0, kept.pop().flatten().unwrap_or(Column { name, ty, key: true }));
+        } else if selected == keys.len() {
+            columns.splice(0..0, kept.into_iter().flatten());
+        } else if selected > 0 {
+            return Err(SqlError::Semantic(format!(
+                "select every key column of {} ({}) or none: the records keep their keys",
+                query.source().name,
+                keys.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )));
         }
         let table = query.source().kind == crate::statement::SourceKind::Table;
         Ok(StatelessPlan { query, partition, value_columns, columns, table })

@@ -54,7 +54,7 @@ fn decode_json(schema: &SchemaRef, values: &[&[u8]]) -> std::result::Result<Reco
 
 /// The fields of one delimited value: `,`-separated, a field in double quotes may hold
 /// commas, line breaks and doubled quotes; an empty unquoted field is null.
-fn split_delimited(text: &str) -> std::result::Result<Vec<Option<String>>, String> {
+pub(crate) fn split_delimited(text: &str) -> std::result::Result<Vec<Option<String>>, String> {
     let mut fields = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -183,6 +183,32 @@ pub(crate) fn encode_json(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
     Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
+/// Joins fields into one delimited value: `None` is null (an empty field); a field holding a
+/// delimiter, a quote or a line break, or an empty string, is quoted.
+pub(crate) fn join_delimited<'a>(fields: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut out = String::new();
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if let Some(f) = f {
+            push_field(&mut out, f);
+        }
+    }
+    out
+}
+
+/// Appends a non-null field, quoted when it must be.
+fn push_field(out: &mut String, field: &str) {
+    if field.is_empty() || field.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
 fn encode_delimited(batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
     use base64::Engine as _;
     let options = FormatOptions::default().with_null("");
@@ -196,33 +222,25 @@ fn encode_delimited(batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
     let mut out = Vec::with_capacity(batch.num_rows());
     let mut field = String::new();
     for row in 0..batch.num_rows() {
-        let mut value = Vec::with_capacity(16 * formatters.len());
+        let mut value = String::with_capacity(16 * formatters.len());
         for (i, (f, column)) in formatters.iter().zip(batch.columns()).enumerate() {
             if i > 0 {
-                value.push(b',');
+                value.push(',');
+            }
+            if column.is_null(row) {
+                continue; // null: an empty field
             }
             field.clear();
             match column.as_any().downcast_ref::<datafusion_common::arrow::array::BinaryArray>() {
-                Some(b) if b.is_valid(row) => {
-                    field.push_str(&base64::engine::general_purpose::STANDARD.encode(b.value(row)))
-                }
-                _ => {
+                Some(b) => field.push_str(&base64::engine::general_purpose::STANDARD.encode(b.value(row))),
+                None => {
                     use std::fmt::Write as _;
                     write!(field, "{}", f.value(row)).map_err(|e| SqlError::Semantic(e.to_string()))?;
                 }
             }
-            // Quoted when it holds a delimiter, a quote or a line break, or is an empty string
-            // (unquoted, an empty field is null).
-            let empty_string = field.is_empty() && column.is_valid(row);
-            if empty_string || field.contains([',', '"', '\n', '\r']) {
-                value.push(b'"');
-                value.extend_from_slice(field.replace('"', "\"\"").as_bytes());
-                value.push(b'"');
-            } else {
-                value.extend_from_slice(field.as_bytes());
-            }
+            push_field(&mut value, &field);
         }
-        out.push(Some(value));
+        out.push(Some(value.into_bytes()));
     }
     Ok(out)
 }

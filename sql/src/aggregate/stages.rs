@@ -187,7 +187,12 @@ impl PreAggregate {
             None => batch,
         };
         let rows = batch.num_rows();
-        let group = plan.group.evaluate(&batch).and_then(|v| v.into_array(rows)).map_err(processing)?;
+        let group = plan
+            .group
+            .iter()
+            .map(|g| g.evaluate(&batch).and_then(|v| v.into_array(rows)))
+            .collect::<datafusion_common::Result<Vec<_>>>()
+            .map_err(processing)?;
         let args = plan
             .accumulators
             .args
@@ -201,7 +206,7 @@ impl PreAggregate {
             .ok_or_else(|| processing("the scan has no ROWTIME"))?;
         let mut row_args = Vec::with_capacity(args.len());
         for row in 0..rows {
-            let key = match codec::encode_key(self.key_format, &group, row) {
+            let key = match codec::encode_keys(self.key_format, &group, &plan.key_names, row) {
                 Ok(Some(k)) => k,
                 Ok(None) => {
                     skipped += 1;
@@ -342,16 +347,18 @@ impl AggregatePlan {
     ) -> Result<(RecordBatch, Vec<usize>)> {
         let fail = |e: String| SqlError::Execution(e);
         let mut rows: Vec<usize> = Vec::with_capacity(entries.len());
-        let mut groups = Vec::with_capacity(entries.len());
+        let mut groups: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(entries.len()); self.key_columns.len()];
         let mut starts = Vec::new();
         let mut ends = Vec::new();
         let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(entries.len()); self.accumulators.aggs.len()];
         for (i, (group, window, state)) in entries.iter().enumerate() {
-            let decoded = codec::decode_key(&self.group_type, key_format, Some(group))
+            let decoded = codec::decode_keys(&self.key_columns, key_format, Some(group))
                 .and_then(|g| self.accumulators.evaluate(state).map(|v| (g, v)));
             match decoded {
                 Ok((g, v)) => {
-                    groups.push(g);
+                    for (col, x) in groups.iter_mut().zip(g) {
+                        col.push(x);
+                    }
                     if let Some((s, e)) = window {
                         starts.push(*s);
                         ends.push(*e);
@@ -368,7 +375,9 @@ impl AggregatePlan {
             return Ok((RecordBatch::new_empty(Arc::clone(&self.output_schema)), rows));
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.agg_schema.fields().len());
-        columns.push(ScalarValue::iter_to_array(groups).map_err(|e| fail(e.to_string()))?);
+        for col in groups {
+            columns.push(ScalarValue::iter_to_array(col).map_err(|e| fail(e.to_string()))?);
+        }
         if self.windowed() {
             columns.push(Arc::new(Int64Array::from(starts)));
             columns.push(Arc::new(Int64Array::from(ends)));

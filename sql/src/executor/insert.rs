@@ -47,7 +47,7 @@ impl Executor {
             };
             raw.cast_to(ty).map_err(|_| SqlError::Semantic(format!("{name}: {v:?} is not a value of type {ty}")))
         };
-        let mut key = None;
+        let mut key_values: Vec<(String, ArrayRef)> = Vec::new();
         let mut timestamp = None;
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
@@ -66,12 +66,28 @@ impl Executor {
                 .ok_or_else(|| SqlError::Semantic(format!("INSERT INTO {target}: no column named {name}")))?;
             let array = scalar(name, &col.ty.arrow(), v)?.to_array().map_err(|e| SqlError::Semantic(e.to_string()))?;
             if col.key {
-                key = crate::codec::encode_key(def.key_format, &array, 0).map_err(SqlError::Semantic)?;
+                key_values.push((name.clone(), array));
             } else {
                 fields.push(Field::new(name, col.ty.arrow(), true));
                 arrays.push(array);
             }
         }
+        // The key: its columns in the declared order (one not given is null, and then there is
+        // no key).
+        let key_columns = def.key_columns();
+        let key = if key_columns.is_empty() {
+            None
+        } else {
+            let names: Vec<String> = key_columns.iter().map(|c| c.name.clone()).collect();
+            let arrays: Vec<ArrayRef> = key_columns
+                .iter()
+                .map(|c| match key_values.iter().find(|(n, _)| *n == c.name) {
+                    Some((_, a)) => Arc::clone(a),
+                    None => datafusion_common::arrow::array::new_null_array(&c.ty.arrow(), 1),
+                })
+                .collect();
+            crate::codec::encode_keys(def.key_format, &arrays, &names, 0).map_err(SqlError::Semantic)?
+        };
         if def.kind == SourceKind::Table && key.is_none() {
             return Err(SqlError::Semantic(format!("INSERT INTO {target}: a table row needs its PRIMARY KEY")));
         }
