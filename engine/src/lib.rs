@@ -19,8 +19,8 @@ pub mod topology;
 pub use error::{Error, Result};
 pub use kafka::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsState, CLOSE_TIMEOUT};
 pub use processor::{
-    InitContext, Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, RecordMetadata, StoreHandle,
-    TaskId,
+    BadInput, InitContext, Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, RecordMetadata,
+    StoreHandle, TaskId,
 };
 pub use runtime::collector::OutputRecord;
 pub use topology::{StoreBuilder, Topology};

@@ -428,3 +428,104 @@ fn should_flush_processors_that_hold_records_back_parents_first() {
     // parent would hold it to the next round and tag it with another size).
     assert_eq!(out, vec!["a=v0/1/1", "b=v1/1/1"]);
 }
+
+/// Holds records, and at flush rejects the ones whose value is "bad" (as a processor that
+/// decodes a batch at a time finds them) and forwards the others.
+struct RejectAtFlush {
+    held: Vec<(Option<String>, String, i64, i32, i64)>,
+}
+
+impl Processor<Option<String>, String, Option<String>, String> for RejectAtFlush {
+    fn process(
+        &mut self,
+        r: Record<Option<String>, String>,
+        ctx: &mut ProcessorContext<'_, Option<String>, String>,
+    ) -> moldau_engine::Result<()> {
+        let m = ctx.record_metadata().expect("a record has metadata");
+        self.held.push((r.key, r.value, r.timestamp, m.partition, m.offset));
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Option<String>, String>) -> moldau_engine::Result<()> {
+        for (key, value, timestamp, partition, offset) in std::mem::take(&mut self.held) {
+            if value == "bad" {
+                let input = moldau_engine::BadInput {
+                    topic: "text",
+                    partition,
+                    offset,
+                    key: key.as_deref().map(str::as_bytes),
+                    value: Some(value.as_bytes()),
+                    timestamp,
+                };
+                ctx.reject(input, "the value is bad")?;
+            } else {
+                ctx.forward(Record::new(key, value, timestamp))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rejecting() -> TopologyTestDriver {
+    let mut t = Topology::new();
+    t.add_source::<Option<String>, String>("lines", &["text"], nullable(StringSerde), required(StringSerde))
+        .unwrap()
+        .add_processor("check", || RejectAtFlush { held: Vec::new() }, &["lines"])
+        .unwrap()
+        .add_sink::<Option<String>, String>("out", "good", nullable(StringSerde), required(StringSerde), &["check"])
+        .unwrap();
+    TopologyTestDriver::new(t).unwrap()
+}
+
+#[test]
+fn should_hand_records_a_processor_rejects_to_the_deserialization_handler() {
+    use moldau_engine::kafka::DeserializationHandler;
+    let pipe = |d: &mut TopologyTestDriver, key: &str, value: &str, ts: i64| {
+        d.pipe_raw("text", Some(key.as_bytes().to_vec()), Some(value.as_bytes().to_vec()), ts)
+    };
+    // Skipped by default: counted, nothing else written, good records flow.
+    let mut d = rejecting();
+    pipe(&mut d, "a", "ok", 1).unwrap();
+    pipe(&mut d, "b", "bad", 2).unwrap();
+    pipe(&mut d, "c", "fine", 3).unwrap();
+    let values = |d: &mut TopologyTestDriver, topic: &str| -> Vec<String> {
+        d.read_output(topic).into_iter().map(|r| String::from_utf8(r.value.unwrap()).unwrap()).collect()
+    };
+    assert_eq!(values(&mut d, "good"), ["ok", "fine"]);
+    assert_eq!(d.rejected(), 1);
+    assert!(d.read_output("dead").is_empty());
+
+    // Dead-lettered: the raw record, with the error and its origin in the headers.
+    let mut d = rejecting();
+    d.set_deserialization_handler(&DeserializationHandler::DeadLetter("dead".into()));
+    pipe(&mut d, "a", "ok", 1).unwrap();
+    pipe(&mut d, "b", "bad", 2).unwrap();
+    pipe(&mut d, "c", "fine", 3).unwrap();
+    assert_eq!(values(&mut d, "good"), ["ok", "fine"]);
+    let dead = d.read_output("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].key.as_deref(), dead[0].value.as_deref(), dead[0].timestamp),
+        (Some(&b"b"[..]), Some(&b"bad"[..]), 2)
+    );
+    let header = |name: &str| {
+        dead[0]
+            .headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value.clone())
+            .map(|v| String::from_utf8(v).unwrap())
+    };
+    assert_eq!(header("__moldau.origin.topic").as_deref(), Some("text"));
+    assert_eq!(header("__moldau.origin.offset").as_deref(), Some("1"));
+    let error = header("__moldau.error").unwrap();
+    assert!(error.contains("the value is bad") && error.contains("text-0@1"), "{error}");
+    assert_eq!(d.rejected(), 1);
+
+    // Fail: the error stops the task, naming the record.
+    let mut d = rejecting();
+    d.set_deserialization_handler(&DeserializationHandler::LogAndFail);
+    pipe(&mut d, "a", "ok", 1).unwrap();
+    let e = pipe(&mut d, "b", "bad", 2).unwrap_err();
+    assert!(matches!(&e, Error::Deserialization { offset: 1, .. }), "{e}");
+}

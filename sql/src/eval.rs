@@ -142,6 +142,32 @@ impl Decoder<'_> {
     }
 }
 
+/// Hands the records of `held` (read from `topic`) that `bad` names to the engine's
+/// deserialization handler: logged and skipped, sent to the dead-letter topic, or failing the
+/// query, as its `default.deserialization.exception.handler` says. Counts them in `skipped`.
+pub(crate) fn reject_bad<K, V>(
+    ctx: &mut moldau_engine::ProcessorContext<'_, K, V>,
+    topic: &str,
+    held: &[InputRecord],
+    bad: &[BadRecord],
+    skipped: &std::sync::atomic::AtomicU64,
+) -> moldau_engine::Result<()> {
+    for b in bad {
+        let r = &held[b.index];
+        let input = moldau_engine::BadInput {
+            topic,
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            timestamp: r.timestamp,
+        };
+        ctx.reject(input, &format!("the record does not match the schema: {}", b.reason))?;
+        skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// The indices of `0..n` not in `bad` (sorted by index).
 pub(crate) fn good_rows(n: usize, bad: &[BadRecord]) -> Vec<usize> {
     let mut bad = bad.iter().map(|b| b.index).peekable();

@@ -25,7 +25,7 @@ use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::catalog::{Catalog, Format, SourceDef};
 use crate::error::{Result, SqlError};
-use crate::eval::{filter_rows, good_rows, held_record, project, rowtime, BadRecord, Decoder, InputRecord};
+use crate::eval::{filter_rows, good_rows, held_record, project, reject_bad, rowtime, Decoder, InputRecord};
 use crate::query::{Sink, BATCH};
 use crate::statement::{Column, SourceKind};
 use crate::types::SqlType;
@@ -429,15 +429,6 @@ fn fail(e: impl std::fmt::Display) -> moldau_engine::Error {
     moldau_engine::Error::processing("SQL-JOIN", e.to_string())
 }
 
-fn warn_bad(records: &[InputRecord], bad: &[BadRecord], skipped: &AtomicU64) {
-    for b in bad {
-        let r = &records[b.index];
-        tracing::warn!(partition = r.partition, offset = r.offset, reason = %b.reason,
-            "skipping a record that does not match the source's schema");
-    }
-    skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
-}
-
 /// Rekeys the stream by the join expression, a batch at a time.
 struct Rekey {
     plan: Arc<JoinPlan>,
@@ -453,7 +444,7 @@ impl Rekey {
         let plan = &self.plan;
         let decoder = Decoder { source: &plan.stream, input_schema: &plan.stream_schema };
         let (batch, bad) = decoder.decode(&self.held).map_err(fail)?;
-        warn_bad(&self.held, &bad, &self.skipped);
+        reject_bad(ctx, &plan.stream.topic, &self.held, &bad, &self.skipped)?;
         let good = good_rows(self.held.len(), &bad);
         let keys = plan
             .rekey
@@ -538,7 +529,9 @@ impl JoinEvaluate {
         let Held { keys, lefts, rights } = &mut self.held;
         let (left_batch, bad) =
             Decoder { source: &plan.stream, input_schema: &plan.stream_schema }.decode(lefts).map_err(fail)?;
-        warn_bad(lefts, &bad, &self.skipped);
+        // Joined on the stream's key, these are the stream's records as read; rekeyed, the
+        // rekeying stage has already rejected the ones that do not decode.
+        reject_bad(ctx, &plan.stream.topic, lefts, &bad, &self.skipped)?;
         let good = good_rows(lefts.len(), &bad);
         // The table rows of the good stream records, as records keyed by the join key.
         let mut right_records = Vec::with_capacity(good.len());

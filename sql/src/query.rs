@@ -14,7 +14,7 @@ use moldau_engine::{Processor, ProcessorContext, Record, Topology};
 
 use crate::catalog::Format;
 use crate::error::{Result, SqlError};
-use crate::eval::{good_rows, held_record, rowtime, InputRecord, Stateless};
+use crate::eval::{good_rows, held_record, reject_bad, rowtime, BadRecord, InputRecord, Stateless};
 use crate::statement::Column;
 use crate::types::SqlType;
 
@@ -219,17 +219,10 @@ impl Evaluate {
         let q = &self.plan.query;
         let table = self.plan.table;
         let (batch, bad) = q.decode(&self.held).map_err(fail)?;
-        let mut skipped = 0;
-        for b in &bad {
-            let r = &self.held[b.index];
-            if table && r.value.is_none() {
-                continue; // a table's tombstone: a delete, passed on below
-            }
-            skipped += 1;
-            tracing::warn!(partition = r.partition, offset = r.offset, reason = %b.reason,
-                "skipping a record that does not match the source's schema");
-        }
-        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        // A table's tombstone is not bad: it is a delete, passed on below.
+        let rejected: Vec<BadRecord> =
+            bad.iter().filter(|b| !(table && self.held[b.index].value.is_none())).cloned().collect();
+        reject_bad(ctx, &q.source().topic, &self.held, &rejected, &self.skipped)?;
         let good = good_rows(self.held.len(), &bad);
         let (out, rows) = q.eval_rows(&batch).map_err(fail)?;
         let values = out

@@ -43,6 +43,18 @@ pub enum DeserializationHandler {
     DeadLetter(String),
 }
 
+impl DeserializationHandler {
+    /// What a task does with the records its processors reject.
+    pub(crate) fn bad_input(&self) -> crate::processor::context::BadInputPolicy {
+        use crate::processor::context::BadInputPolicy;
+        match self {
+            DeserializationHandler::LogAndContinue => BadInputPolicy::Skip,
+            DeserializationHandler::LogAndFail => BadInputPolicy::Fail,
+            DeserializationHandler::DeadLetter(t) => BadInputPolicy::DeadLetter(t.as_str().into()),
+        }
+    }
+}
+
 /// What to do when a processor fails on a record, or when the producer cannot deliver a record
 /// (at-least-once only: under exactly-once a failed delivery always aborts the transaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

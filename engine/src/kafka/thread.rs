@@ -423,6 +423,8 @@ impl StreamThread {
             // The queue ran dry: what processors hold back goes out now.
             entry.task.flush()?;
             entry.task.advance_wall_clock(wall)?;
+            let rejected = entry.task.take_rejected();
+            self.spec.shared.skipped.fetch_add(rejected, Ordering::Relaxed);
             if self.committing.is_none() {
                 self.send_pending(id)?;
             }
@@ -444,11 +446,13 @@ impl StreamThread {
             }
             (Error::Deserialization { .. }, DeserializationHandler::DeadLetter(topic), _) => {
                 tracing::warn!(error = %e, topic, "sending a record that does not deserialize to the dead-letter topic");
-                let mut headers = record.headers.clone();
-                headers.add("__moldau.error", Some(e.to_string().into_bytes()));
-                headers.add("__moldau.origin.topic", Some(record.topic.as_bytes().to_vec()));
-                headers.add("__moldau.origin.partition", Some(record.partition.to_string().into_bytes()));
-                headers.add("__moldau.origin.offset", Some(record.offset.to_string().into_bytes()));
+                let headers = crate::runtime::collector::dead_letter_headers(
+                    record.headers.clone(),
+                    &e.to_string(),
+                    &record.topic,
+                    record.partition,
+                    record.offset,
+                );
                 // Rare: rather than hold it, wait for the commit under way to end.
                 self.finish_commit()?;
                 let dead = Produce {

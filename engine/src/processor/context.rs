@@ -5,6 +5,7 @@ use std::any::Any;
 use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use moldau_state_store::StateStore;
 
@@ -149,6 +150,37 @@ impl InitContext<'_> {
     }
 }
 
+/// What a task does with an input record that cannot be read: the deserialization
+/// handler's choice, for records a processor rejects (see [`ProcessorContext::reject`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum BadInputPolicy {
+    /// Log it and go on.
+    #[default]
+    Skip,
+    /// Fail the task with a deserialization error.
+    Fail,
+    /// Send it to this topic with the task's output, with headers naming the error and its
+    /// origin, and go on.
+    DeadLetter(Arc<str>),
+}
+
+/// An input record a processor could not read, as it came from its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadInput<'a> {
+    /// The topic it came from.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key bytes.
+    pub key: Option<&'a [u8]>,
+    /// Its value bytes.
+    pub value: Option<&'a [u8]>,
+    /// Its timestamp (ms).
+    pub timestamp: i64,
+}
+
 /// Per-task state every node sees while a record or punctuation runs.
 #[derive(Debug)]
 pub(crate) struct TaskState {
@@ -157,6 +189,25 @@ pub(crate) struct TaskState {
     pub(crate) stream_time: i64,
     pub(crate) wall_clock: i64,
     pub(crate) collector: RecordCollector,
+    /// What [`ProcessorContext::reject`] does.
+    pub(crate) bad_input: BadInputPolicy,
+    /// Records rejected (skipped or dead-lettered) since the runtime last took the count.
+    pub(crate) rejected: u64,
+}
+
+impl TaskState {
+    /// A task's state before its first record.
+    pub(crate) fn new(id: TaskId, wall_clock: i64) -> Self {
+        TaskState {
+            id,
+            metadata: None,
+            stream_time: -1,
+            wall_clock,
+            collector: RecordCollector::default(),
+            bad_input: BadInputPolicy::default(),
+            rejected: 0,
+        }
+    }
 }
 
 /// What a processor gets while processing: forwarding and the task's clocks.
@@ -219,5 +270,47 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// The stream thread's wall-clock time (ms).
     pub fn wall_clock_time(&self) -> i64 {
         self.task.wall_clock
+    }
+
+    /// Hands an input record this processor cannot read to the deserialization handler, as a
+    /// source's serde failure goes to it: with `continue` it is logged and skipped, with
+    /// `fail` this returns the error (return it to stop the task), with `dlq:<topic>` the raw
+    /// record goes to the dead-letter topic in the task's output (in the same transaction
+    /// under exactly-once), with headers naming the error and the record's origin. For
+    /// processors that decode records themselves, often a batch after they arrived.
+    pub fn reject(&mut self, input: BadInput<'_>, reason: &str) -> Result<()> {
+        let error = Error::Deserialization {
+            node: self.node.to_string(),
+            what: "record",
+            topic: input.topic.to_string(),
+            partition: input.partition,
+            offset: input.offset,
+            reason: reason.to_string(),
+        };
+        match &self.task.bad_input {
+            BadInputPolicy::Fail => return Err(error),
+            BadInputPolicy::Skip => {
+                tracing::warn!(error = %error, "skipping a record that cannot be read");
+            }
+            BadInputPolicy::DeadLetter(topic) => {
+                tracing::warn!(error = %error, topic = %topic, "sending a record that cannot be read to the dead-letter topic");
+                let headers = crate::runtime::collector::dead_letter_headers(
+                    crate::processor::Headers::new(),
+                    &error.to_string(),
+                    input.topic,
+                    input.partition,
+                    input.offset,
+                );
+                self.task.collector.send(crate::runtime::collector::OutputRecord {
+                    topic: Arc::clone(topic),
+                    key: input.key.map(<[u8]>::to_vec),
+                    value: input.value.map(<[u8]>::to_vec),
+                    timestamp: input.timestamp,
+                    headers,
+                });
+            }
+        }
+        self.task.rejected += 1;
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ pub(crate) mod context;
 mod record;
 mod serde;
 
-pub use context::{InitContext, ProcessorContext, PunctuationType, PunctuatorId, StoreHandle, TaskId};
+pub use context::{BadInput, InitContext, ProcessorContext, PunctuationType, PunctuatorId, StoreHandle, TaskId};
 pub use record::{Header, Headers, Record, RecordMetadata};
 pub use serde::{nullable, required, Nullable, RecordSerde, Required, SharedSerde, UnitSerde};
 

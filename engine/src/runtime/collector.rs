@@ -35,3 +35,18 @@ impl RecordCollector {
         out.append(&mut self.records);
     }
 }
+
+/// The headers of a dead-lettered record: its own, then the error and its origin.
+pub(crate) fn dead_letter_headers(
+    mut headers: Headers,
+    error: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Headers {
+    headers.add("__moldau.error", Some(error.as_bytes().to_vec()));
+    headers.add("__moldau.origin.topic", Some(topic.as_bytes().to_vec()));
+    headers.add("__moldau.origin.partition", Some(partition.to_string().into_bytes()));
+    headers.add("__moldau.origin.offset", Some(offset.to_string().into_bytes()));
+    headers
+}

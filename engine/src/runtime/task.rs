@@ -8,9 +8,9 @@ use std::rc::Rc;
 use moldau_state_store::StateStore;
 
 use crate::error::{Error, Result};
-use crate::processor::context::{Schedule, TaskState};
+use crate::processor::context::{BadInputPolicy, Schedule, TaskState};
 use crate::processor::{PunctuationType, RecordMetadata, TaskId};
-use crate::runtime::collector::{OutputRecord, RecordCollector};
+use crate::runtime::collector::OutputRecord;
 use crate::topology::build::{Instance, RawStoreSupplier};
 use crate::topology::{InputRecord, Topology};
 
@@ -35,9 +35,17 @@ impl StreamTask {
         wall_clock: i64,
     ) -> Result<Self> {
         let instance = topology.instantiate(id, raw)?;
-        let state =
-            TaskState { id, metadata: None, stream_time: -1, wall_clock, collector: RecordCollector::default() };
-        Ok(StreamTask { instance, state })
+        Ok(StreamTask { instance, state: TaskState::new(id, wall_clock) })
+    }
+
+    /// What the task does with records its processors reject.
+    pub(crate) fn set_bad_input(&mut self, policy: BadInputPolicy) {
+        self.state.bad_input = policy;
+    }
+
+    /// The records its processors rejected since the last call.
+    pub(crate) fn take_rejected(&mut self) -> u64 {
+        std::mem::take(&mut self.state.rejected)
     }
 
     /// The task's id.

@@ -23,6 +23,7 @@ pub struct TopologyTestDriver {
     changelogs: BTreeMap<String, Vec<ChangelogRecord>>,
     offsets: BTreeMap<String, i64>,
     wall_clock: i64,
+    rejected: u64,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
@@ -64,6 +65,7 @@ impl TopologyTestDriver {
             changelogs: BTreeMap::new(),
             offsets: BTreeMap::new(),
             wall_clock: 0,
+            rejected: 0,
         })
     }
 
@@ -151,11 +153,26 @@ impl TopologyTestDriver {
                 flushed.push((store, log.len() as i64));
             }
             task.drain_output_into(&mut out);
+            self.rejected += task.take_rejected();
             for (store, offset) in flushed {
                 store.borrow_mut().commit(offset, &[])?;
             }
         }
         Ok(out)
+    }
+
+    /// What the tasks do with records their processors reject
+    /// ([`ProcessorContext::reject`](crate::ProcessorContext::reject)), as
+    /// `default.deserialization.exception.handler` sets it for `KafkaStreams` (skip by default).
+    pub fn set_deserialization_handler(&mut self, handler: &crate::kafka::DeserializationHandler) {
+        for task in self.tasks.values_mut() {
+            task.set_bad_input(handler.bad_input());
+        }
+    }
+
+    /// How many records processors rejected so far (skipped or dead-lettered).
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Takes the records written to `topic` so far.

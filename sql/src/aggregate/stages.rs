@@ -19,7 +19,7 @@ use moldau_engine::{Processor, ProcessorContext, Record};
 use super::AggregatePlan;
 use crate::catalog::Format;
 use crate::error::{Result, SqlError};
-use crate::eval::{filter_rows, held_record, project, Decoder, InputRecord};
+use crate::eval::{filter_rows, held_record, project, reject_bad, Decoder, InputRecord};
 use crate::query::BATCH;
 use crate::{codec, rowcodec};
 
@@ -169,12 +169,8 @@ impl PreAggregate {
         let source_schema = plan.source.schema();
         let (batch, bad) =
             Decoder { source: &plan.source, input_schema: &source_schema }.decode(&self.held).map_err(processing)?;
-        for b in &bad {
-            let r = &self.held[b.index];
-            tracing::warn!(partition = r.partition, offset = r.offset, reason = %b.reason,
-                "skipping a record that does not match the source's schema");
-        }
-        let mut skipped = bad.len() as u64;
+        reject_bad(ctx, &plan.source.topic, &self.held, &bad, &self.skipped)?;
+        let mut skipped = 0;
         self.held.clear();
         // Window columns, when windowed, are filled per window after the store.
         let mut columns = batch.columns().to_vec();

@@ -133,6 +133,7 @@ impl StreamThread {
                 wall,
             )?;
             task.resume_stream_time(meta.as_ref().map_or(-1, |m| m.stream_time));
+            task.set_bad_input(self.spec.config.deserialization_handler.bad_input());
             let before = work.len();
             for (name, store) in task.stores() {
                 if let Some(&(_, _, until)) = changelogs.get(name) {
