@@ -32,7 +32,9 @@ pub(crate) struct ServerArgs {
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
     /// A Kafka Streams property for every query (`commit.interval.ms=200`,
-    /// `processing.guarantee=at_least_once`, `num.stream.threads=2`); repeatable.
+    /// `processing.guarantee=at_least_once`, `num.stream.threads=2`,
+    /// `application.server=http://host:8088`, the URL other servers forward pull queries to,
+    /// `http://<listen address>` by default); repeatable.
     #[arg(long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
     /// The embedded cluster's data directory (in memory without it).

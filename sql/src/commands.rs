@@ -264,7 +264,13 @@ impl CommandLog {
             _ => {
                 let mut out = None;
                 lock().execute_with(&located.text, properties, |o| out = Some(o))?;
-                out.ok_or_else(|| SqlError::Execution("the statement gave no answer".into()))
+                // The executor is free again: another server answering its part of a pull
+                // query may need this one's.
+                match out {
+                    Some(Outcome::Pull(r)) if !r.remote.is_empty() => Ok(Outcome::Pull(r.gather()?)),
+                    Some(o) => Ok(o),
+                    None => Err(SqlError::Execution("the statement gave no answer".into())),
+                }
             }
         }
     }

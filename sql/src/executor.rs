@@ -166,10 +166,21 @@ impl Executor {
 
     /// Runs a script, handing each statement's answer to `each` as soon as it is done (a
     /// shell prints it before the next statement runs); stops at the first error.
-    pub fn execute_each(&mut self, text: &str, mut each: impl FnMut(Outcome)) -> Result<()> {
+    pub fn execute_each(&mut self, text: &str, each: impl FnMut(Outcome)) -> Result<()> {
+        self.run_each(text, true, each)
+    }
+
+    /// Runs a script; a pull query's parts hosted by other servers of the fleet are asked for
+    /// when `gather`, else left in its answer for the caller to gather
+    /// ([`PullResult::gather`](crate::pull::PullResult::gather)) without holding the executor.
+    fn run_each(&mut self, text: &str, gather: bool, mut each: impl FnMut(Outcome)) -> Result<()> {
         for s in parse(text)? {
             let at = s.at;
-            each(self.execute_one(s.statement, text).map_err(|e| e.within(at))?);
+            let outcome = match self.execute_one(s.statement, text).map_err(|e| e.within(at))? {
+                Outcome::Pull(r) if gather && !r.remote.is_empty() => Outcome::Pull(r.gather()?),
+                other => other,
+            };
+            each(outcome);
         }
         Ok(())
     }
@@ -254,6 +265,8 @@ impl Executor {
 
     /// Runs `text`'s statements with `properties` as the session's, handing each answer to
     /// `each` (a server's local statements: SHOW, DESCRIBE, EXPLAIN, pull and push queries).
+    /// A pull query's parts on other servers are left for the caller to gather, once it no
+    /// longer holds the executor.
     pub fn execute_with(
         &mut self,
         text: &str,
@@ -261,7 +274,7 @@ impl Executor {
         each: impl FnMut(Outcome),
     ) -> Result<()> {
         let session = std::mem::replace(&mut self.session, properties.clone());
-        let result = self.execute_each(text, each);
+        let result = self.run_each(text, false, each);
         self.session = session;
         result
     }
@@ -656,7 +669,8 @@ impl Executor {
         // `SET` properties apply to the queries started after them, as in ksqlDB:
         // `auto.offset.reset` to their consumers, the others as streams properties.
         let mut with_session = self.config.clone();
-        for (k, v) in &self.session {
+        // Request properties (`request.…`) are for the request, not for queries.
+        for (k, v) in self.session.iter().filter(|(k, _)| !k.starts_with("request.")) {
             let k = if k == "auto.offset.reset" { "consumer.auto.offset.reset".to_string() } else { k.clone() };
             with_session.properties.insert(k, v.clone());
         }

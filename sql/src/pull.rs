@@ -11,6 +11,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion_common::arrow::array::{new_empty_array, ArrayRef, Int64Array, RecordBatch};
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -43,6 +44,86 @@ pub struct PullResult {
     pub columns: Vec<Column>,
     /// Rows, one JSON value per column.
     pub rows: Vec<Row>,
+    /// The partitions other servers host, still to ask them for (see [`Self::gather`]).
+    pub(crate) remote: Vec<RemotePart>,
+    /// The query's text (asked of the other servers) and its LIMIT.
+    pub(crate) sql: String,
+    pub(crate) limit: Option<usize>,
+}
+
+/// Partitions of a table another server of the fleet hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemotePart {
+    /// Its URL (its `application.server`).
+    pub(crate) server: String,
+    /// The partitions to ask it for.
+    pub(crate) partitions: Vec<i32>,
+}
+
+/// The request property that restricts a forwarded pull query to the partitions it names
+/// (comma-separated), which the server asked must host.
+pub const PARTITIONS_PROPERTY: &str = "request.moldau.pull.partitions";
+
+/// How long a server waits for another's part of a pull query.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl PullResult {
+    /// Asks the other servers for the partitions they host (`PARTITIONS_PROPERTY`), adds their
+    /// rows to this server's, and applies the LIMIT to the whole. Call it without holding the
+    /// executor: another server's answer may need to reach it.
+    pub fn gather(mut self) -> Result<PullResult> {
+        for part in std::mem::take(&mut self.remote) {
+            if self.limit.is_some_and(|n| self.rows.len() >= n) {
+                break;
+            }
+            let rows = ask(&part, &self.sql)?;
+            self.rows.extend(rows);
+        }
+        if let Some(n) = self.limit {
+            self.rows.truncate(n);
+        }
+        Ok(self)
+    }
+}
+
+/// The rows `part.server` answers for `part.partitions`.
+fn ask(part: &RemotePart, sql: &str) -> Result<Vec<Row>> {
+    use crate::client::{Client, Line};
+    let fail = |e: String| {
+        SqlError::Execution(format!("asking {} for partitions {:?} of the table: {e}", part.server, part.partitions))
+    };
+    let partitions = part.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let properties = serde_json::json!({ PARTITIONS_PROPERTY: partitions });
+    let mut answer = Client::new(&part.server)?.query(sql, &properties).map_err(|e| fail(e.to_string()))?;
+    let status = answer.status();
+    // Waited in slices, so that the wait is bounded without reading a clock.
+    const SLICE: Duration = Duration::from_millis(100);
+    let mut slices = FORWARD_TIMEOUT.as_millis() / SLICE.as_millis();
+    let mut lines = Vec::new();
+    loop {
+        match answer.next(SLICE).map_err(|e| fail(e.to_string()))? {
+            Line::Value(v) => lines.push(v),
+            Line::Pending if slices == 0 => {
+                answer.cancel();
+                return Err(fail(format!("no whole answer within {FORWARD_TIMEOUT:?}")));
+            }
+            Line::Pending => slices -= 1,
+            Line::End => break,
+        }
+    }
+    if status != 200 {
+        let message = lines.first().and_then(|v| v.get("message")).and_then(|m| m.as_str()).unwrap_or("no message");
+        return Err(fail(format!("status {status}: {message}")));
+    }
+    // The first line names the columns; each other one is a row.
+    lines
+        .into_iter()
+        .skip(1)
+        .map(|v| match v {
+            serde_json::Value::Array(row) => Ok(row),
+            other => Err(fail(format!("a row that is not an array: {other}"))),
+        })
+        .collect()
 }
 
 /// Which stored groups a pull query reads.
@@ -134,7 +215,7 @@ pub fn run(
         rows: Vec::new(),
     };
     read(stores, &lookup, agg, &mut answer)?;
-    Ok(PullResult { columns, rows: answer.rows })
+    Ok(PullResult { columns, rows: answer.rows, remote: Vec::new(), sql: String::new(), limit })
 }
 
 /// The lookups the WHERE clause allows: the key column compared with literals.

@@ -52,9 +52,11 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Replays the service's command topic (starting its queries), then listens.
-    pub fn start(config: ServerConfig) -> Result<Self> {
-        let executor = Executor::new(config.executor.clone())?;
-        let log = CommandLog::start(executor)?;
+    ///
+    /// The queries advertise the server's address to the fleet as their `application.server`
+    /// (pull queries are forwarded to the server hosting a partition): the property's value
+    /// when given, else `http://<listen address>` unless it listens on every interface.
+    pub fn start(mut config: ServerConfig) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("moldau-server")
@@ -65,6 +67,17 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind(config.listen))
             .map_err(|e| SqlError::Execution(format!("listening on {}: {e}", config.listen)))?;
         let addr = listener.local_addr().map_err(|e| SqlError::Execution(format!("the listening address: {e}")))?;
+        let properties = &mut config.executor.properties;
+        if !properties.contains_key("application.server") {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(%addr, "listening on every interface: set application.server to the URL other servers \
+                    reach this one at, or pull queries are not forwarded to it");
+            } else {
+                properties.insert("application.server".into(), format!("http://{addr}"));
+            }
+        }
+        let executor = Executor::new(config.executor.clone())?;
+        let log = CommandLog::start(executor)?;
         let state = Arc::new(api::State { log, config: config.executor, listen: addr });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(serve(listener, Arc::clone(&state), stopped));

@@ -162,3 +162,90 @@ fn should_serve_statements_queries_and_errors_over_http() {
     drop(s);
     cluster.shutdown();
 }
+
+/// The rows a pull query answers through `c` (its lines after the columns), or its error.
+fn pull_rows(c: &Client, sql: &str, properties: &Value) -> Result<Vec<Value>, String> {
+    let mut q = c.query(sql, properties).unwrap();
+    let status = q.status();
+    let mut all = lines(&mut q, usize::MAX);
+    if status != 200 {
+        return Err(all.pop().map_or_else(|| format!("status {status}"), |v| v.to_string()));
+    }
+    Ok(all.split_off(1))
+}
+
+/// Two servers of one service share a CTAS's partitions; a pull query on either answers every
+/// key, asking the other server for the partitions it hosts (found from the group's assignment
+/// and each server's `application.server`).
+#[test]
+fn should_forward_pull_queries_to_the_servers_hosting_the_partitions() {
+    let (cluster, bootstrap, dir_a, x) = start();
+    drop(x);
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, b) = (server(&bootstrap, dir_a.path()), server(&bootstrap, dir_b.path()));
+    let (ca, cb) =
+        (Client::new(&format!("http://{}", a.addr())).unwrap(), Client::new(&format!("http://{}", b.addr())).unwrap());
+    let none = json!({});
+    let (status, v) = ca
+        .statements(
+            "CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='s', value_format='JSON', partitions=4);
+             CREATE TABLE t AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY k;",
+            &none,
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    let records: Vec<(String, String, i64)> =
+        (0..400).map(|i| (format!("k{}", i % 8), format!(r#"{{"v":{i}}}"#), 6_000_000 + i)).collect();
+    let rs: Vec<(&str, &str, i64)> = records.iter().map(|(k, v, t)| (k.as_str(), v.as_str(), *t)).collect();
+    produce_strings(&bootstrap, "s", &rs);
+    let expected: Vec<Value> = (0..8)
+        .map(|k| {
+            let total: i64 = (0..400).filter(|i| i % 8 == k).sum();
+            json!([format!("k{k}"), 50, total])
+        })
+        .collect();
+    let tasks_here = |c: &Client| -> String {
+        let (_, v) = c.statements("DESCRIBE t EXTENDED;", &json!({})).unwrap();
+        let text = v[0]["text"].as_str().unwrap_or_default().to_string();
+        text.lines().find(|l| l.contains("tasks here")).unwrap_or_default().to_string()
+    };
+    // Both servers run tasks of the query, so the store's partitions are not all on either
+    // one: at least one of them forwards.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    while Instant::now() < deadline {
+        let (ta, tb) = (tasks_here(&ca), tasks_here(&cb));
+        let both = !ta.contains("tasks here []") && !tb.contains("tasks here []") && !ta.is_empty() && !tb.is_empty();
+        if both {
+            let sorted = |mut r: Vec<Value>| {
+                r.sort_by_key(|v| v[0].as_str().unwrap_or_default().to_string());
+                r
+            };
+            got_a = pull_rows(&ca, "SELECT * FROM t;", &none).map(sorted).unwrap_or_default();
+            got_b = pull_rows(&cb, "SELECT * FROM t;", &none).map(sorted).unwrap_or_default();
+            if got_a == expected && got_b == expected {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(got_a, expected, "every key through A ({})", tasks_here(&ca));
+    assert_eq!(got_b, expected, "every key through B ({})", tasks_here(&cb));
+    // Point lookups of every key, and a LIMIT over the whole fleet, from both.
+    for c in [&ca, &cb] {
+        for (k, row) in expected.iter().enumerate() {
+            let got = pull_rows(c, &format!("SELECT * FROM t WHERE k = 'k{k}';"), &none).unwrap();
+            assert_eq!(got, std::slice::from_ref(row), "k{k}");
+        }
+        assert_eq!(pull_rows(c, "SELECT k FROM t LIMIT 3;", &none).unwrap().len(), 3);
+    }
+    // A forwarded request names its partitions; a server not hosting them says so.
+    let asked = json!({"request.moldau.pull.partitions": "0,1,2,3"});
+    let (ra, rb) = (pull_rows(&ca, "SELECT * FROM t;", &asked), pull_rows(&cb, "SELECT * FROM t;", &asked));
+    let refused = [&ra, &rb].into_iter().filter_map(|r| r.as_ref().err()).collect::<Vec<_>>();
+    assert!(!refused.is_empty() && refused.iter().all(|e| e.contains("not running on this server")), "{ra:?} {rb:?}");
+    let e = pull_rows(&ca, "SELECT * FROM t;", &json!({"request.moldau.pull.partitions": "x"})).unwrap_err();
+    assert!(e.contains("not a list of partitions"), "{e}");
+    drop((a, b));
+    cluster.shutdown();
+}

@@ -74,3 +74,51 @@ fn should_move_only_the_tasks_that_change_owner_when_instances_join_and_leave() 
     assert_eq!(got, expected, "exactly-once through both rebalances");
     cluster.shutdown();
 }
+
+/// Interactive queries across instances: each instance advertises its `application.server`,
+/// and `store_hosts` says which instance hosts each partition of a store, as the group has
+/// them assigned.
+#[test]
+fn should_say_which_instance_hosts_each_partition_of_a_store() {
+    let (cluster, bootstrap) = start_word_count_cluster(1, PARTITIONS as i32);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = |dir: &std::path::Path, server: &str| {
+        streams_config("hosts", &bootstrap, dir, ProcessingGuarantee::AtLeastOnce).with_application_server(server)
+    };
+    let mut a = KafkaStreams::new(word_count(), config(dir_a.path(), "http://host-a:8088")).unwrap();
+    a.start().unwrap();
+    let mut b = KafkaStreams::new(word_count(), config(dir_b.path(), "http://host-b:8088")).unwrap();
+    b.start().unwrap();
+    let store_sub = (0..a.topology().subtopology_count())
+        .find(|&s| a.topology().stores_of(s).iter().any(|st| st.name() == "counts"))
+        .unwrap();
+    let partitions_of = |app: &KafkaStreams| -> Vec<i32> {
+        tasks(app).into_iter().filter(|t| t.subtopology == store_sub).map(|t| t.partition).collect()
+    };
+    let mut hosts = Vec::new();
+    wait_until("the group is stable, both instances running tasks, and store_hosts saying where", || {
+        let (pa, pb) = (partitions_of(&a), partitions_of(&b));
+        if tasks(&a).is_empty() || tasks(&b).is_empty() || tasks(&a).len() + tasks(&b).len() != TASKS {
+            return false;
+        }
+        // Asked of A: where each partition of the store runs, on A or on B.
+        hosts = a.store_hosts("counts", std::time::Duration::from_secs(5)).unwrap();
+        let mut seen: Vec<(Option<String>, Vec<i32>)> =
+            hosts.iter().map(|h| (h.server.clone(), h.partitions.clone())).collect();
+        seen.sort();
+        let expected: Vec<(Option<String>, Vec<i32>)> =
+            [(Some("http://host-a:8088".to_string()), pa), (Some("http://host-b:8088".to_string()), pb)]
+                .into_iter()
+                .filter(|(_, p)| !p.is_empty())
+                .collect();
+        seen == expected
+    });
+    let mut all: Vec<i32> = hosts.iter().flat_map(|h| h.partitions.clone()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..PARTITIONS as i32).collect::<Vec<_>>(), "every partition hosted once: {hosts:?}");
+    let e = a.store_hosts("nope", std::time::Duration::from_secs(5)).unwrap_err();
+    assert!(e.to_string().contains("no store named 'nope'"), "{e}");
+    b.close().unwrap();
+    a.close().unwrap();
+    cluster.shutdown();
+}

@@ -97,6 +97,10 @@ pub struct StreamsConfig {
     /// `repartition.purge.interval.ms`: how often the records of repartition topics that the
     /// downstream tasks consumed and committed are deleted (default 30 s).
     pub repartition_purge_interval: Duration,
+    /// `application.server`: the `host:port` (or URL) where this instance answers interactive
+    /// queries, advertised to the other instances through the group (see
+    /// [`KafkaStreams::store_hosts`](crate::KafkaStreams::store_hosts)).
+    pub application_server: Option<String>,
     /// Extra librdkafka properties: `consumer.<name>` for the consumers, `producer.<name>` for
     /// the producer, a plain `<name>` for every client.
     pub client_properties: BTreeMap<String, String>,
@@ -119,6 +123,7 @@ impl StreamsConfig {
             processing_handler: ErrorHandler::Fail,
             production_handler: ErrorHandler::Fail,
             repartition_purge_interval: Duration::from_secs(30),
+            application_server: None,
             client_properties: BTreeMap::new(),
         }
     }
@@ -144,6 +149,7 @@ impl StreamsConfig {
                 "state.dir" => c.state_dir = PathBuf::from(v),
                 "max.task.idle.ms" => c.max_task_idle = Duration::from_millis(number(k, v)?),
                 "replication.factor" => c.replication_factor = number(k, v)? as i32,
+                "application.server" => c.application_server = Some(v.clone()),
                 "repartition.purge.interval.ms" => c.repartition_purge_interval = Duration::from_millis(number(k, v)?),
                 "default.deserialization.exception.handler" => {
                     c.deserialization_handler = match v.as_str() {
@@ -198,6 +204,12 @@ impl StreamsConfig {
         self
     }
 
+    /// Sets the `application.server` this instance advertises for interactive queries.
+    pub fn with_application_server(mut self, server: impl Into<String>) -> Self {
+        self.application_server = Some(server.into());
+        self
+    }
+
     /// Sets a librdkafka property (`consumer.`/`producer.` prefixes select one client).
     pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.client_properties.insert(key.into(), value.into());
@@ -233,6 +245,13 @@ impl StreamsConfig {
         if let DeserializationHandler::DeadLetter(t) = &self.deserialization_handler {
             if t.is_empty() {
                 return Err(Error::Config("the dead-letter topic name is empty".into()));
+            }
+        }
+        if let Some(server) = &self.application_server {
+            if server.is_empty() || server.chars().any(|c| c.is_whitespace() || c.is_control() || c == '|') {
+                return Err(Error::Config(format!(
+                    "application.server '{server}' must be a non-empty host:port or URL without spaces or '|'"
+                )));
             }
         }
         Ok(())

@@ -6,6 +6,7 @@ mod clock;
 mod commit_plan;
 mod config;
 mod group;
+mod hosts;
 mod producer;
 mod purge;
 mod queue;
@@ -18,4 +19,5 @@ mod topic_handle;
 mod topics;
 
 pub use config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
+pub use hosts::StoreHost;
 pub use streams::{KafkaStreams, StreamsMetrics, StreamsState, CLOSE_TIMEOUT};

@@ -88,6 +88,8 @@ pub struct KafkaStreams {
     /// The state directory's lock, held while running.
     dir_lock: Option<std::fs::File>,
     state: StreamsState,
+    /// The client [`Self::store_hosts`] asks the cluster with, made on first use.
+    metadata_client: parking_lot::Mutex<Option<rdkafka::consumer::BaseConsumer>>,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -114,6 +116,7 @@ impl KafkaStreams {
             purger: None,
             dir_lock: None,
             state: StreamsState::Created,
+            metadata_client: parking_lot::Mutex::new(None),
         })
     }
 
@@ -204,6 +207,29 @@ impl KafkaStreams {
             .collect();
         out.sort_by_key(|(p, _)| *p);
         out
+    }
+
+    /// Which instance of the application hosts each partition of the store `name`, from the
+    /// group's current assignment and the `application.server` each instance advertises
+    /// (Kafka Streams' `streamsMetadataForStore`): one entry per group member running tasks
+    /// of the store, this instance's included. Empty while the group rebalances. Waits at most
+    /// `timeout` for the cluster.
+    pub fn store_hosts(&self, name: &str, timeout: Duration) -> Result<Vec<super::StoreHost>> {
+        let mut client = self.metadata_client.lock();
+        if client.is_none() {
+            let id = format!("{}-metadata", self.config.application_id);
+            let made = self
+                .config
+                .rdkafka_config("consumer", &id, &[], &[])
+                .create::<rdkafka::consumer::BaseConsumer>()
+                .map_err(|e| Error::kafka("creating the metadata client", e))?;
+            *client = Some(made);
+        }
+        let members =
+            super::hosts::describe_group(client.as_ref().expect("made above"), &self.config.application_id, timeout)?;
+        drop(client);
+        let names = TopicNames::new(&self.config.application_id, &self.topology);
+        super::hosts::hosts_of(&self.topology, &names, name, &members)
     }
 
     /// The topology it runs.

@@ -268,7 +268,8 @@ impl StreamThread {
             "partition.assignment.strategy",
             "isolation.level",
         ];
-        let cc = config.rdkafka_config("consumer", &format!("{client_id}-consumer"), &settings, &fixed);
+        let consumer_id = super::hosts::consumer_client_id(&format!("{client_id}-consumer"), config);
+        let cc = config.rdkafka_config("consumer", &consumer_id, &settings, &fixed);
         let consumer: BaseConsumer<GroupContext> =
             cc.create_with_context(GroupContext::default()).map_err(|e| Error::kafka("creating the consumer", e))?;
         let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;

@@ -1,6 +1,7 @@
 //! Queries answered to the caller rather than written to a topic: pull queries (from the
 //! store of the query that materializes a table) and push queries (a transient application).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use moldau_engine::KafkaStreams;
 
 use super::{Executor, Outcome, PUSH_BUFFER};
 use crate::error::{Result, SqlError};
+use crate::pull::RemotePart;
 use crate::push::PushQuery;
 use crate::query::{QueryPlan, Sink};
 use crate::statement::{Emit, Query, SourceKind};
@@ -55,16 +57,71 @@ impl Executor {
             // Grouped by the source's key: no repartition, one task per source partition.
             None => self.admin.partitions(&agg.source().topic)?.unwrap_or(0),
         };
-        if stores.is_empty() || (stores.len() as i32) < partitions {
-            return Err(SqlError::Execution(format!(
-                "{name}'s state is not ready here: {} of its {partitions} partitions are running on this server (the \
-                 query {id} is starting, restoring or rebalancing); ask again shortly",
-                stores.len()
-            )));
-        }
+        let local: Vec<i32> = stores.iter().map(|(p, _)| *p).collect();
+        let (stores, remote) = match self.session.get(crate::pull::PARTITIONS_PROPERTY) {
+            // Forwarded by another server: these partitions, all hosted here.
+            Some(asked) => {
+                let asked = parse_partitions(asked)?;
+                let missing: Vec<i32> = asked.iter().copied().filter(|p| !local.contains(p)).collect();
+                if !missing.is_empty() {
+                    return Err(SqlError::Execution(format!(
+                        "partitions {missing:?} of {name} are not running on this server (the fleet is \
+                         rebalancing); ask again shortly"
+                    )));
+                }
+                (stores.into_iter().filter(|(p, _)| asked.contains(p)).collect(), Vec::new())
+            }
+            None if !stores.is_empty() && local.len() as i32 >= partitions => (stores, Vec::new()),
+            None => {
+                let remote = self.hosts_elsewhere(q, &name, partitions, &local)?;
+                (stores, remote)
+            }
+        };
         let schema = crate::pull::table_schema(def, agg.windowed());
         let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, schema)?;
-        Ok(Outcome::Pull(crate::pull::run(&plan, def, agg, &stores)?))
+        let mut answer = crate::pull::run(&plan, def, agg, &stores)?;
+        answer.sql = query.text.clone();
+        answer.remote = remote;
+        Ok(Outcome::Pull(answer))
+    }
+
+    /// The servers of the fleet hosting the partitions of `name` not running here (every one
+    /// of `0..partitions` not in `local`), from the group's assignment and the servers'
+    /// advertised `application.server`.
+    fn hosts_elsewhere(
+        &self,
+        q: &super::RunningQuery,
+        name: &str,
+        partitions: i32,
+        local: &[i32],
+    ) -> Result<Vec<RemotePart>> {
+        let not_ready = |unhosted: &[i32]| {
+            SqlError::Execution(format!(
+                "{name}'s state is not ready: partitions {unhosted:?} of its {partitions} are running on no server \
+                 (its query is starting, restoring or rebalancing); ask again shortly"
+            ))
+        };
+        let missing: Vec<i32> = (0..partitions).filter(|p| !local.contains(p)).collect();
+        // Without an advertised address (an embedded engine), there is no fleet to ask.
+        let Some(me) = self.config.properties.get("application.server") else { return Err(not_ready(&missing)) };
+        let hosts = q
+            .streams
+            .store_hosts(crate::pull::STORE, HOSTS_TIMEOUT)
+            .map_err(|e| SqlError::Execution(format!("finding the servers hosting {name}: {e}")))?;
+        let mut remote: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        let mut unhosted = Vec::new();
+        for p in missing {
+            let host = hosts.iter().find(|h| h.partitions.contains(&p)).and_then(|h| h.server.as_ref());
+            match host {
+                Some(server) if server != me => remote.entry(server.clone()).or_default().push(p),
+                // Assigned here but not running yet (restoring), or to no server.
+                _ => unhosted.push(p),
+            }
+        }
+        if !unhosted.is_empty() {
+            return Err(not_ready(&unhosted));
+        }
+        Ok(remote.into_iter().map(|(server, partitions)| RemotePart { server, partitions }).collect())
     }
 
     /// Starts a push query: a transient application whose rows stream to the caller; it
@@ -87,4 +144,21 @@ impl Executor {
         streams.start().map_err(fail)?;
         Ok(PushQuery::new(columns, rx, streams, limit, app_id, &self.config))
     }
+}
+
+/// How long finding where a table's partitions run may take.
+const HOSTS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The partitions a forwarded pull query names (`0,2,5`).
+fn parse_partitions(text: &str) -> Result<Vec<i32>> {
+    text.split(',')
+        .map(|p| {
+            p.trim().parse::<i32>().ok().filter(|p| *p >= 0).ok_or_else(|| {
+                SqlError::Semantic(format!(
+                    "{}: '{text}' is not a list of partitions (like 0,2,5)",
+                    crate::pull::PARTITIONS_PROPERTY
+                ))
+            })
+        })
+        .collect()
 }
