@@ -11,6 +11,7 @@ mod grouped;
 mod join;
 mod kstream;
 mod ktable;
+mod observed;
 mod processors;
 mod serdes;
 mod session;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::observed::ObservedTime;
 use moldau_engine::state::{Serde, SessionSpec, SessionStore, U64Serde, Window, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
@@ -49,6 +50,7 @@ struct SessionAggregate<K, V, A> {
     step: Step<K, V, A>,
     merge: Merge<K, A>,
     late: u64,
+    observed: ObservedTime,
 }
 
 impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V, Windowed<K>, Change<A>>
@@ -69,7 +71,8 @@ impl<K: Clone + 'static, V: 'static, A: Clone + 'static> Processor<K, V, Windowe
             merged = Window { start: merged.start.min(w.start), end: merged.end.max(w.end) };
             agg = (self.merge)(&r.key, agg, a.clone());
         }
-        if merged.end < ctx.stream_time() - self.windows.grace {
+        let now = self.observed.observe(ctx, ts);
+        if merged.end < now - self.windows.grace {
             self.late += 1;
             tracing::debug!(late = self.late, "dropping a record for a closed session");
             return Ok(());
@@ -138,6 +141,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
                     step: step.clone(),
                     merge: merge.clone(),
                     late: 0,
+                    observed: ObservedTime::default(),
                 },
                 &[&parent],
             )?;

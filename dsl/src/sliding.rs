@@ -23,6 +23,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::observed::ObservedTime;
 use moldau_engine::state::{Serde, U64Serde, Window, WindowSpec, WindowStore, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
@@ -110,6 +111,7 @@ struct SlidingAggregate<K, V, A> {
     init: Init<A>,
     step: Step<K, V, A>,
     late: u64,
+    observed: ObservedTime,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V, Windowed<K>, Change<A>>
@@ -123,7 +125,7 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V,
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
         let (d, ts) = (self.windows.difference, r.timestamp);
         // Windows ending before `close` no longer take records.
-        let close = ctx.stream_time() - self.windows.grace;
+        let close = self.observed.observe(ctx, ts) - self.windows.grace;
         if ts < 0 || ts + 1 + d <= close {
             self.late += 1;
             tracing::debug!(late = self.late, ts, "dropping a record whose sliding windows all closed");
@@ -229,6 +231,7 @@ impl<K: Clone + 'static, V: Clone + 'static> SlidingWindowedKStream<K, V> {
                     init: init.clone(),
                     step: step.clone(),
                     late: 0,
+                    observed: ObservedTime::default(),
                 },
                 &[&parent],
             )?;

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::observed::ObservedTime;
 use moldau_engine::state::{BytesSerde, I64Serde, KeyValueStore, Windowed};
 use moldau_engine::{Error, InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
@@ -144,6 +145,7 @@ struct Suppress<K, V> {
     values: SerdeRef<V>,
     /// Entries held; counted from the index at the first record (after restore).
     held: Option<usize>,
+    observed: ObservedTime,
 }
 
 impl<K, V> Suppress<K, V> {
@@ -199,15 +201,15 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Change<V>, K, Change<V
         };
         let entry = encode_entry(r.timestamp, new.as_deref(), old.as_deref());
         buffer.get().put(&due_key(due, &key), &entry, r.timestamp)?;
-        self.emit(ctx)
+        let now = self.observed.observe(ctx, r.timestamp);
+        self.emit(ctx, now)
     }
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> Suppress<K, V> {
-    /// Emits every entry due at or before stream time, and (with a record limit) the entries
-    /// due first while the buffer is over it.
-    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        let now = ctx.stream_time();
+    /// Emits every entry due at or before `now` (the observed stream time), and (with a record
+    /// limit) the entries due first while the buffer is over it.
+    fn emit(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, now: i64) -> Result<()> {
         let buffer = self.buffer.clone().expect("initialized");
         let index = self.index.clone().expect("initialized");
         let limit = self.max_records.unwrap_or(usize::MAX);
@@ -298,6 +300,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                     keys: k.clone(),
                     values: v.clone(),
                     held: None,
+                    observed: ObservedTime::default(),
                 },
                 &[&parent],
             )?;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::observed::ObservedTime;
 use moldau_engine::state::{KeyValueStore, Serde, StringSerde, U64Serde, Window, WindowSpec, WindowStore, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
@@ -82,6 +83,7 @@ struct WindowedAggregate<K, V, A> {
     init: Init<A>,
     step: Step<K, V, A>,
     late: u64,
+    observed: ObservedTime,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V, Windowed<K>, Change<A>>
@@ -96,15 +98,16 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V,
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
+        let now = self.observed.observe(ctx, r.timestamp);
         if self.frontier.is_some() {
             // Before this record's windows are written: the store still retains every window
             // the advance of stream time has just closed.
-            self.emit_closed(ctx)?;
+            self.emit_closed(ctx, now)?;
         }
         let w = self.windows;
         for start in w.starts(r.timestamp) {
             let end = start + w.size;
-            if ctx.stream_time() >= end + w.grace {
+            if now >= end + w.grace {
                 self.late += 1;
                 tracing::debug!(late = self.late, start, "dropping a record for a closed window");
                 continue;
@@ -129,9 +132,8 @@ impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> Processor<K, V,
 
 impl<K: Clone + 'static, V: Clone + 'static, A: Clone + 'static> WindowedAggregate<K, V, A> {
     /// Emits, once, the final aggregate of every window closed since the last emission:
-    /// windows whose end plus grace is at or before stream time.
-    fn emit_closed(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
-        let now = ctx.stream_time();
+    /// windows whose end plus grace is at or before `now`, the observed stream time.
+    fn emit_closed(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>, now: i64) -> Result<()> {
         let w = self.windows;
         let frontier = self.frontier.as_ref().expect("emit-final");
         let key = FRONTIER.to_string();
@@ -203,6 +205,7 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
                     init: init.clone(),
                     step: step.clone(),
                     late: 0,
+                    observed: ObservedTime::default(),
                 },
                 &[&parent],
             )?;

@@ -119,12 +119,10 @@ impl AggregatePlan {
             ));
         }
         let group_exprs = &agg.group_expr[..user_groups];
-        // Not for windows: the stage before the store holds records back, and in the same task
-        // the window operators' stream time (the task's) would run ahead of the records it
-        // hands on, closing their windows early. Behind a repartition, the aggregate's task
-        // sees records as they come.
-        let keyed_by_group = window.is_none()
-            && matches!(group_exprs, [Expr::Column(c)]
+        // Windowed too: the window operators close windows on the stream time they observe
+        // (the records the stage before them handed on), not on the task's, which runs ahead
+        // of the records that stage holds back.
+        let keyed_by_group = matches!(group_exprs, [Expr::Column(c)]
                 if source.columns.iter().any(|k| k.key && k.name == c.name)
                     && source.key_format == crate::catalog::Format::Kafka);
         let group = group_exprs.iter().map(|g| physical(g, &scan_df)).collect::<Result<Vec<_>>>()?;

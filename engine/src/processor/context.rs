@@ -187,6 +187,8 @@ pub(crate) struct TaskState {
     pub(crate) id: TaskId,
     pub(crate) metadata: Option<RecordMetadata>,
     pub(crate) stream_time: i64,
+    /// The stream time the task resumed at (-1: started fresh).
+    pub(crate) start_stream_time: i64,
     pub(crate) wall_clock: i64,
     pub(crate) collector: RecordCollector,
     /// What [`ProcessorContext::reject`] does.
@@ -202,6 +204,7 @@ impl TaskState {
             id,
             metadata: None,
             stream_time: -1,
+            start_stream_time: -1,
             wall_clock,
             collector: RecordCollector::default(),
             bad_input: BadInputPolicy::default(),
@@ -265,6 +268,13 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// The task's stream time: the largest record timestamp seen (-1 before any).
     pub fn stream_time(&self) -> i64 {
         self.task.stream_time
+    }
+
+    /// The stream time the task started from: the one its previous owner committed (-1 when it
+    /// starts fresh). A processor keeping its own observed stream time (the largest timestamp
+    /// of the records it saw) starts from it, so a restart neither reopens nor closes windows.
+    pub fn start_stream_time(&self) -> i64 {
+        self.task.start_stream_time
     }
 
     /// The stream thread's wall-clock time (ms).

@@ -66,6 +66,7 @@ impl StreamTask {
             return;
         }
         self.state.stream_time = t;
+        self.state.start_stream_time = t;
         for s in &mut self.instance.schedules {
             if s.kind == PunctuationType::StreamTime {
                 s.next = Some(t.saturating_add(s.interval));
