@@ -259,7 +259,7 @@ fn main() -> anyhow::Result<()> {
                 dsl_windowed,
                 "CREATE TABLE out_{r} AS SELECT k, COUNT(*) AS n FROM bench \
                  WINDOW TUMBLING (SIZE 60 SECONDS, GRACE PERIOD 10 SECONDS) GROUP BY k;",
-                2,
+                1,
             ),
         ] {
             if only.as_deref().is_some_and(|o| !name.starts_with(o)) {

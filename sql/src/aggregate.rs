@@ -11,6 +11,7 @@
 //! physical expressions; the store keeps each group's accumulator states (rowcodec), so
 //! user-defined aggregates work as the built-in ones do.
 
+mod native;
 mod stages;
 
 use std::sync::atomic::AtomicU64;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion_common::arrow::compute::filter_record_batch;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -15,8 +15,9 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
 
-use crate::catalog::SourceDef;
+use crate::catalog::{Format, SourceDef};
 use crate::error::{Result, SqlError};
+use crate::types::SqlType;
 use crate::{codec, values};
 
 /// One input record: key, value, timestamp (ms), partition, offset.
@@ -63,13 +64,26 @@ impl Decoder<'_> {
         let mut good = Vec::with_capacity(records.len());
         let mut bad = Vec::new();
         let key_columns = self.source.key_columns();
-        let mut keys = Vec::with_capacity(if key_columns.is_empty() { 0 } else { records.len() });
+        // The common key, one STRING in the KAFKA format, is read straight into its array:
+        // no value per record.
+        let string_key =
+            matches!(key_columns.as_slice(), [k] if k.ty == SqlType::String) && self.source.key_format == Format::Kafka;
+        let mut strings: Vec<(usize, Option<&str>)> = Vec::with_capacity(if string_key { records.len() } else { 0 });
+        let mut keys = Vec::with_capacity(if key_columns.is_empty() || string_key { 0 } else { records.len() });
         for (i, r) in records.iter().enumerate() {
             if r.value.is_none() {
                 bad.push(BadRecord { index: i, reason: "no value (a tombstone)".into() });
                 continue;
             }
-            if !key_columns.is_empty() {
+            if string_key {
+                match r.key.as_deref().map(std::str::from_utf8).transpose() {
+                    Ok(k) => strings.push((i, k)),
+                    Err(e) => {
+                        bad.push(BadRecord { index: i, reason: format!("key is not UTF-8: {e}") });
+                        continue;
+                    }
+                }
+            } else if !key_columns.is_empty() {
                 match codec::decode_keys(&key_columns, self.source.key_format, r.key.as_deref()) {
                     Ok(v) => keys.push((i, v)),
                     Err(reason) => {
@@ -96,6 +110,7 @@ impl Decoder<'_> {
                 });
                 bad.sort_by_key(|b| b.index);
                 keys.retain(|(i, _)| good.binary_search(i).is_ok());
+                strings.retain(|(i, _)| good.binary_search(i).is_ok());
                 let all: Vec<&[u8]> = good.iter().map(value_of).collect();
                 values::decode(format, &value_schema, &all).map_err(SqlError::Semantic)?
             }
@@ -108,7 +123,9 @@ impl Decoder<'_> {
                 let at = key_index;
                 key_index += 1;
                 let values = keys.iter_mut().map(|(_, v)| std::mem::replace(&mut v[at], ScalarValue::Null));
-                let array = if good.is_empty() {
+                let array = if string_key {
+                    Arc::new(StringArray::from_iter(strings.iter().map(|(_, k)| *k))) as ArrayRef
+                } else if good.is_empty() {
                     datafusion_common::arrow::array::new_empty_array(&c.ty.arrow())
                 } else {
                     ScalarValue::iter_to_array(values).map_err(|e| SqlError::Semantic(e.to_string()))?
@@ -402,6 +419,27 @@ mod tests {
                 r#"{"userid":"u5","page":"/A/4","double_price":9.0,"rowoffset":4}"#
             ]
         );
+    }
+
+    #[test]
+    fn should_read_string_keys_and_report_the_ones_that_are_not_utf8() {
+        let q = setup("SELECT userid, page FROM pageviews");
+        let mut records = vec![
+            rec(0, "u1", r#"{"page":"/a"}"#),
+            rec(1, "u2", r#"{"page":"/b"}"#),
+            rec(2, "u3", r#"{"page":"/c"}"#),
+            rec(3, "u4", r#"{"page":7}"#),
+            rec(4, "u5", r#"{"page":"/e"}"#),
+        ];
+        records[1].key = Some(vec![0xff, 0xfe]);
+        records[2].key = None;
+        let (batch, bad) = q.decode(&records).unwrap();
+        let bad: Vec<usize> = bad.iter().map(|b| b.index).collect();
+        assert_eq!(bad, [1, 3], "the key that is not UTF-8 and the value that is not the schema's");
+        let out = q.eval(&batch).unwrap();
+        let rows: Vec<String> =
+            Stateless::encode_json(&out).unwrap().into_iter().map(|r| String::from_utf8(r).unwrap()).collect();
+        assert_eq!(rows, [r#"{"userid":"u1","page":"/a"}"#, r#"{"page":"/c"}"#, r#"{"userid":"u5","page":"/e"}"#]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use moldau_dsl::state::Windowed;
 use moldau_engine::{Processor, ProcessorContext, Record};
 
+use super::native::{self, Native};
 use super::AggregatePlan;
 use crate::catalog::Format;
 use crate::error::{Result, SqlError};
@@ -33,6 +34,10 @@ pub(crate) struct Accumulators {
     arg_counts: Vec<usize>,
     state_types: Vec<DataType>,
     state_counts: Vec<usize>,
+    /// When every aggregate is a COUNT or a SUM of one BIGINT argument: their folds, done on
+    /// the encoded states directly instead of through a DataFusion accumulator per record
+    /// (the states are the same bytes DataFusion's accumulators give).
+    native: Option<Vec<Native>>,
 }
 
 fn df(e: impl std::fmt::Display) -> String {
@@ -57,12 +62,16 @@ impl Accumulators {
             state_counts.push(fields.len());
             state_types.extend(fields.iter().map(|f| f.data_type().clone()));
         }
-        Ok(Accumulators { aggs, args, arg_types, arg_counts, state_types, state_counts })
+        let native = native::kinds(&aggs, &arg_types, &arg_counts, &state_types, &state_counts);
+        Ok(Accumulators { aggs, args, arg_types, arg_counts, state_types, state_counts, native })
     }
 
     /// Folds one record's arguments into a group's state (empty: no state yet). A failure is
     /// logged and leaves the state as it was: one bad record never stops the query.
     pub(crate) fn step(&self, args: &[u8], state: Vec<u8>) -> Vec<u8> {
+        if let Some(next) = self.native.as_deref().and_then(|kinds| native::step(kinds, args, &state)) {
+            return next;
+        }
         match self.try_step(args, &state) {
             Ok(next) => next,
             Err(e) => {
@@ -70,6 +79,24 @@ impl Accumulators {
                 state
             }
         }
+    }
+
+    /// Whether every aggregate folds natively.
+    #[cfg(test)]
+    pub(super) fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// The fold through DataFusion's accumulators, whatever the aggregates are.
+    #[cfg(test)]
+    pub(super) fn general_step(&self, args: &[u8], state: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        self.try_step(args, state)
+    }
+
+    /// The values through DataFusion's accumulators, whatever the aggregates are.
+    #[cfg(test)]
+    pub(super) fn general_evaluate(&self, state: &[u8]) -> std::result::Result<Vec<ScalarValue>, String> {
+        self.accumulated(state)
     }
 
     fn try_step(&self, args: &[u8], state: &[u8]) -> std::result::Result<Vec<u8>, String> {
@@ -123,6 +150,13 @@ impl Accumulators {
 
     /// The aggregate values of a state.
     pub(crate) fn evaluate(&self, state: &[u8]) -> std::result::Result<Vec<ScalarValue>, String> {
+        if let Some(values) = self.native.as_deref().and_then(|kinds| native::values(kinds, state)) {
+            return Ok(values);
+        }
+        self.accumulated(state)
+    }
+
+    fn accumulated(&self, state: &[u8]) -> std::result::Result<Vec<ScalarValue>, String> {
         let states = self.states(state)?;
         let mut out = Vec::with_capacity(self.aggs.len());
         let mut s = 0;

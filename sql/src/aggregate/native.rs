@@ -1,0 +1,198 @@
+//! COUNT and SUM of BIGINT folded on their encoded states: the states are the bytes
+//! DataFusion's accumulators would give (one nullable BIGINT each, as `rowcodec` writes it),
+//! without creating an accumulator and one-row arrays per record. Anything else takes the
+//! general path through DataFusion's accumulators.
+
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::ScalarValue;
+use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
+
+/// An aggregate whose state is one nullable BIGINT, folded without an accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Native {
+    /// COUNT: the number of non-null arguments (never null).
+    Count,
+    /// SUM: the wrapping sum of the non-null arguments (null before the first).
+    Sum,
+}
+
+/// Reads one nullable BIGINT as rowcodec writes it (a presence byte, then 8 bytes).
+fn read_i64(bytes: &[u8], at: &mut usize) -> Option<Option<i64>> {
+    match bytes.get(*at)? {
+        0 => {
+            *at += 1;
+            Some(None)
+        }
+        1 => {
+            let v = i64::from_le_bytes(bytes.get(*at + 1..*at + 9)?.try_into().ok()?);
+            *at += 9;
+            Some(Some(v))
+        }
+        _ => None,
+    }
+}
+
+fn write_i64(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// The native fold of one record's `args` into `state` (empty: none yet); `None` when the
+/// bytes are not what the folds expect (the general path then says what is wrong).
+pub(super) fn step(kinds: &[Native], args: &[u8], state: &[u8]) -> Option<Vec<u8>> {
+    let (mut a, mut s) = (0, 0);
+    let mut out = Vec::with_capacity(9 * kinds.len());
+    for k in kinds {
+        let arg = read_i64(args, &mut a)?;
+        let old = if state.is_empty() { None } else { read_i64(state, &mut s)? };
+        let new = match (k, arg) {
+            (Native::Count, arg) => Some(old.unwrap_or(0) + i64::from(arg.is_some())),
+            (Native::Sum, Some(x)) => Some(old.unwrap_or(0).wrapping_add(x)),
+            (Native::Sum, None) => old,
+        };
+        write_i64(&mut out, new);
+    }
+    (a == args.len() && s == state.len()).then_some(out)
+}
+
+/// The values of natively folded aggregates.
+pub(super) fn values(kinds: &[Native], state: &[u8]) -> Option<Vec<ScalarValue>> {
+    let mut s = 0;
+    let values = kinds
+        .iter()
+        .map(|k| {
+            let v = if state.is_empty() { None } else { read_i64(state, &mut s)? };
+            Some(ScalarValue::Int64(match k {
+                Native::Count => Some(v.unwrap_or(0)),
+                Native::Sum => v,
+            }))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (s == state.len()).then_some(values)
+}
+
+/// The native folds of `aggs`, when every one of them has one: a COUNT or a non-DISTINCT SUM
+/// of one BIGINT argument whose state is one BIGINT.
+pub(super) fn kinds(
+    aggs: &[AggregateFunctionExpr],
+    arg_types: &[DataType],
+    arg_counts: &[usize],
+    state_types: &[DataType],
+    state_counts: &[usize],
+) -> Option<Vec<Native>> {
+    if state_counts.iter().any(|&n| n != 1) || arg_counts.iter().any(|&n| n != 1) {
+        return None;
+    }
+    aggs.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let bigint = arg_types.get(i) == Some(&DataType::Int64)
+                && state_types.get(i) == Some(&DataType::Int64)
+                && !a.is_distinct();
+            match a.fun().name() {
+                "count" if bigint => Some(Native::Count),
+                "sum" if bigint => Some(Native::Sum),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
+    use datafusion_physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion_physical_expr::expressions::col;
+
+    use super::super::stages::Accumulators;
+    use super::*;
+    use crate::rowcodec;
+
+    fn accumulators(funs: &[&str], distinct: bool) -> Accumulators {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let udafs = datafusion_functions_aggregate::all_default_aggregate_functions();
+        let aggs = funs
+            .iter()
+            .map(|f| {
+                let udaf = udafs.iter().find(|u| u.name() == *f).expect("a default aggregate");
+                AggregateExprBuilder::new(Arc::clone(udaf), vec![col("x", &schema).expect("column x")])
+                    .schema(Arc::clone(&schema))
+                    .alias(*f)
+                    .with_distinct(distinct)
+                    .build()
+                    .expect("an aggregate")
+            })
+            .collect();
+        Accumulators::new(aggs, &schema).expect("accumulators")
+    }
+
+    fn args(funs: usize, v: Option<i64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..funs {
+            rowcodec::encode(&[ScalarValue::Int64(v)], &mut out).expect("encoded");
+        }
+        out
+    }
+
+    #[test]
+    fn should_fold_count_and_sum_to_the_bytes_datafusions_accumulators_give() {
+        let acc = accumulators(&["count", "sum", "count"], false);
+        assert!(acc.is_native(), "COUNT and SUM of a BIGINT fold natively");
+        let inputs = [None, Some(5), Some(-3), None, Some(i64::MAX), Some(7)];
+        let mut state = Vec::new();
+        for v in inputs {
+            let a = args(3, v);
+            let general = acc.general_step(&a, &state).expect("the general path folds it");
+            let native = acc.step(&a, state.clone());
+            assert_eq!(native, general, "the state after folding {v:?}");
+            assert_eq!(
+                acc.evaluate(&native).expect("native values"),
+                acc.general_evaluate(&native).expect("general values"),
+                "the values after folding {v:?}"
+            );
+            state = native;
+        }
+        let values = acc.evaluate(&state).expect("values");
+        // SUM wraps on overflow, as DataFusion's does.
+        let sum = 5i64 - 3 + 7;
+        assert_eq!(
+            values,
+            vec![
+                ScalarValue::Int64(Some(4)),
+                ScalarValue::Int64(Some(sum.wrapping_add(i64::MAX))),
+                ScalarValue::Int64(Some(4))
+            ]
+        );
+    }
+
+    #[test]
+    fn should_give_the_values_of_an_empty_state_as_datafusion_does() {
+        let acc = accumulators(&["count", "sum"], false);
+        assert_eq!(acc.evaluate(&[]).expect("native"), acc.general_evaluate(&[]).expect("general"));
+        let nulls = acc.step(&args(2, None), Vec::new());
+        assert_eq!(acc.evaluate(&nulls).expect("native"), vec![ScalarValue::Int64(Some(0)), ScalarValue::Int64(None)]);
+    }
+
+    #[test]
+    fn should_leave_distinct_and_other_aggregates_to_datafusion() {
+        assert!(!accumulators(&["count"], true).is_native(), "COUNT(DISTINCT) keeps a set");
+        assert!(!accumulators(&["count", "avg"], false).is_native(), "AVG keeps a count and a sum");
+        assert!(!accumulators(&["max"], false).is_native());
+    }
+
+    #[test]
+    fn should_refuse_bytes_that_are_not_the_expected_states() {
+        let kinds = [Native::Count];
+        assert_eq!(step(&kinds, &[7], &[]), None, "a bad presence byte");
+        assert_eq!(step(&kinds, &[1, 0, 0], &[]), None, "a short value");
+        assert_eq!(step(&kinds, &args(2, Some(1)), &[]), None, "bytes left over");
+        assert_eq!(values(&kinds, &[1, 2]), None);
+    }
+}
