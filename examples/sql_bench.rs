@@ -167,10 +167,13 @@ fn pull(bootstrap: &str, keys: usize) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Every partition's last commit persisted: a sample of keys spread over them answers.
+    // Every partition's last commit persisted: each of the last 1,000 keys answers (every
+    // partition's last key is among them, and a partition's last commit holds its last key),
+    // and a sample spread over the others.
     let deadline = Instant::now() + Duration::from_secs(120);
+    let last_ones = keys.saturating_sub(1_000)..keys;
     'sample: loop {
-        for k in (0..keys).step_by((keys / 500).max(1)) {
+        for k in last_ones.clone().chain((0..keys).step_by((keys / 500).max(1))) {
             let answered = matches!(
                 x.execute(&format!("SELECT k FROM totals WHERE k = 'user-{k:07}';"))?.pop(),
                 Some(Outcome::Pull(r)) if r.rows.len() == 1

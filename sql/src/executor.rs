@@ -101,6 +101,8 @@ struct RunningQuery {
     skipped: Arc<AtomicU64>,
     /// When the records processed were last counted, and how many: the rate DESCRIBE shows.
     sample: std::sync::Mutex<(std::time::Instant, u64)>,
+    /// Its tasks' partition count, once known (a pull query asks the cluster only once).
+    task_partitions: std::sync::OnceLock<i32>,
 }
 
 /// The time now, for the processing rates DESCRIBE shows (not logic under test).
@@ -689,6 +691,7 @@ impl Executor {
                 streams,
                 skipped,
                 sample: std::sync::Mutex::new((now(), 0)),
+                task_partitions: std::sync::OnceLock::new(),
             },
         );
         Ok(())

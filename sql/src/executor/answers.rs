@@ -51,11 +51,21 @@ impl Executor {
             )));
         };
         let stores = q.streams.store(crate::pull::STORE);
-        let repartition = format!("{}-{id}-Aggregate-GroupBy-repartition", self.config.service_id);
-        let partitions = match self.admin.partitions(&repartition)? {
-            Some(n) => n,
-            // Grouped by the source's key: no repartition, one task per source partition.
-            None => self.admin.partitions(&agg.source().topic)?.unwrap_or(0),
+        let partitions = match q.task_partitions.get() {
+            Some(&n) => n,
+            None => {
+                let repartition = format!("{}-{id}-Aggregate-GroupBy-repartition", self.config.service_id);
+                let n = match self.admin.partitions(&repartition)? {
+                    Some(n) => n,
+                    // Grouped by the source's key: no repartition, one task per source partition.
+                    None => self.admin.partitions(&agg.source().topic)?.unwrap_or(0),
+                };
+                if n > 0 {
+                    // A running query's partitions do not change: kept, not asked again.
+                    let _ = q.task_partitions.set(n);
+                }
+                n
+            }
         };
         let local: Vec<i32> = stores.iter().map(|(p, _)| *p).collect();
         let (stores, remote) = match self.session.get(crate::pull::PARTITIONS_PROPERTY) {
