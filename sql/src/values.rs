@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{new_empty_array, Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
+use datafusion_common::arrow::array::{
+    new_empty_array, Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray, StructArray,
+};
 use datafusion_common::arrow::compute::{cast_with_options, CastOptions};
-use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
+use datafusion_common::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion_common::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion_common::ScalarValue;
 
@@ -172,15 +174,23 @@ pub(crate) fn encode(format: Format, batch: &RecordBatch) -> Result<Vec<Option<V
     }
 }
 
-/// Encodes each row as a JSON object (its null columns left out).
+/// Encodes each row as a JSON object (its null columns left out), straight into its own
+/// value: arrow-json's encoder a row at a time, no shared buffer to split and copy.
 pub(crate) fn encode_json(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-    let mut buf = Vec::new();
-    {
-        let mut w = datafusion_common::arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(batch).map_err(|e| SqlError::Semantic(e.to_string()))?;
-        w.finish().map_err(|e| SqlError::Semantic(e.to_string()))?;
+    use datafusion_common::arrow::json::writer::{make_encoder, EncoderOptions};
+    let array = StructArray::from(batch.clone());
+    let field = Arc::new(Field::new_struct("", batch.schema().fields().clone(), false));
+    let options = EncoderOptions::default();
+    let mut encoder = make_encoder(&field, &array, &options).map_err(|e| SqlError::Semantic(e.to_string()))?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut size = 64;
+    for row in 0..batch.num_rows() {
+        let mut out = Vec::with_capacity(size);
+        encoder.encode(row, &mut out);
+        size = size.max(out.len());
+        rows.push(out);
     }
-    Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    Ok(rows)
 }
 
 /// Joins fields into one delimited value: `None` is null (an empty field); a field holding a
