@@ -2,7 +2,7 @@
 //! 32- and 64-bit integers and doubles) and JSON scalars, read into and written from Arrow
 //! values.
 
-use datafusion_common::arrow::array::ArrayRef;
+use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
 use datafusion_common::ScalarValue;
 
 use crate::catalog::Format;
@@ -56,6 +56,15 @@ fn decode_json_scalar(ty: &SqlType, bytes: &[u8]) -> Result<ScalarValue, String>
 
 /// Writes the key in row `row` of `column` in `format` (`None`: a null key).
 pub(crate) fn encode_key(format: Format, column: &ArrayRef, row: usize) -> Result<Option<Vec<u8>>, String> {
+    if format == Format::Kafka {
+        // The common keys, read straight from their arrays.
+        if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+            return Ok(strings.is_valid(row).then(|| strings.value(row).as_bytes().to_vec()));
+        }
+        if let Some(ints) = column.as_any().downcast_ref::<Int64Array>() {
+            return Ok(ints.is_valid(row).then(|| ints.value(row).to_be_bytes().to_vec()));
+        }
+    }
     let v = ScalarValue::try_from_array(column, row).map_err(|e| e.to_string())?;
     if v.is_null() {
         return Ok(None);
@@ -213,10 +222,14 @@ mod tests {
         );
         assert!(decode_key(&SqlType::String, Format::Kafka, Some(&[0xff, 0xfe])).unwrap_err().contains("UTF-8"));
         assert!(decode_key(&SqlType::String, Format::Kafka, None).unwrap().is_null());
-        let col: ArrayRef = Arc::new(datafusion_common::arrow::array::StringArray::from(vec![Some("a"), None]));
+        let col: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), None]));
         assert_eq!(encode_key(Format::Kafka, &col, 0).unwrap(), Some(b"a".to_vec()));
         assert_eq!(encode_key(Format::Json, &col, 0).unwrap(), Some(b"\"a\"".to_vec()));
         assert_eq!(encode_key(Format::Kafka, &col, 1).unwrap(), None);
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![Some(7), None]));
+        assert_eq!(encode_key(Format::Kafka, &ints, 0).unwrap(), Some(7i64.to_be_bytes().to_vec()));
+        assert_eq!(encode_key(Format::Kafka, &ints, 1).unwrap(), None);
+        assert_eq!(encode_key(Format::Json, &ints, 0).unwrap(), Some(b"7".to_vec()));
     }
 
     #[test]

@@ -32,7 +32,8 @@ fn read_i64(bytes: &[u8], at: &mut usize) -> Option<Option<i64>> {
     }
 }
 
-fn write_i64(out: &mut Vec<u8>, v: Option<i64>) {
+/// Writes one nullable BIGINT as rowcodec does.
+pub(super) fn write_i64(out: &mut Vec<u8>, v: Option<i64>) {
     match v {
         None => out.push(0),
         Some(v) => {
@@ -185,6 +186,15 @@ mod tests {
         assert!(!accumulators(&["count"], true).is_native(), "COUNT(DISTINCT) keeps a set");
         assert!(!accumulators(&["count", "avg"], false).is_native(), "AVG keeps a count and a sum");
         assert!(!accumulators(&["max"], false).is_native());
+    }
+
+    #[test]
+    fn should_write_arguments_as_rowcodec_does() {
+        for v in [None, Some(0), Some(-1), Some(i64::MIN), Some(42)] {
+            let mut native = Vec::new();
+            write_i64(&mut native, v);
+            assert_eq!(native, args(1, v), "{v:?}");
+        }
     }
 
     #[test]

@@ -81,8 +81,7 @@ impl Accumulators {
         }
     }
 
-    /// Whether every aggregate folds natively.
-    #[cfg(test)]
+    /// Whether every aggregate folds natively (their arguments are BIGINTs).
     pub(super) fn is_native(&self) -> bool {
         self.native.is_some()
     }
@@ -234,6 +233,12 @@ impl PreAggregate {
             .column_by_name("rowtime")
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
             .ok_or_else(|| processing("the scan has no ROWTIME"))?;
+        // BIGINT arguments of natively folded aggregates are written without a value per row.
+        let native_args: Option<Vec<&Int64Array>> = plan
+            .accumulators
+            .is_native()
+            .then(|| args.iter().map(|a| a.as_any().downcast_ref::<Int64Array>()).collect())
+            .flatten();
         let mut row_args = Vec::with_capacity(args.len());
         for row in 0..rows {
             let key = match codec::encode_keys(self.key_format, &group, &plan.key_names, row) {
@@ -249,12 +254,18 @@ impl PreAggregate {
                     continue;
                 }
             };
-            row_args.clear();
-            for a in &args {
-                row_args.push(ScalarValue::try_from_array(a, row).map_err(processing)?);
+            let mut value = Vec::with_capacity(16 * args.len());
+            if let Some(ints) = &native_args {
+                for a in ints {
+                    native::write_i64(&mut value, a.is_valid(row).then(|| a.value(row)));
+                }
+            } else {
+                row_args.clear();
+                for a in &args {
+                    row_args.push(ScalarValue::try_from_array(a, row).map_err(processing)?);
+                }
+                rowcodec::encode(&row_args, &mut value).map_err(processing)?;
             }
-            let mut value = Vec::with_capacity(16 * row_args.len());
-            rowcodec::encode(&row_args, &mut value).map_err(processing)?;
             ctx.forward(Record::new(key, value, rowtime.value(row)))?;
         }
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
