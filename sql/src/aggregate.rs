@@ -11,6 +11,7 @@
 //! physical expressions; the store keeps each group's accumulator states (rowcodec), so
 //! user-defined aggregates work as the built-in ones do.
 
+mod columns;
 mod native;
 mod stages;
 

@@ -13,11 +13,21 @@ pub trait Serde<T>: Send + Sync {
     fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String>;
     /// Decodes a value.
     fn deserialize(&self, bytes: &[u8]) -> Result<T, String>;
+    /// The encoding of `value`, taking it: a serde whose encoding is the value's own bytes
+    /// gives them back without copying them.
+    fn serialize_owned(&self, value: T) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        self.serialize(&value, &mut out)?;
+        Ok(out)
+    }
 }
 
 impl<T, S: Serde<T> + ?Sized> Serde<T> for std::sync::Arc<S> {
     fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
         (**self).serialize(value, out)
+    }
+    fn serialize_owned(&self, value: T) -> Result<Vec<u8>, String> {
+        (**self).serialize_owned(value)
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<T, String> {
         (**self).deserialize(bytes)
@@ -81,6 +91,9 @@ impl Serde<Vec<u8>> for BytesSerde {
     fn deserialize(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         Ok(bytes.to_vec())
     }
+    fn serialize_owned(&self, value: Vec<u8>) -> Result<Vec<u8>, String> {
+        Ok(value)
+    }
 }
 
 /// UTF-8 strings, unchanged (byte order is string order, so ranges work as expected).
@@ -94,6 +107,9 @@ impl Serde<String> for StringSerde {
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<String, String> {
         String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+    }
+    fn serialize_owned(&self, value: String) -> Result<Vec<u8>, String> {
+        Ok(value.into_bytes())
     }
 }
 

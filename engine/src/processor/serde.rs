@@ -12,6 +12,11 @@ pub trait RecordSerde<T>: Send + Sync {
     fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, String>;
     /// The value of these bytes (`None`: null).
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, String>;
+    /// The bytes of `value`, taking it (a sink owns its records): bytes and strings are
+    /// handed over without a copy.
+    fn serialize_owned(&self, value: T) -> Result<Option<Vec<u8>>, String> {
+        self.serialize(&value)
+    }
 }
 
 /// A serde for values that are never null: null fails to deserialize.
@@ -23,6 +28,9 @@ impl<T, S: Serde<T>> RecordSerde<T> for Required<S> {
         let mut out = Vec::new();
         self.0.serialize(value, &mut out)?;
         Ok(Some(out))
+    }
+    fn serialize_owned(&self, value: T) -> Result<Option<Vec<u8>>, String> {
+        self.0.serialize_owned(value).map(Some)
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, String> {
         match bytes {
@@ -46,6 +54,9 @@ impl<T, S: Serde<T>> RecordSerde<Option<T>> for Nullable<S> {
             }
             None => Ok(None),
         }
+    }
+    fn serialize_owned(&self, value: Option<T>) -> Result<Option<Vec<u8>>, String> {
+        value.map(|v| self.0.serialize_owned(v)).transpose()
     }
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, String> {
         bytes.map(|b| self.0.deserialize(b)).transpose()
@@ -76,4 +87,34 @@ pub fn required<T, S: Serde<T> + 'static>(serde: S) -> SharedSerde<T> {
 /// Shares a store serde for nullable values.
 pub fn nullable<T, S: Serde<T> + 'static>(serde: S) -> SharedSerde<Option<T>> {
     Arc::new(Nullable(serde))
+}
+
+#[cfg(test)]
+mod tests {
+    use moldau_state_store::{BytesSerde, StringSerde, U64Serde};
+
+    use super::*;
+
+    #[test]
+    fn should_hand_over_owned_bytes_and_strings_without_copying_them() {
+        let bytes = b"payload".to_vec();
+        let at = bytes.as_ptr();
+        let out = Required(BytesSerde).serialize_owned(bytes).expect("bytes").expect("not null");
+        assert_eq!((out.as_ptr(), out.as_slice()), (at, &b"payload"[..]), "the same buffer, not a copy");
+        let text = String::from("key-1");
+        let at = text.as_ptr();
+        let out = Nullable(StringSerde).serialize_owned(Some(text)).expect("string").expect("not null");
+        assert_eq!((out.as_ptr(), out.as_slice()), (at, &b"key-1"[..]));
+        assert_eq!(Nullable(StringSerde).serialize_owned(None).expect("null"), None);
+    }
+
+    #[test]
+    fn should_serialize_owned_values_as_borrowed_ones() {
+        for v in [0u64, 7, u64::MAX] {
+            assert_eq!(Required(U64Serde).serialize_owned(v), Required(U64Serde).serialize(&v));
+            assert_eq!(Nullable(U64Serde).serialize_owned(Some(v)), Nullable(U64Serde).serialize(&Some(v)));
+        }
+        let s = Some(String::from("ü"));
+        assert_eq!(Nullable(StringSerde).serialize_owned(s.clone()), Nullable(StringSerde).serialize(&s));
+    }
 }

@@ -152,9 +152,10 @@ impl<K, V> Node<K, V> for SinkNode<K, V> {
         };
         let fail =
             |what, reason| Error::Serialization { node: self.name.clone(), what, topic: topic.to_string(), reason };
-        let key = self.keys.serialize(&record.key).map_err(|e| fail("key", e))?;
-        let value = self.values.serialize(&record.value).map_err(|e| fail("value", e))?;
-        task.collector.send(OutputRecord { topic, key, value, timestamp: record.timestamp, headers: record.headers });
+        let Record { key, value, timestamp, headers } = record;
+        let key = self.keys.serialize_owned(key).map_err(|e| fail("key", e))?;
+        let value = self.values.serialize_owned(value).map_err(|e| fail("value", e))?;
+        task.collector.send(OutputRecord { topic, key, value, timestamp, headers });
         Ok(())
     }
 }

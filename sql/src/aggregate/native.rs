@@ -61,20 +61,32 @@ pub(super) fn step(kinds: &[Native], args: &[u8], state: &[u8]) -> Option<Vec<u8
     (a == args.len() && s == state.len()).then_some(out)
 }
 
+/// Reads the values of natively folded aggregates from `state` into `out` (cleared first);
+/// false when the bytes are not their states.
+pub(super) fn read_values(kinds: &[Native], state: &[u8], out: &mut Vec<Option<i64>>) -> bool {
+    out.clear();
+    let mut s = 0;
+    for k in kinds {
+        let v = if state.is_empty() {
+            None
+        } else {
+            match read_i64(state, &mut s) {
+                Some(v) => v,
+                None => return false,
+            }
+        };
+        out.push(match k {
+            Native::Count => Some(v.unwrap_or(0)),
+            Native::Sum => v,
+        });
+    }
+    s == state.len()
+}
+
 /// The values of natively folded aggregates.
 pub(super) fn values(kinds: &[Native], state: &[u8]) -> Option<Vec<ScalarValue>> {
-    let mut s = 0;
-    let values = kinds
-        .iter()
-        .map(|k| {
-            let v = if state.is_empty() { None } else { read_i64(state, &mut s)? };
-            Some(ScalarValue::Int64(match k {
-                Native::Count => Some(v.unwrap_or(0)),
-                Native::Sum => v,
-            }))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    (s == state.len()).then_some(values)
+    let mut out = Vec::with_capacity(kinds.len());
+    read_values(kinds, state, &mut out).then(|| out.into_iter().map(ScalarValue::Int64).collect())
 }
 
 /// The native folds of `aggs`, when every one of them has one: a COUNT or a non-DISTINCT SUM

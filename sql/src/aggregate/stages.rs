@@ -16,6 +16,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use moldau_dsl::state::Windowed;
 use moldau_engine::{Processor, ProcessorContext, Record};
 
+use super::columns::{KeyColumns, ValueColumns};
 use super::native::{self, Native};
 use super::AggregatePlan;
 use crate::catalog::Format;
@@ -84,6 +85,16 @@ impl Accumulators {
     /// Whether every aggregate folds natively (their arguments are BIGINTs).
     pub(super) fn is_native(&self) -> bool {
         self.native.is_some()
+    }
+
+    /// The native folds, when every aggregate has one.
+    pub(super) fn native_kinds(&self) -> Option<&[Native]> {
+        self.native.as_deref()
+    }
+
+    /// How many aggregates there are.
+    pub(super) fn len(&self) -> usize {
+        self.aggs.len()
     }
 
     /// The fold through DataFusion's accumulators, whatever the aggregates are.
@@ -326,14 +337,7 @@ pub(crate) trait GroupKey: Clone + 'static {
     fn window(&self) -> Option<(i64, i64)>;
     /// The output record's key: the group key, then for a window its start and end
     /// (big-endian ms, as the DSL's windowed serde writes them).
-    fn output_key(&self) -> Vec<u8> {
-        let mut k = self.group().to_vec();
-        if let Some((start, end)) = self.window() {
-            k.extend_from_slice(&start.to_be_bytes());
-            k.extend_from_slice(&end.to_be_bytes());
-        }
-        k
-    }
+    fn into_output_key(self) -> Vec<u8>;
 }
 
 impl GroupKey for Vec<u8> {
@@ -343,6 +347,9 @@ impl GroupKey for Vec<u8> {
     fn window(&self) -> Option<(i64, i64)> {
         None
     }
+    fn into_output_key(self) -> Vec<u8> {
+        self
+    }
 }
 
 impl GroupKey for Windowed<Vec<u8>> {
@@ -351,6 +358,13 @@ impl GroupKey for Windowed<Vec<u8>> {
     }
     fn window(&self) -> Option<(i64, i64)> {
         Some((self.window.start, self.window.end))
+    }
+    fn into_output_key(self) -> Vec<u8> {
+        let mut k = self.key;
+        k.reserve_exact(16);
+        k.extend_from_slice(&self.window.start.to_be_bytes());
+        k.extend_from_slice(&self.window.end.to_be_bytes());
+        k
     }
 }
 
@@ -388,24 +402,18 @@ impl AggregatePlan {
     ) -> Result<(RecordBatch, Vec<usize>)> {
         let fail = |e: String| SqlError::Execution(e);
         let mut rows: Vec<usize> = Vec::with_capacity(entries.len());
-        let mut groups: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(entries.len()); self.key_columns.len()];
+        let mut keys = KeyColumns::new(&self.key_columns, key_format, entries.len());
+        let mut values = ValueColumns::new(&self.accumulators, entries.len());
         let mut starts = Vec::new();
         let mut ends = Vec::new();
-        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(entries.len()); self.accumulators.aggs.len()];
         for (i, (group, window, state)) in entries.iter().enumerate() {
-            let decoded = codec::decode_keys(&self.key_columns, key_format, Some(group))
-                .and_then(|g| self.accumulators.evaluate(state).map(|v| (g, v)));
-            match decoded {
-                Ok((g, v)) => {
-                    for (col, x) in groups.iter_mut().zip(g) {
-                        col.push(x);
-                    }
+            // The values are read first and appended once the key is: a row is whole or left out.
+            match values.read(state).and_then(|()| keys.append(group)) {
+                Ok(()) => {
+                    values.push();
                     if let Some((s, e)) = window {
                         starts.push(*s);
                         ends.push(*e);
-                    }
-                    for (col, x) in values.iter_mut().zip(v) {
-                        col.push(x);
                     }
                     rows.push(i);
                 }
@@ -415,17 +423,12 @@ impl AggregatePlan {
         if rows.is_empty() {
             return Ok((RecordBatch::new_empty(Arc::clone(&self.output_schema)), rows));
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.agg_schema.fields().len());
-        for col in groups {
-            columns.push(ScalarValue::iter_to_array(col).map_err(|e| fail(e.to_string()))?);
-        }
+        let mut columns: Vec<ArrayRef> = keys.finish().map_err(|e| fail(e.to_string()))?;
         if self.windowed() {
             columns.push(Arc::new(Int64Array::from(starts)));
             columns.push(Arc::new(Int64Array::from(ends)));
         }
-        for col in values {
-            columns.push(ScalarValue::iter_to_array(col).map_err(|e| fail(e.to_string()))?);
-        }
+        columns.extend(values.finish().map_err(|e| fail(e.to_string()))?);
         let columns = columns
             .into_iter()
             .zip(self.agg_schema.fields())
@@ -480,7 +483,7 @@ impl<K: GroupKey> PostAggregate<K> {
         // In input order; deleted groups, and groups HAVING no longer keeps, are deleted
         // downstream.
         for ((key, _, ts), value) in held.into_iter().zip(values_out) {
-            ctx.forward(Record::new(Some(key.output_key()), value, ts))?;
+            ctx.forward(Record::new(Some(key.into_output_key()), value, ts))?;
         }
         Ok(())
     }
