@@ -210,21 +210,34 @@ impl PreAggregate {
             return Ok(());
         }
         let plan = &self.plan;
+        let mut held = std::mem::take(&mut self.held);
         let source_schema = plan.source.schema();
         let (batch, bad) =
-            Decoder { source: &plan.source, input_schema: &source_schema }.decode(&self.held).map_err(processing)?;
-        reject_bad(ctx, &plan.source.topic, &self.held, &bad, &self.skipped)?;
+            Decoder { source: &plan.source, input_schema: &source_schema }.decode(&held).map_err(processing)?;
+        reject_bad(ctx, &plan.source.topic, &held, &bad, &self.skipped)?;
+        // Grouped by the record key, written as it was read (one KAFKA-format column, whose
+        // bytes read and written again are the same bytes): each record's own key is its
+        // group key, handed on without writing it again. `good`: the record of each row.
+        let own_keys = plan.keyed_by_group && self.key_format == Format::Kafka;
+        let good: Vec<usize> = if own_keys {
+            let mut bad = bad.iter().map(|b| b.index).peekable();
+            (0..held.len()).filter(|i| bad.next_if_eq(i).is_none()).collect()
+        } else {
+            Vec::new()
+        };
         let mut skipped = 0;
-        self.held.clear();
         // Window columns, when windowed, are filled per window after the store.
         let mut columns = batch.columns().to_vec();
         for f in plan.scan_schema.fields().iter().skip(columns.len()) {
             columns.push(new_null_array(f.data_type(), batch.num_rows()));
         }
         let batch = RecordBatch::try_new(Arc::clone(&plan.scan_schema), columns).map_err(processing)?;
-        let batch = match &plan.filter {
-            Some(f) => filter_rows(f, &batch, "WHERE").map_err(processing)?.0,
-            None => batch,
+        let (batch, kept) = match &plan.filter {
+            Some(f) => {
+                let (batch, kept) = filter_rows(f, &batch, "WHERE").map_err(processing)?;
+                (batch, Some(kept))
+            }
+            None => (batch, None),
         };
         let rows = batch.num_rows();
         let group = plan
@@ -252,7 +265,13 @@ impl PreAggregate {
             .flatten();
         let mut row_args = Vec::with_capacity(args.len());
         for row in 0..rows {
-            let key = match codec::encode_keys(self.key_format, &group, &plan.key_names, row) {
+            let key = if own_keys {
+                let record = good.get(kept.as_ref().map_or(row, |k| k[row])).and_then(|&i| held.get_mut(i));
+                Ok(record.and_then(|r| r.key.take()))
+            } else {
+                codec::encode_keys(self.key_format, &group, &plan.key_names, row)
+            };
+            let key = match key {
                 Ok(Some(k)) => k,
                 Ok(None) => {
                     skipped += 1;
@@ -280,6 +299,8 @@ impl PreAggregate {
             ctx.forward(Record::new(key, value, rowtime.value(row)))?;
         }
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        held.clear();
+        self.held = held;
         Ok(())
     }
 }
