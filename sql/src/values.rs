@@ -34,7 +34,7 @@ fn decode_json(schema: &SchemaRef, values: &[&[u8]]) -> std::result::Result<Reco
         .with_strict_mode(false)
         .build_decoder()
         .map_err(|e| e.to_string())?;
-    for v in values {
+    for (i, v) in values.iter().enumerate() {
         let mut rest = *v;
         while !rest.is_empty() {
             let n = decoder.decode(rest).map_err(|e| e.to_string())?;
@@ -44,7 +44,15 @@ fn decode_json(schema: &SchemaRef, values: &[&[u8]]) -> std::result::Result<Reco
             }
             rest = &rest[n..];
         }
-        decoder.decode(b"\n").map_err(|e| e.to_string())?;
+        // Each record holds exactly one whole value (the decoder reads values back to back).
+        if decoder.has_partial_record() {
+            return Err("the value is not one whole JSON object".into());
+        }
+        match decoder.len().cmp(&(i + 1)) {
+            std::cmp::Ordering::Equal => {}
+            std::cmp::Ordering::Less => return Err("a record with no JSON value".into()),
+            std::cmp::Ordering::Greater => return Err("more than one JSON value in a record".into()),
+        }
     }
     let batch =
         decoder.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema)));
@@ -262,6 +270,23 @@ mod tests {
 
     fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
         Arc::new(Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>()))
+    }
+
+    #[test]
+    fn should_read_exactly_one_json_object_from_each_record() {
+        let s = schema(&[("v", DataType::Utf8), ("n", DataType::Int64)]);
+        let good: Vec<&[u8]> = vec![br#"{"v":"a","n":1}"#, br#" {"n":2} "#, b"{}"];
+        let batch = decode(Format::Json, &s, &good).expect("three objects");
+        assert_eq!(batch.num_rows(), 3);
+        // Two objects in one record and none in the next add up to as many rows as records:
+        // still refused, the rows would be wrongly paired with the records.
+        let two_then_none: Vec<&[u8]> = vec![br#"{"v":"a"}{"v":"b"}"#, b""];
+        assert!(decode(Format::Json, &s, &two_then_none).is_err(), "two objects, then none");
+        let split: Vec<&[u8]> = vec![br#"{"v":"#, br#""a"}"#];
+        assert!(decode(Format::Json, &s, &split).is_err(), "an object split over two records");
+        for bad in [&b"5"[..], b"{\"v\":\"a\"", b"", b"  "] {
+            assert!(decode(Format::Json, &s, &[bad]).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
