@@ -43,22 +43,56 @@ pub(super) fn write_i64(out: &mut Vec<u8>, v: Option<i64>) {
     }
 }
 
+/// The new value of one fold.
+fn fold(kind: Native, arg: Option<i64>, old: Option<i64>) -> Option<i64> {
+    match (kind, arg) {
+        (Native::Count, arg) => Some(old.unwrap_or(0) + i64::from(arg.is_some())),
+        (Native::Sum, Some(x)) => Some(old.unwrap_or(0).wrapping_add(x)),
+        (Native::Sum, None) => old,
+    }
+}
+
 /// The native fold of one record's `args` into `state` (empty: none yet); `None` when the
 /// bytes are not what the folds expect (the general path then says what is wrong).
 pub(super) fn step(kinds: &[Native], args: &[u8], state: &[u8]) -> Option<Vec<u8>> {
     let (mut a, mut s) = (0, 0);
     let mut out = Vec::with_capacity(9 * kinds.len());
-    for k in kinds {
+    for &k in kinds {
         let arg = read_i64(args, &mut a)?;
         let old = if state.is_empty() { None } else { read_i64(state, &mut s)? };
-        let new = match (k, arg) {
-            (Native::Count, arg) => Some(old.unwrap_or(0) + i64::from(arg.is_some())),
-            (Native::Sum, Some(x)) => Some(old.unwrap_or(0).wrapping_add(x)),
-            (Native::Sum, None) => old,
-        };
-        write_i64(&mut out, new);
+        write_i64(&mut out, fold(k, arg, old));
     }
     (a == args.len() && s == state.len()).then_some(out)
+}
+
+/// How many folds [`step_in_place`] takes.
+const IN_PLACE: usize = 4;
+
+/// [`step`] writing the new state over the old one's buffer (no allocation per record); the
+/// state comes back untouched as the error when the bytes are not what the folds expect, or
+/// when there are more than a few folds.
+pub(super) fn step_in_place(kinds: &[Native], args: &[u8], mut state: Vec<u8>) -> Result<Vec<u8>, Vec<u8>> {
+    let mut new = [None; IN_PLACE];
+    if kinds.len() > IN_PLACE {
+        return Err(state);
+    }
+    let (mut a, mut s) = (0, 0);
+    for (&k, slot) in kinds.iter().zip(new.iter_mut()) {
+        let (Some(arg), Some(old)) =
+            (read_i64(args, &mut a), if state.is_empty() { Some(None) } else { read_i64(&state, &mut s) })
+        else {
+            return Err(state);
+        };
+        *slot = fold(k, arg, old);
+    }
+    if a != args.len() || s != state.len() {
+        return Err(state);
+    }
+    state.clear();
+    for v in &new[..kinds.len()] {
+        write_i64(&mut state, *v);
+    }
+    Ok(state)
 }
 
 /// Reads the values of natively folded aggregates from `state` into `out` (cleared first);
@@ -207,6 +241,27 @@ mod tests {
             write_i64(&mut native, v);
             assert_eq!(native, args(1, v), "{v:?}");
         }
+    }
+
+    #[test]
+    fn should_fold_in_place_to_the_bytes_it_folds_to_in_a_new_buffer() {
+        let kinds = [Native::Count, Native::Sum, Native::Sum];
+        let mut state = Vec::new();
+        for v in [None, Some(5), Some(-3), None, Some(i64::MAX)] {
+            let a = args(3, v);
+            let expected = step(&kinds, &a, &state).expect("a fold");
+            let at = state.as_ptr();
+            let reused = state.capacity() >= expected.len();
+            state = step_in_place(&kinds, &a, state).expect("a fold in place");
+            assert_eq!(state, expected, "after {v:?}");
+            if reused {
+                assert_eq!(state.as_ptr(), at, "the same buffer");
+            }
+        }
+        assert_eq!(step_in_place(&kinds, &[7], state.clone()), Err(state.clone()), "bad arguments");
+        assert_eq!(step_in_place(&kinds, &args(3, None), vec![1, 2]), Err(vec![1, 2]), "a bad state");
+        let many = [Native::Count; IN_PLACE + 1];
+        assert_eq!(step_in_place(&many, &args(IN_PLACE + 1, None), Vec::new()), Err(Vec::new()));
     }
 
     #[test]

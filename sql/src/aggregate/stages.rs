@@ -70,9 +70,16 @@ impl Accumulators {
     /// Folds one record's arguments into a group's state (empty: no state yet). A failure is
     /// logged and leaves the state as it was: one bad record never stops the query.
     pub(crate) fn step(&self, args: &[u8], state: Vec<u8>) -> Vec<u8> {
-        if let Some(next) = self.native.as_deref().and_then(|kinds| native::step(kinds, args, &state)) {
-            return next;
-        }
+        let state = match self.native.as_deref() {
+            Some(kinds) => match native::step_in_place(kinds, args, state) {
+                Ok(next) => return next,
+                Err(state) => match native::step(kinds, args, &state) {
+                    Some(next) => return next,
+                    None => state,
+                },
+            },
+            None => state,
+        };
         match self.try_step(args, &state) {
             Ok(next) => next,
             Err(e) => {
