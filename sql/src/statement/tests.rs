@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::SqlError;
 
 fn one(sql: &str) -> Statement {
     let mut v = parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
