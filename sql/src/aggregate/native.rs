@@ -5,7 +5,11 @@
 
 use datafusion_common::arrow::datatypes::DataType;
 use datafusion_common::ScalarValue;
+use std::sync::Arc;
+
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion_physical_expr::expressions::Literal;
+use datafusion_physical_expr::PhysicalExpr;
 
 /// An aggregate whose state is one nullable BIGINT, folded without an accumulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,25 @@ pub(super) fn step(kinds: &[Native], args: &[u8], state: &[u8]) -> Option<Vec<u8
         write_i64(&mut out, fold(k, arg, old));
     }
     (a == args.len() && s == state.len()).then_some(out)
+}
+
+/// The values of `args` when every one is a BIGINT literal (null or not).
+pub(super) fn constants(args: &[Arc<dyn PhysicalExpr>]) -> Option<Vec<Option<i64>>> {
+    args.iter()
+        .map(|a| match a.downcast_ref::<Literal>()?.value() {
+            ScalarValue::Int64(v) => Some(*v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The argument bytes of `values`, as a record would carry them.
+pub(super) fn encode_all(values: &[Option<i64>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 * values.len());
+    for v in values {
+        write_i64(&mut out, *v);
+    }
+    out
 }
 
 /// How many folds [`step_in_place`] takes.
@@ -262,6 +285,44 @@ mod tests {
         assert_eq!(step_in_place(&kinds, &args(3, None), vec![1, 2]), Err(vec![1, 2]), "a bad state");
         let many = [Native::Count; IN_PLACE + 1];
         assert_eq!(step_in_place(&many, &args(IN_PLACE + 1, None), Vec::new()), Err(Vec::new()));
+    }
+
+    #[test]
+    fn should_fold_constant_arguments_a_record_does_not_carry() {
+        use datafusion_physical_expr::expressions::lit;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let udafs = datafusion_functions_aggregate::all_default_aggregate_functions();
+        let build = |f: &str, v: ScalarValue| {
+            let udaf = udafs.iter().find(|u| u.name() == f).expect("a default aggregate");
+            AggregateExprBuilder::new(Arc::clone(udaf), vec![lit(v)])
+                .schema(Arc::clone(&schema))
+                .alias(f)
+                .build()
+                .expect("an aggregate")
+        };
+        // COUNT(*) is COUNT(1); SUM(2) adds 2 per record; COUNT(NULL) counts nothing.
+        let acc = Accumulators::new(
+            vec![
+                build("count", ScalarValue::Int64(Some(1))),
+                build("sum", ScalarValue::Int64(Some(2))),
+                build("count", ScalarValue::Int64(None)),
+            ],
+            &schema,
+        )
+        .expect("accumulators");
+        assert!(acc.has_constant_args());
+        let carried = encode_all(&[Some(1), Some(2), None]);
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            without = acc.step(&[], without);
+            with = acc.step(&carried, with);
+            assert_eq!(without, with, "no arguments fold as the constants");
+        }
+        assert_eq!(
+            acc.evaluate(&without).expect("values"),
+            vec![ScalarValue::Int64(Some(3)), ScalarValue::Int64(Some(6)), ScalarValue::Int64(Some(0))]
+        );
+        assert!(!accumulators(&["count"], false).has_constant_args(), "a column is not a constant");
     }
 
     #[test]

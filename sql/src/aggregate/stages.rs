@@ -39,6 +39,10 @@ pub(crate) struct Accumulators {
     /// the encoded states directly instead of through a DataFusion accumulator per record
     /// (the states are the same bytes DataFusion's accumulators give).
     native: Option<Vec<Native>>,
+    /// When the aggregates fold natively and every argument is a BIGINT literal (`COUNT(*)`
+    /// is `COUNT(1)`): those values. A record that stays in its task then carries no
+    /// arguments at all (empty bytes), and [`Accumulators::step`] folds these instead.
+    constant_args: Option<Vec<Option<i64>>>,
 }
 
 fn df(e: impl std::fmt::Display) -> String {
@@ -64,12 +68,21 @@ impl Accumulators {
             state_types.extend(fields.iter().map(|f| f.data_type().clone()));
         }
         let native = native::kinds(&aggs, &arg_types, &arg_counts, &state_types, &state_counts);
-        Ok(Accumulators { aggs, args, arg_types, arg_counts, state_types, state_counts, native })
+        let constant_args = native.as_ref().and_then(|_| native::constants(&args));
+        Ok(Accumulators { aggs, args, arg_types, arg_counts, state_types, state_counts, native, constant_args })
     }
 
     /// Folds one record's arguments into a group's state (empty: no state yet). A failure is
     /// logged and leaves the state as it was: one bad record never stops the query.
     pub(crate) fn step(&self, args: &[u8], state: Vec<u8>) -> Vec<u8> {
+        let constants;
+        let args = match &self.constant_args {
+            Some(values) if args.is_empty() && !values.is_empty() => {
+                constants = native::encode_all(values);
+                constants.as_slice()
+            }
+            _ => args,
+        };
         let state = match self.native.as_deref() {
             Some(kinds) => match native::step_in_place(kinds, args, state) {
                 Ok(next) => return next,
@@ -92,6 +105,11 @@ impl Accumulators {
     /// Whether every aggregate folds natively (their arguments are BIGINTs).
     pub(super) fn is_native(&self) -> bool {
         self.native.is_some()
+    }
+
+    /// Whether every argument is a constant the fold knows: records need not carry them.
+    pub(super) fn has_constant_args(&self) -> bool {
+        self.constant_args.is_some()
     }
 
     /// The native folds, when every aggregate has one.
@@ -271,6 +289,9 @@ impl PreAggregate {
             .then(|| args.iter().map(|a| a.as_any().downcast_ref::<Int64Array>()).collect())
             .flatten();
         let mut row_args = Vec::with_capacity(args.len());
+        // Only a record that is never written to a topic (a repartition) goes without its
+        // arguments: what crosses a topic is whole for any version that reads it.
+        let constant_args = own_keys && plan.accumulators.has_constant_args();
         for row in 0..rows {
             let key = if own_keys {
                 let record = good.get(kept.as_ref().map_or(row, |k| k[row])).and_then(|&i| held.get_mut(i));
@@ -291,8 +312,10 @@ impl PreAggregate {
                     continue;
                 }
             };
-            let mut value = Vec::with_capacity(16 * args.len());
-            if let Some(ints) = &native_args {
+            let mut value = Vec::with_capacity(if constant_args { 0 } else { 16 * args.len() });
+            if constant_args {
+                // Constant arguments, and the record stays in its task: nothing to carry.
+            } else if let Some(ints) = &native_args {
                 for a in ints {
                     native::write_i64(&mut value, a.is_valid(row).then(|| a.value(row)));
                 }
