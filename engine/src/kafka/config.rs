@@ -97,6 +97,11 @@ pub struct StreamsConfig {
     /// `repartition.purge.interval.ms`: how often the records of repartition topics that the
     /// downstream tasks consumed and committed are deleted (default 30 s).
     pub repartition_purge_interval: Duration,
+    /// `max.held.records`: how many records' output, changelog records and store writes a
+    /// stream thread holds while an exactly-once commit is under way before it stops polling
+    /// and processing until the commit ends (default 50,000; see
+    /// `StreamsMetrics::commit_stalls`).
+    pub max_held_records: u64,
     /// `application.server`: the `host:port` (or URL) where this instance answers interactive
     /// queries, advertised to the other instances through the group (see
     /// [`KafkaStreams::store_hosts`](crate::KafkaStreams::store_hosts)).
@@ -123,6 +128,7 @@ impl StreamsConfig {
             processing_handler: ErrorHandler::Fail,
             production_handler: ErrorHandler::Fail,
             repartition_purge_interval: Duration::from_secs(30),
+            max_held_records: 50_000,
             application_server: None,
             client_properties: BTreeMap::new(),
         }
@@ -151,6 +157,7 @@ impl StreamsConfig {
                 "replication.factor" => c.replication_factor = number(k, v)? as i32,
                 "application.server" => c.application_server = Some(v.clone()),
                 "repartition.purge.interval.ms" => c.repartition_purge_interval = Duration::from_millis(number(k, v)?),
+                "max.held.records" => c.max_held_records = number(k, v)?.max(1),
                 "default.deserialization.exception.handler" => {
                     c.deserialization_handler = match v.as_str() {
                         "continue" => DeserializationHandler::LogAndContinue,

@@ -45,7 +45,8 @@ pub struct StreamsMetrics {
     /// output waited for it to end).
     pub processed_while_committing: u64,
     /// Times a thread stopped polling and processing to wait for the exactly-once commit under
-    /// way, as it held the output of as many records as it may (50,000) meanwhile: a sign of
+    /// way, as it held the output of as many records as it may (`max.held.records`, 50,000 by
+    /// default) meanwhile: a sign of
     /// slow commits (a slow broker or network).
     pub commit_stalls: u64,
     /// Commits completed.

@@ -54,12 +54,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// restores at most about this much from the changelogs, and an aggregation's keys updated
 /// commit after commit are written once per interval instead of once per commit.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
-/// The most records a thread processes while an exactly-once commit is under way: their
-/// output, changelog records and store writes wait in memory until the commit ends, so past
-/// this many the thread stops polling and processing and waits for the commit (counted in
-/// `StreamsMetrics::commit_stalls`). A commit normally ends long before (a few thousand
-/// records at full speed).
-const MAX_HELD: u64 = 50_000;
 /// How long the loop sleeps, with nothing to process, while a commit is under way.
 const COMMIT_WAIT_STEP: Duration = Duration::from_micros(200);
 
@@ -313,7 +307,7 @@ impl StreamThread {
 
     /// One turn of the loop: poll, rebalance, process, then end or start a commit.
     fn cycle(&mut self, interval: Duration) -> CycleResult {
-        if self.committing.is_some() && self.held >= MAX_HELD {
+        if self.committing.is_some() && self.held >= self.spec.config.max_held_records {
             // Holding as much as it may: stop polling and processing until the commit ends.
             self.spec.shared.commit_stalls.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(thread = self.spec.index, held = self.held, "waiting for the commit under way");
