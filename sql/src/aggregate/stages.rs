@@ -42,7 +42,8 @@ pub(crate) struct Accumulators {
     /// When the aggregates fold natively and every argument is a BIGINT literal (`COUNT(*)`
     /// is `COUNT(1)`): those values. A record that stays in its task then carries no
     /// arguments at all (empty bytes), and [`Accumulators::step`] folds these instead.
-    constant_args: Option<Vec<Option<i64>>>,
+    /// Kept as the bytes a record would carry, written once here, not per record.
+    constant_args: Option<Vec<u8>>,
 }
 
 fn df(e: impl std::fmt::Display) -> String {
@@ -68,19 +69,15 @@ impl Accumulators {
             state_types.extend(fields.iter().map(|f| f.data_type().clone()));
         }
         let native = native::kinds(&aggs, &arg_types, &arg_counts, &state_types, &state_counts);
-        let constant_args = native.as_ref().and_then(|_| native::constants(&args));
+        let constant_args = native.as_ref().and_then(|_| native::constants(&args)).map(|v| native::encode_all(&v));
         Ok(Accumulators { aggs, args, arg_types, arg_counts, state_types, state_counts, native, constant_args })
     }
 
     /// Folds one record's arguments into a group's state (empty: no state yet). A failure is
     /// logged and leaves the state as it was: one bad record never stops the query.
     pub(crate) fn step(&self, args: &[u8], state: Vec<u8>) -> Vec<u8> {
-        let constants;
         let args = match &self.constant_args {
-            Some(values) if args.is_empty() && !values.is_empty() => {
-                constants = native::encode_all(values);
-                constants.as_slice()
-            }
+            Some(constants) if args.is_empty() => constants.as_slice(),
             _ => args,
         };
         let state = match self.native.as_deref() {
