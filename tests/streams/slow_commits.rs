@@ -29,6 +29,34 @@ fn assert_exact(bootstrap: &str, n: usize) {
     assert!(agg == expected_agg(n, KEYS), "the aggregate is not exact");
 }
 
+/// Steady input: a record every millisecond or so from one producer until `stop`, so every
+/// commit has records to commit and the next one starts as soon as one ends. Returns how many
+/// records it produced (all acknowledged).
+fn steady_input(bootstrap: &str, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    let (bootstrap, stop) = (bootstrap.to_string(), stop.clone());
+    std::thread::spawn(move || {
+        let producer: BaseProducer = moldau_tests::client_config(&bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .create()
+            .expect("producer");
+        let mut next = 0;
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..10 {
+                let (k, v) = eos_record(next, KEYS);
+                let v = v.to_be_bytes();
+                producer.send(BaseRecord::to("data").key(k.as_bytes()).payload(&v[..])).expect("queued");
+                next += 1;
+            }
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        producer.flush(Duration::from_secs(60)).expect("every record acknowledged");
+        next
+    })
+}
+
 /// Hole 3: a rebalance is handled between commits even when every commit lasts longer than
 /// the interval under steady input. Before the fix the thread started the next commit as soon
 /// as one ended and handled rebalances only with no commit under way, so it never answered the
@@ -45,32 +73,7 @@ fn should_hand_partitions_over_while_every_commit_outlasts_the_interval() {
     first.start().unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    // Steady input: a record every millisecond or so from one producer, so every commit has
-    // records to commit and the next one starts as soon as one ends.
-    let driver = {
-        let (bootstrap, stop) = (bootstrap.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let producer: BaseProducer = moldau_tests::client_config(&bootstrap)
-                .set("partitioner", "murmur2_random")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "1")
-                .create()
-                .expect("producer");
-            let mut next = 0;
-            while !stop.load(Ordering::Relaxed) {
-                for _ in 0..10 {
-                    let (k, v) = eos_record(next, KEYS);
-                    let v = v.to_be_bytes();
-                    producer.send(BaseRecord::to("data").key(k.as_bytes()).payload(&v[..])).expect("queued");
-                    next += 1;
-                }
-                producer.poll(Duration::ZERO);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            producer.flush(Duration::from_secs(60)).expect("every record acknowledged");
-            next
-        })
-    };
+    let driver = steady_input(&bootstrap, &stop);
     wait_until("the first instance has committed 5 times", || first.metrics().commits >= 5);
     let mut second = KafkaStreams::new(moldau_tests::eos_app::topology(), config(1)).unwrap();
     second.start().unwrap();
@@ -99,14 +102,16 @@ fn should_hand_partitions_over_while_every_commit_outlasts_the_interval() {
 }
 
 /// Hole 8: what a thread holds while a commit is under way is bounded. Each commit takes 2 s
-/// and 200,000 records wait: the thread processes on while a commit runs until it holds
+/// and 100,000 records wait: the thread processes on while a commit runs until it holds
 /// `max.held.records` records' output, then stops polling and processing until the commit
 /// ends (`commit_stalls`), and the output is still exact. The bound is 5,000 here, not the
 /// default 50,000: a debug build on a loaded 2-core machine processed 15,000–20,000 records
 /// per 2-s commit, never reaching 50,000, and the test could not show the bound at work.
 #[test]
 fn should_bound_what_it_holds_while_a_slow_commit_runs() {
-    const RECORDS: usize = 200_000;
+    // Each commit takes 2 s and covers about the bound's worth of records of each
+    // sub-topology: the test makes about 2 × RECORDS / BOUND commits.
+    const RECORDS: usize = 100_000;
     let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
     produce_eos_records(&bootstrap, 0..RECORDS, KEYS, |_| None);
     cluster.delay_responses(END_TXN, Duration::from_secs(2));
@@ -118,9 +123,105 @@ fn should_bound_what_it_holds_while_a_slow_commit_runs() {
     app.start().unwrap();
     assert_exact(&bootstrap, RECORDS);
     let m = app.metrics();
+    eprintln!("{m:?}");
     app.close().unwrap();
     assert!(m.commit_stalls > 0, "the thread never waited for a commit: {m:?}");
     // Each wait comes after at most the bound plus one pass over the polled records.
     assert!(m.processed_while_committing <= (m.commits + 1) * (BOUND + 10_000), "{m:?}");
+    cluster.shutdown();
+}
+
+/// Restored tasks start running although every commit outlasts the interval. A task whose
+/// stores are restored starts only with no commit under way (a commit covers the tasks that
+/// were running when it was sealed); before the fix the next commit started in the same turn
+/// of the loop as the last one ended, so under steady input there was never such a moment and
+/// the aggregate's tasks (behind the repartition topic) stayed restoring as long as input came.
+#[test]
+fn should_start_restored_tasks_while_every_commit_outlasts_the_interval() {
+    let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
+    cluster.delay_responses(END_TXN, Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("slow-restored", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = steady_input(&bootstrap, &stop);
+    let mut app = KafkaStreams::new(moldau_tests::eos_app::topology(), config).unwrap();
+    app.start().unwrap();
+    wait_until("the application has committed 3 times", || app.metrics().commits >= 3);
+    // The premise: commits come back to back (each waits 300 ms on EndTxn, the interval is
+    // 100 ms) while input flows.
+    let started = Instant::now();
+    loop {
+        let m = app.metrics();
+        let running: usize = m.tasks.values().map(Vec::len).sum();
+        let restoring: usize = m.restoring.values().map(Vec::len).sum();
+        if running == 4 && restoring == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tasks still restoring after {} commits under steady input: {m:?}",
+            m.commits
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("every task running {:?} after the third commit", started.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let produced = driver.join().unwrap();
+    assert_exact(&bootstrap, produced);
+    assert_eq!(app.state(), StreamsState::Running, "{:?}", app.errors());
+    app.close().unwrap();
+    cluster.shutdown();
+}
+
+/// A commit whose EndTxn the broker holds for longer than the producer's commit call waits
+/// (its outcome unknown) neither blocks processing nor sets the thread spinning. Before the
+/// fix the thread stopped processing one commit interval into the commit (it waited for the
+/// commit under way before starting the next), and once the call timed out its abort conflicted
+/// with the commit still running in librdkafka, so every roll-back after it failed to begin a
+/// transaction on the same producer: hundreds of roll-backs a minute until the broker answered.
+#[test]
+fn should_go_on_after_a_commit_outlasts_the_producers_timeout() {
+    let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("stuck-commit", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = steady_input(&bootstrap, &stop);
+    let mut app = KafkaStreams::new(moldau_tests::eos_app::topology(), config).unwrap();
+    app.start().unwrap();
+    wait_until("the application has committed 3 times", || app.metrics().commits >= 3);
+    // Longer than the broker's transaction timeout (10 s) and librdkafka's request timeout:
+    // no EndTxn is answered in time while this holds.
+    cluster.delay_responses(END_TXN, Duration::from_secs(15));
+    let start = app.metrics();
+    std::thread::sleep(Duration::from_secs(25));
+    let mid = app.metrics();
+    // The premise: commits are stuck (one may have been answered before the delay applied).
+    assert!(mid.commits <= start.commits + 1, "commits went on: {start:?} {mid:?}");
+    assert!(
+        mid.processed >= start.processed + 5_000,
+        "the thread stopped processing while the commit was stuck: {start:?} {mid:?}"
+    );
+    // Past the producer's 30 s commit call.
+    std::thread::sleep(Duration::from_secs(15));
+    let slow = app.metrics();
+    assert!(slow.recoveries <= start.recoveries + 2, "the thread spins rolling back: {slow:?}");
+    cluster.delay_responses(END_TXN, Duration::ZERO);
+    let resumed = std::time::Instant::now();
+    while app.metrics().commits < slow.commits + 3 {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(90),
+            "no commits since EndTxn is answered: {:?}",
+            app.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let produced = driver.join().unwrap();
+    assert_exact(&bootstrap, produced);
+    let end = app.metrics();
+    eprintln!("{start:?}\n{mid:?}\n{slow:?}\n{end:?}");
+    assert!(end.recoveries <= start.recoveries + 3, "{end:?}");
+    assert_eq!(app.state(), StreamsState::Running, "{:?}", app.errors());
+    app.close().unwrap();
     cluster.shutdown();
 }

@@ -28,6 +28,8 @@ pub(crate) const CHANGELOG: usize = 1;
 pub(crate) const OUTPUT: usize = 0;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a transaction's commit is waited for, `TXN_TIMEOUT` each, before it fails.
+const COMMIT_ATTEMPTS: u32 = 3;
 /// How long the producer sleeps between looks at its delivery reports while it waits.
 const WAIT_STEP: Duration = Duration::from_micros(200);
 
@@ -137,6 +139,9 @@ pub(crate) struct OutputProducer {
     producer: Arc<BaseProducer<DeliveryContext>>,
     transactional: bool,
     in_txn: bool,
+    /// An abort failed (a commit whose outcome is unknown still runs in librdkafka, say): the
+    /// producer cannot begin another transaction and must be replaced.
+    broken: bool,
     /// Records accepted by `send` since `take_sent` last took them.
     sent: u64,
 }
@@ -170,13 +175,17 @@ impl OutputProducer {
             producer: Arc::new(producer),
             transactional: transactional_id.is_some(),
             in_txn: false,
+            broken: false,
             sent: 0,
         })
     }
 
-    /// Whether the producer is fenced or otherwise broken for good (librdkafka's fatal error):
-    /// it must be replaced.
+    /// Whether the producer is fenced or otherwise broken for good (librdkafka's fatal error,
+    /// or an abort that failed): it must be replaced.
     pub(crate) fn is_fatal(&self) -> bool {
+        if self.broken {
+            return true;
+        }
         match self.producer.client().fatal_error() {
             Some((code, reason)) => {
                 tracing::debug!(?code, %reason, "the producer has a fatal error");
@@ -408,8 +417,8 @@ impl OutputProducer {
         Ok(())
     }
 
-    /// Aborts the open transaction, if any (best effort: a failure means the producer is
-    /// unusable, which the caller learns on its next use).
+    /// Aborts the open transaction, if any (best effort: after a failure the producer is
+    /// unusable, and [`is_fatal`](Self::is_fatal) says so).
     pub(crate) fn abort_txn(&mut self) {
         if self.in_txn {
             // The abort purges queued records and waits for all to be freed, which needs their
@@ -420,7 +429,8 @@ impl OutputProducer {
                 self.producer.abort_transaction(TXN_TIMEOUT)
             });
             if let Err(e) = aborted {
-                tracing::warn!(error = %e, "abort_transaction failed");
+                tracing::warn!(error = %e, "abort_transaction failed; the producer will be replaced");
+                self.broken = true;
             }
             self.in_txn = false;
         }
@@ -473,5 +483,17 @@ fn commit_on(
             .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
             .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
     }
-    producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))
+    // A call that timed out leaves the commit running in librdkafka, its outcome unknown: it is
+    // resumed by calling again (an abort now would conflict with it).
+    let mut attempt = 1;
+    loop {
+        match producer.commit_transaction(TXN_TIMEOUT) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < COMMIT_ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "the transaction's commit is taking long; still waiting");
+                attempt += 1;
+            }
+            Err(e) => return Err(TxnFailure::of("commit_transaction", &e)),
+        }
+    }
 }

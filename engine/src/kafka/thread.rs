@@ -325,7 +325,9 @@ impl StreamThread {
             self.last_purge = now;
             self.purge_repartition_topics();
         }
-        if now.duration_since(self.last_commit) >= interval {
+        // A commit still under way is not waited for: the thread processes on, holding the
+        // output, up to `max.held.records` (above), and the next commit starts once it ends.
+        if now.duration_since(self.last_commit) >= interval && self.committing.is_none() {
             return self.start_commit();
         }
         if self.committing.is_some() && self.buffered == 0 && polled == 0 {
@@ -738,6 +740,14 @@ impl StreamThread {
             self.spec.shared.relogged.fetch_add(step.relogged, Ordering::Relaxed);
             self.restored.extend(step.done);
         }
+        self.start_restored()
+    }
+
+    /// Starts the restored tasks, their partitions resumed, unless a commit is under way (it
+    /// covers the tasks that were running when it was sealed). Called each turn of the loop
+    /// and between one commit's end and the next one's start: when every commit outlasts the
+    /// commit interval, that is the only moment with none under way.
+    fn start_restored(&mut self) -> CycleResult {
         if self.restored.is_empty() || self.committing.is_some() {
             return Ok(());
         }

@@ -39,6 +39,7 @@ impl StreamThread {
     /// commits in line.
     pub(super) fn start_commit(&mut self) -> CycleResult {
         self.finish_commit()?;
+        self.start_restored()?;
         self.last_commit = self.clock.now();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in &ids {
