@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion_catalog::default_table_source::provider_as_source;
+use datafusion_catalog::TableProvider;
 use datafusion_common::arrow::datatypes::DataType;
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::{DataFusionError, TableReference};
@@ -12,6 +14,9 @@ use datafusion_expr::logical_plan::builder::LogicalTableSource;
 use datafusion_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion_expr::{AggregateUDF, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF};
 use datafusion_optimizer::analyzer::Analyzer;
+use datafusion_optimizer::optimizer::{Optimizer, OptimizerContext};
+use datafusion_optimizer::push_down_filter::PushDownFilter;
+use datafusion_optimizer::push_down_limit::PushDownLimit;
 use datafusion_sql::parser::DFParser;
 use datafusion_sql::planner::SqlToRel;
 
@@ -122,16 +127,19 @@ impl Planner {
         Ok(tables.into_iter().map(|t| t.table().to_string()).collect())
     }
 
-    /// Plans a pull query: `table` is seen with `schema` (its columns as its store holds
-    /// them, with WINDOWSTART and WINDOWEND when windowed).
-    pub fn plan_pull(
+    /// Plans a pull query: `table` is read through `provider` (its columns as its store holds
+    /// them, with WINDOWSTART and WINDOWEND when windowed). DataFusion's filter and limit
+    /// pushdown then hand the provider's scan the filters it takes and the LIMIT.
+    pub(crate) fn plan_pull(
         &self,
         catalog: &Catalog,
         sql: &str,
         table: &str,
-        schema: datafusion_common::arrow::datatypes::SchemaRef,
+        provider: Arc<dyn TableProvider>,
     ) -> Result<LogicalPlan> {
-        self.plan_inner(catalog, sql, false, Some((table, schema)))
+        let plan = self.plan_inner(catalog, sql, false, Some((table, provider)))?;
+        let pushdown = Optimizer::with_rules(vec![Arc::new(PushDownFilter::new()), Arc::new(PushDownLimit::new())]);
+        pushdown.optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(error)
     }
 
     fn plan_with(&self, catalog: &Catalog, sql: &str, windowed: bool) -> Result<LogicalPlan> {
@@ -143,7 +151,7 @@ impl Planner {
         catalog: &Catalog,
         sql: &str,
         windowed: bool,
-        pull: Option<(&str, datafusion_common::arrow::datatypes::SchemaRef)>,
+        pull: Option<(&str, Arc<dyn TableProvider>)>,
     ) -> Result<LogicalPlan> {
         let mut statements = DFParser::parse_sql(sql).map_err(|e| at_end(error(e), sql))?;
         let mut statement = match (statements.pop_front(), statements.is_empty()) {
@@ -325,8 +333,8 @@ struct Provider<'a> {
     planner: &'a Planner,
     catalog: &'a Catalog,
     windowed: bool,
-    /// A pull query's table and the schema it is seen with.
-    pull: Option<(&'a str, datafusion_common::arrow::datatypes::SchemaRef)>,
+    /// A pull query's table and what reads it.
+    pull: Option<(&'a str, Arc<dyn TableProvider>)>,
 }
 
 impl ContextProvider for Provider<'_> {
@@ -338,7 +346,7 @@ impl ContextProvider for Provider<'_> {
             ))
         })?;
         let schema = match &self.pull {
-            Some((table, schema)) if *table == source.name => Arc::clone(schema),
+            Some((table, provider)) if *table == source.name => return Ok(provider_as_source(Arc::clone(provider))),
             _ if self.windowed => source.windowed_schema(),
             _ => source.schema(),
         };

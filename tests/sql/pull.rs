@@ -99,6 +99,16 @@ fn should_answer_lookups_ranges_and_scans_from_the_live_table() {
     let r = pull(&mut x, "SELECT userid FROM per_user WHERE total > 6000 LIMIT 3;");
     assert_eq!(r.rows.len(), 3, "a scan that stops at its LIMIT");
     assert!(pull(&mut x, "SELECT * FROM per_user WHERE userid = 'nobody';").rows.is_empty());
+    // Through DataFusion's TableProvider: the WHERE clause is pushed into the table's scan
+    // (none of it is left above), its key conjunct a point lookup, and the LIMIT with it.
+    let explain = message(&x.execute("EXPLAIN SELECT n FROM per_user WHERE userid = 'u07' AND n > 3;").unwrap());
+    assert!(explain.contains("StoreScanExec: table=per_user, lookup=1 keys"), "{explain}");
+    assert!(explain.contains("full_filters=[") && !explain.contains("Filter:"), "{explain}");
+    let explain = message(&x.execute("EXPLAIN SELECT userid FROM per_user WHERE total > 6000 LIMIT 3;").unwrap());
+    assert!(explain.contains("lookup=scan") && explain.contains("limit=3"), "{explain}");
+    let explain =
+        message(&x.execute("EXPLAIN SELECT userid FROM per_user WHERE userid >= 'u05' AND userid < 'u08';").unwrap());
+    assert!(explain.contains("lookup=key range"), "{explain}");
 
     // Windowed: u03's views fall in six 10-second windows, five views each.
     let want: Vec<serde_json::Value> =

@@ -14,9 +14,19 @@ use crate::push::PushQuery;
 use crate::query::{QueryPlan, Sink};
 use crate::statement::{Emit, Query, SourceKind};
 
+/// What [`Executor::materialized`] finds.
+struct Materialized<'a> {
+    name: String,
+    def: &'a crate::catalog::SourceDef,
+    id: &'a String,
+    query: &'a super::RunningQuery,
+    agg: &'a Arc<crate::aggregate::AggregatePlan>,
+}
+
 impl Executor {
-    /// Answers a pull query from the store of the query that materializes its table.
-    pub(super) fn pull(&self, query: &Query) -> Result<Outcome> {
+    /// The table a pull query reads and the running query that materializes it: its name,
+    /// definition, query id, query and aggregation.
+    fn materialized(&self, query: &Query) -> Result<Materialized<'_>> {
         if query.emit == Some(Emit::Final) {
             return Err(SqlError::Semantic("EMIT FINAL belongs to CREATE TABLE … AS SELECT with a WINDOW".into()));
         }
@@ -50,6 +60,12 @@ impl Executor {
                  … AS SELECT … GROUP BY); for {name}'s updates, end the query with EMIT CHANGES"
             )));
         };
+        Ok(Materialized { name, def, id, query: q, agg })
+    }
+
+    /// Answers a pull query from the store of the query that materializes its table.
+    pub(super) fn pull(&self, query: &Query) -> Result<Outcome> {
+        let Materialized { name, def, id, query: q, agg } = self.materialized(query)?;
         let stores = q.streams.store(crate::pull::STORE);
         let partitions = match q.task_partitions.get() {
             Some(&n) => n,
@@ -87,12 +103,31 @@ impl Executor {
                 (stores, remote)
             }
         };
-        let schema = crate::pull::table_schema(def, agg.windowed());
-        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, schema)?;
-        let mut answer = crate::pull::run(&plan, def, agg, &stores)?;
+        let table = Arc::new(crate::pull::MaterializedTable::new(def.clone(), Arc::clone(agg), stores));
+        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, table.clone())?;
+        let mut answer = crate::pull::run(&plan, &table)?;
         answer.sql = query.text.clone();
         answer.remote = remote;
         Ok(Outcome::Pull(answer))
+    }
+
+    /// EXPLAIN of a pull query: the plan after DataFusion's filter and limit pushdown, and
+    /// the table scan it makes (its lookup, filter and limit) over this server's partitions.
+    /// `None` when `query` is not a pull query.
+    pub(super) fn explain_pull(&self, query: &Query) -> Result<Option<String>> {
+        if query.emit.is_some() || query.window.is_some() || query.partition_by.is_some() {
+            return Ok(None);
+        }
+        let Ok(Materialized { name, def, id, query: q, agg }) = self.materialized(query) else { return Ok(None) };
+        let stores = q.streams.store(crate::pull::STORE);
+        let partitions: Vec<i32> = stores.iter().map(|(p, _)| *p).collect();
+        let table = Arc::new(crate::pull::MaterializedTable::new(def.clone(), Arc::clone(agg), stores));
+        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, table.clone())?;
+        let scan = crate::pull::describe_scan(&plan, &table)?;
+        Ok(Some(format!(
+            "Pull query on {name}, materialized by {id} (partitions here: {partitions:?})\n\nLogical plan:\n{}\n\nScan:\n{scan}",
+            plan.display_indent()
+        )))
     }
 
     /// The servers of the fleet hosting the partitions of `name` not running here (every one

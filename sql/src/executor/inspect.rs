@@ -135,6 +135,9 @@ impl Executor {
     }
 
     pub(super) fn explain(&self, query: &Query) -> Result<Outcome> {
+        if let Some(text) = self.explain_pull(query)? {
+            return Ok(Outcome::Text(text));
+        }
         let logical = self.planner.plan(&self.catalog, &query.sql)?;
         let plan = self.compile(query)?;
         let topology = plan.topology(&Sink::topic("<sink>"), Arc::new(AtomicU64::new(0)))?;
