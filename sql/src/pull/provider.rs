@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use datafusion_catalog::{Session, TableProvider};
 use datafusion_common::arrow::array::{new_empty_array, ArrayRef, Int64Array, RecordBatch};
 use datafusion_common::arrow::datatypes::SchemaRef;
-use datafusion_common::tree_node::TreeNodeRecursion;
+use datafusion_common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion_common::{DFSchema, DataFusionError};
 use datafusion_execution::{SendableRecordBatchStream, TaskContext};
 use datafusion_expr::execution_props::ExecutionProps;
@@ -48,6 +48,8 @@ struct Table {
     stores: Vec<(i32, StoreReader)>,
     /// The table as queries see it (see [`super::table_schema`]).
     schema: SchemaRef,
+    /// The same, unqualified, as the scan's filter is planned against.
+    df_schema: DFSchema,
 }
 
 /// A table materialized by a running aggregation, read from its store views.
@@ -60,14 +62,22 @@ impl MaterializedTable {
     /// The table `def`, materialized by `agg`, read from `stores`.
     pub(crate) fn new(def: SourceDef, agg: Arc<AggregatePlan>, stores: Vec<(i32, StoreReader)>) -> Self {
         let schema = super::table_schema(&def, agg.windowed());
-        MaterializedTable { table: Arc::new(Table { def, agg, stores, schema }) }
+        // Fails only on duplicate column names, which the catalog refuses.
+        let df_schema = DFSchema::try_from(Arc::clone(&schema)).unwrap_or_else(|_| DFSchema::empty());
+        MaterializedTable { table: Arc::new(Table { def, agg, stores, schema, df_schema }) }
     }
 
-    /// `filters` as one expression over the table's columns, as the scan evaluates it.
+    /// `filters` (without qualifiers) as one expression over the table's columns, as the scan
+    /// evaluates it.
     fn physical(&self, filters: &[Expr]) -> datafusion_common::Result<Option<Arc<dyn PhysicalExpr>>> {
-        let Some(filter) = conjunction(unnormalize_cols(filters.iter().cloned())) else { return Ok(None) };
-        let schema = DFSchema::try_from(self.table.schema.as_ref().clone())?;
-        create_physical_expr(&filter, &schema, &ExecutionProps::new(), &PhysicalPlanningContext::default()).map(Some)
+        let Some(filter) = conjunction(filters.iter().cloned()) else { return Ok(None) };
+        create_physical_expr(
+            &filter,
+            &self.table.df_schema,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )
+        .map(Some)
     }
 
     /// The groups `filters` lets the scan read (without qualifiers).
@@ -94,18 +104,28 @@ impl TableProvider for MaterializedTable {
         TableType::Base
     }
 
-    /// Exact for every filter the scan can evaluate (any without a subquery).
+    /// Exact for every filter the scan can evaluate: any without a subquery or a parameter
+    /// (the scan evaluates its filters over the table's rows alone).
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> datafusion_common::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
+        filters
             .iter()
-            .map(|f| match self.physical(std::slice::from_ref(*f)) {
-                Ok(_) => TableProviderFilterPushDown::Exact,
-                Err(_) => TableProviderFilterPushDown::Unsupported,
+            .map(|f| {
+                let outside = f.exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::ScalarSubquery(_)
+                            | Expr::Exists(_)
+                            | Expr::InSubquery(_)
+                            | Expr::OuterReferenceColumn(..)
+                            | Expr::Placeholder(_)
+                    ))
+                })?;
+                Ok(if outside { TableProviderFilterPushDown::Unsupported } else { TableProviderFilterPushDown::Exact })
             })
-            .collect())
+            .collect()
     }
 
     async fn scan(
