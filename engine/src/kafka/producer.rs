@@ -28,8 +28,6 @@ pub(crate) const CHANGELOG: usize = 1;
 pub(crate) const OUTPUT: usize = 0;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How many times a transaction's commit is waited for, `TXN_TIMEOUT` each, before it fails.
-const COMMIT_ATTEMPTS: u32 = 3;
 /// How long the producer sleeps between looks at its delivery reports while it waits.
 const WAIT_STEP: Duration = Duration::from_micros(200);
 
@@ -483,17 +481,9 @@ fn commit_on(
             .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
             .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
     }
-    // A call that timed out leaves the commit running in librdkafka, its outcome unknown: it is
-    // resumed by calling again (an abort now would conflict with it).
-    let mut attempt = 1;
-    loop {
-        match producer.commit_transaction(TXN_TIMEOUT) {
-            Ok(()) => return Ok(()),
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < COMMIT_ATTEMPTS => {
-                tracing::warn!(attempt, error = %e, "the transaction's commit is taking long; still waiting");
-                attempt += 1;
-            }
-            Err(e) => return Err(TxnFailure::of("commit_transaction", &e)),
-        }
-    }
+    // A call that times out leaves the commit running in librdkafka, its outcome unknown, and
+    // an abort then conflicts with it: the abort fails and the producer is replaced (see
+    // `abort_txn`). It is not resumed: in an outage each call waits out its timeout, and the
+    // waits added up beyond what closing the application may take.
+    producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))
 }
