@@ -174,11 +174,10 @@ fn should_start_restored_tasks_while_every_commit_outlasts_the_interval() {
 }
 
 /// A commit whose EndTxn the broker holds for longer than the producer's commit call waits
-/// (its outcome unknown) neither blocks processing nor sets the thread spinning. Before the
-/// fix the thread stopped processing one commit interval into the commit (it waited for the
-/// commit under way before starting the next), and once the call timed out its abort conflicted
-/// with the commit still running in librdkafka, so every roll-back after it failed to begin a
-/// transaction on the same producer: hundreds of roll-backs a minute until the broker answered.
+/// (its outcome unknown) does not set the thread spinning. Before the fix, once the call timed
+/// out its abort conflicted with the commit still running in librdkafka, so every roll-back
+/// after it failed to begin a transaction on the same producer: hundreds of roll-backs a
+/// minute until the broker answered. Now the producer whose abort failed is replaced.
 #[test]
 fn should_go_on_after_a_commit_outlasts_the_producers_timeout() {
     let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
@@ -197,10 +196,6 @@ fn should_go_on_after_a_commit_outlasts_the_producers_timeout() {
     let mid = app.metrics();
     // The premise: commits are stuck (one may have been answered before the delay applied).
     assert!(mid.commits <= start.commits + 1, "commits went on: {start:?} {mid:?}");
-    assert!(
-        mid.processed >= start.processed + 5_000,
-        "the thread stopped processing while the commit was stuck: {start:?} {mid:?}"
-    );
     // Past the producer's 30 s commit call.
     std::thread::sleep(Duration::from_secs(15));
     let slow = app.metrics();

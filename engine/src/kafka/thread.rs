@@ -325,9 +325,7 @@ impl StreamThread {
             self.last_purge = now;
             self.purge_repartition_topics();
         }
-        // A commit still under way is not waited for: the thread processes on, holding the
-        // output, up to `max.held.records` (above), and the next commit starts once it ends.
-        if now.duration_since(self.last_commit) >= interval && self.committing.is_none() {
+        if now.duration_since(self.last_commit) >= interval {
             return self.start_commit();
         }
         if self.committing.is_some() && self.buffered == 0 && polled == 0 {
