@@ -103,8 +103,7 @@ impl Executor {
                 (stores, remote)
             }
         };
-        let table = Arc::new(crate::pull::MaterializedTable::new(def.clone(), Arc::clone(agg), stores));
-        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, table.clone())?;
+        let (table, plan) = self.plan_pull(query, &name, def, agg, stores)?;
         let mut answer = crate::pull::run(&plan, &table)?;
         answer.sql = query.text.clone();
         answer.remote = remote;
@@ -121,13 +120,27 @@ impl Executor {
         let Ok(Materialized { name, def, id, query: q, agg }) = self.materialized(query) else { return Ok(None) };
         let stores = q.streams.store(crate::pull::STORE);
         let partitions: Vec<i32> = stores.iter().map(|(p, _)| *p).collect();
-        let table = Arc::new(crate::pull::MaterializedTable::new(def.clone(), Arc::clone(agg), stores));
-        let plan = self.planner.plan_pull(&self.catalog, &query.sql, &name, table.clone())?;
+        let (table, plan) = self.plan_pull(query, &name, def, agg, stores)?;
         let scan = crate::pull::describe_scan(&plan, &table)?;
         Ok(Some(format!(
             "Pull query on {name}, materialized by {id} (partitions here: {partitions:?})\n\nLogical plan:\n{}\n\nScan:\n{scan}",
             plan.display_indent()
         )))
+    }
+
+    /// `query` planned over the table `name` (`def`, materialized by `agg`) read from `stores`,
+    /// with the provider its plan scans.
+    fn plan_pull(
+        &self,
+        query: &Query,
+        name: &str,
+        def: &crate::catalog::SourceDef,
+        agg: &Arc<crate::aggregate::AggregatePlan>,
+        stores: Vec<(i32, moldau_engine::state::StoreReader)>,
+    ) -> Result<(Arc<crate::pull::MaterializedTable>, datafusion_expr::LogicalPlan)> {
+        let table = Arc::new(crate::pull::MaterializedTable::new(def.clone(), Arc::clone(agg), stores));
+        let plan = self.planner.plan_pull(&self.catalog, &query.sql, name, table.clone())?;
+        Ok((table, plan))
     }
 
     /// The servers of the fleet hosting the partitions of `name` not running here (every one

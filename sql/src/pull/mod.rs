@@ -21,7 +21,7 @@ use datafusion_expr::logical_plan::{Projection, TableScan};
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_physical_expr::create_physical_expr;
-use datafusion_physical_plan::displayable;
+use datafusion_physical_plan::{displayable, ExecutionPlan};
 use futures::StreamExt;
 
 use crate::catalog::SourceDef;
@@ -194,16 +194,16 @@ fn shape(plan: &LogicalPlan) -> Result<Shape<'_>> {
 
 /// The table scan DataFusion has `table` make for the planned pull query `plan` (EXPLAIN).
 pub(crate) fn describe_scan(plan: &LogicalPlan, table: &MaterializedTable) -> Result<String> {
-    let Shape { scan, .. } = shape(plan)?;
-    let exec = futures::executor::block_on(table.scan(
-        PullSession::get(),
-        scan.projection.as_ref(),
-        &scan.filters,
-        scan.fetch,
-    ))
-    .map_err(from_datafusion)?;
+    let exec = scan_exec(shape(plan)?.scan, table)?;
     let text = displayable(exec.as_ref()).indent(true).to_string();
     Ok(text)
+}
+
+/// The execution plan of `table`'s scan as the planned `scan` node asks for it (its
+/// projection, the filters pushed into it and its limit).
+fn scan_exec(scan: &TableScan, table: &MaterializedTable) -> Result<Arc<dyn ExecutionPlan>> {
+    let args = (scan.projection.as_ref(), scan.filters.as_slice(), scan.fetch);
+    futures::executor::block_on(table.scan(PullSession::get(), args.0, args.1, args.2)).map_err(from_datafusion)
 }
 
 /// Runs the planned pull query `plan`, whose table is `table` (the provider the planner was
@@ -212,8 +212,7 @@ pub(crate) fn describe_scan(plan: &LogicalPlan, table: &MaterializedTable) -> Re
 pub(crate) fn run(plan: &LogicalPlan, table: &MaterializedTable) -> Result<PullResult> {
     let Shape { projection: p, limit, residual, node, scan } = shape(plan)?;
     let session = PullSession::get();
-    let exec = futures::executor::block_on(table.scan(session, scan.projection.as_ref(), &scan.filters, scan.fetch))
-        .map_err(from_datafusion)?;
+    let exec = scan_exec(scan, table)?;
     // The projection and the filter left above the scan, over what the scan yields.
     let node_schema: &DFSchema = node.schema();
     let props = ExecutionProps::new();
