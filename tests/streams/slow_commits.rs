@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moldau_engine::kafka::StreamsMetrics;
 use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsState};
 use moldau_tests::streams_util::{read_topic, streams_config};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -131,6 +132,49 @@ fn should_bound_what_it_holds_while_a_slow_commit_runs() {
     cluster.shutdown();
 }
 
+/// An exactly-once run of the crash-test application on a fresh one-broker cluster with
+/// 2-partition topics, under steady input.
+struct SteadyRun {
+    cluster: moldau_broker_sim::Cluster,
+    bootstrap: String,
+    _dir: tempfile::TempDir,
+    app: KafkaStreams,
+    stop: Arc<AtomicBool>,
+    driver: std::thread::JoinHandle<usize>,
+}
+
+impl SteadyRun {
+    /// Starts application `id` (every EndTxn answered `delay` late from the start, if given)
+    /// and returns after its third commit.
+    fn start(id: &str, delay: Option<Duration>) -> SteadyRun {
+        let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
+        if let Some(delay) = delay {
+            cluster.delay_responses(END_TXN, delay);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = streams_config(id, &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = steady_input(&bootstrap, &stop);
+        let mut app = KafkaStreams::new(moldau_tests::eos_app::topology(), config).unwrap();
+        app.start().unwrap();
+        wait_until("the application has committed 3 times", || app.metrics().commits >= 3);
+        SteadyRun { cluster, bootstrap, _dir: dir, app, stop, driver }
+    }
+
+    /// Stops the input, checks the output is exactly the input's and the application still
+    /// runs, and closes it; returns its metrics from before the close.
+    fn finish(mut self) -> StreamsMetrics {
+        self.stop.store(true, Ordering::Relaxed);
+        let produced = self.driver.join().unwrap();
+        assert_exact(&self.bootstrap, produced);
+        let metrics = self.app.metrics();
+        assert_eq!(self.app.state(), StreamsState::Running, "{:?}", self.app.errors());
+        self.app.close().unwrap();
+        self.cluster.shutdown();
+        metrics
+    }
+}
+
 /// Restored tasks start running although every commit outlasts the interval. A task whose
 /// stores are restored starts only with no commit under way (a commit covers the tasks that
 /// were running when it was sealed); before the fix the next commit started in the same turn
@@ -138,20 +182,12 @@ fn should_bound_what_it_holds_while_a_slow_commit_runs() {
 /// the aggregate's tasks (behind the repartition topic) stayed restoring as long as input came.
 #[test]
 fn should_start_restored_tasks_while_every_commit_outlasts_the_interval() {
-    let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
-    cluster.delay_responses(END_TXN, Duration::from_millis(300));
-    let dir = tempfile::tempdir().unwrap();
-    let config = streams_config("slow-restored", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let driver = steady_input(&bootstrap, &stop);
-    let mut app = KafkaStreams::new(moldau_tests::eos_app::topology(), config).unwrap();
-    app.start().unwrap();
-    wait_until("the application has committed 3 times", || app.metrics().commits >= 3);
+    let run = SteadyRun::start("slow-restored", Some(Duration::from_millis(300)));
     // The premise: commits come back to back (each waits 300 ms on EndTxn, the interval is
     // 100 ms) while input flows.
     let started = Instant::now();
     loop {
-        let m = app.metrics();
+        let m = run.app.metrics();
         let running: usize = m.tasks.values().map(Vec::len).sum();
         let restoring: usize = m.restoring.values().map(Vec::len).sum();
         if running == 4 && restoring == 0 {
@@ -165,12 +201,7 @@ fn should_start_restored_tasks_while_every_commit_outlasts_the_interval() {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("every task running {:?} after the third commit", started.elapsed());
-    stop.store(true, Ordering::Relaxed);
-    let produced = driver.join().unwrap();
-    assert_exact(&bootstrap, produced);
-    assert_eq!(app.state(), StreamsState::Running, "{:?}", app.errors());
-    app.close().unwrap();
-    cluster.shutdown();
+    let _ = run.finish();
 }
 
 /// A commit whose EndTxn the broker holds for longer than the producer's commit call waits
@@ -180,14 +211,8 @@ fn should_start_restored_tasks_while_every_commit_outlasts_the_interval() {
 /// minute until the broker answered. Now the producer whose abort failed is replaced.
 #[test]
 fn should_go_on_after_a_commit_outlasts_the_producers_timeout() {
-    let (cluster, bootstrap) = start_cluster_with(1, &["data", "echo", "agg"], 2);
-    let dir = tempfile::tempdir().unwrap();
-    let config = streams_config("stuck-commit", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let driver = steady_input(&bootstrap, &stop);
-    let mut app = KafkaStreams::new(moldau_tests::eos_app::topology(), config).unwrap();
-    app.start().unwrap();
-    wait_until("the application has committed 3 times", || app.metrics().commits >= 3);
+    let run = SteadyRun::start("stuck-commit", None);
+    let (cluster, app) = (&run.cluster, &run.app);
     // Longer than the broker's transaction timeout (10 s) and librdkafka's request timeout:
     // no EndTxn is answered in time while this holds.
     cluster.delay_responses(END_TXN, Duration::from_secs(15));
@@ -210,13 +235,7 @@ fn should_go_on_after_a_commit_outlasts_the_producers_timeout() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    let produced = driver.join().unwrap();
-    assert_exact(&bootstrap, produced);
-    let end = app.metrics();
+    let end = run.finish();
     eprintln!("{start:?}\n{mid:?}\n{slow:?}\n{end:?}");
     assert!(end.recoveries <= start.recoveries + 3, "{end:?}");
-    assert_eq!(app.state(), StreamsState::Running, "{:?}", app.errors());
-    app.close().unwrap();
-    cluster.shutdown();
 }
