@@ -65,7 +65,7 @@ fn run_dsl(bootstrap: &str, app: &str, topology: Topology, n: u64) -> anyhow::Re
     streams.start()?;
     let rate = wait_processed(app, n, || {
         let m = streams.metrics();
-        (m.processed, streams.errors().first().cloned())
+        (m.processed, streams.errors().first().map(|e| e.to_string()))
     })?;
     streams.close().context("closing")?;
     Ok(rate)

@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use moldau_engine::{Error, Result, Topology};
+use moldau_engine::Topology;
+
+use crate::error::{Error, Result};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
@@ -33,18 +35,61 @@ impl Shared {
     }
 
     /// Runs `f` on the topology, keeping the first error.
-    pub(crate) fn with(&self, f: impl FnOnce(&mut Topology) -> Result<()>) {
+    pub(crate) fn with(&self, f: impl FnOnce(&mut Topology) -> moldau_engine::Result<()>) {
         let mut s = self.0.borrow_mut();
         if s.error.is_some() {
             return;
         }
         if let Err(e) = f(&mut s.topology) {
+            s.error = Some(Error::Topology(e));
+        }
+    }
+
+    /// Records a mistake in the description, unless one was met before.
+    pub(crate) fn fail(&self, e: Error) {
+        let mut s = self.0.borrow_mut();
+        if s.error.is_none() {
             s.error = Some(e);
         }
     }
 }
 
 /// Builds a topology with the DSL (Kafka Streams' `StreamsBuilder`).
+///
+/// Streams and tables made from a builder add their operations to it; [`build`](Self::build)
+/// hands over the [`Topology`], or the first mistake met ([`Error`]). Word count, run here in
+/// a [`TopologyTestDriver`](moldau_engine::testing::TopologyTestDriver) (a `KafkaStreams`
+/// runs the same topology against a cluster):
+///
+/// ```
+/// use std::collections::BTreeMap;
+///
+/// use moldau_dsl::state::{StringSerde, U64Serde};
+/// use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder};
+/// use moldau_engine::processor::Required;
+/// use moldau_engine::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream_keyed("text", Consumed::with(StringSerde, StringSerde))
+///     .flat_map_values(|line: String| line.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+///     .group_by(|_, word: &String| word.clone(), Grouped::with(StringSerde, StringSerde))
+///     .count("counts")
+///     .to_stream()
+///     .map_values(|n: Option<u64>| n.unwrap_or(0))
+///     .to("word-counts", Produced::with(StringSerde, U64Serde));
+/// let topology = builder.build()?;
+///
+/// let mut driver = TopologyTestDriver::new(topology)?;
+/// let (strings, counts) = (Required(StringSerde), Required(U64Serde));
+/// for line in ["the cat", "the dog"] {
+///     driver.pipe("text", &strings, &strings, &"k".to_string(), &line.to_string(), 0)?;
+/// }
+/// let latest: BTreeMap<String, u64> =
+///     driver.read_output_typed("word-counts", &strings, &counts)?.into_iter().map(|(w, n, _)| (w, n)).collect();
+/// assert_eq!(latest, BTreeMap::from([("cat".into(), 1), ("dog".into(), 1), ("the".into(), 2)]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct StreamsBuilder {
     shared: Shared,
 }

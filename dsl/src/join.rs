@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use moldau_engine::state::KeyValueStore;
-use moldau_engine::{Error, InitContext, Processor, ProcessorContext, Record, Result, StoreHandle};
+use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreHandle};
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
@@ -49,11 +49,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         prefix: &str,
     ) -> KStream<K, VR> {
         let Some(store) = table.store_name().map(str::to_string) else {
-            self.shared.with(|_| {
-                Err(Error::InvalidTopology(
-                    "a stream-table join needs a materialized table (a source table or an aggregation)".into(),
-                ))
-            });
+            self.shared.fail(crate::Error::UnmaterializedTable { operation: "a stream-table join" });
             return KStream::new(self.shared.clone(), self.node.clone(), false);
         };
         let stream = if self.repartition {

@@ -13,6 +13,37 @@ use crate::processors::{
 use crate::serdes::{record, Grouped, Produced};
 
 /// A stream of `(K, V)` records (Kafka Streams' `KStream`).
+///
+/// Stateless operations (`filter`, `map_values`, `split`, ...) run record by record in the
+/// task that reads the input; `group_by` and `select_key` followed by an aggregation or a
+/// join repartition by the new key first.
+///
+/// ```
+/// use moldau_dsl::state::{StringSerde, U64Serde};
+/// use moldau_dsl::{Branched, Consumed, Produced, StreamsBuilder};
+/// use moldau_engine::processor::Required;
+/// use moldau_engine::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let amounts = builder.stream_keyed("payments", Consumed::with(StringSerde, U64Serde));
+/// let [large, small]: [_; 2] = amounts
+///     .filter(|_, cents| *cents > 0)
+///     .split(Branched::new().branch(|_, cents| *cents >= 10_000).default_branch())
+///     .try_into()
+///     .expect("two branches");
+/// large.map_values(|cents| format!("review {cents}")).to("reviews", Produced::with(StringSerde, StringSerde));
+/// small.to("approved", Produced::with(StringSerde, U64Serde));
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let (keys, cents) = (Required(StringSerde), Required(U64Serde));
+/// for (who, amount) in [("ann", 25_000), ("bob", 300), ("cy", 0)] {
+///     driver.pipe("payments", &keys, &cents, &who.to_string(), &amount, 0)?;
+/// }
+/// let reviews = driver.read_output_typed("reviews", &keys, &Required(StringSerde))?;
+/// assert_eq!(reviews, vec![("ann".to_string(), "review 25000".to_string(), 0)]);
+/// assert_eq!(driver.read_output_typed("approved", &keys, &cents)?, vec![("bob".to_string(), 300, 0)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct KStream<K, V> {
     pub(crate) shared: Shared,
     pub(crate) node: String,

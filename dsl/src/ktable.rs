@@ -21,6 +21,33 @@ pub struct Change<V> {
 }
 
 /// A table: the latest value per key (Kafka Streams' `KTable`).
+///
+/// A table comes from a topic ([`StreamsBuilder::table`](crate::StreamsBuilder::table)) or
+/// an aggregation; a materialized one lives in a state store (RocksDB under `KafkaStreams`,
+/// backed by a changelog topic), which joins and interactive queries read.
+///
+/// ```
+/// use moldau_dsl::state::StringSerde;
+/// use moldau_dsl::{Consumed, Joined, Produced, StreamsBuilder};
+/// use moldau_engine::processor::Required;
+/// use moldau_engine::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let names = builder.table("customers", Consumed::with(StringSerde, StringSerde), "customers-store");
+/// builder
+///     .stream_keyed("orders", Consumed::with(StringSerde, StringSerde))
+///     .join(&names, |item: &String, name: &String| format!("{name} ordered {item}"), Joined::with(StringSerde, StringSerde))
+///     .to("receipts", Produced::with(StringSerde, StringSerde));
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let s = Required(StringSerde);
+/// driver.pipe("customers", &s, &s, &"c1".to_string(), &"Ada".to_string(), 0)?;
+/// driver.pipe("orders", &s, &s, &"c1".to_string(), &"a lamp".to_string(), 1)?;
+/// driver.pipe("orders", &s, &s, &"c2".to_string(), &"a chair".to_string(), 2)?; // no customer: dropped
+/// let receipts = driver.read_output_typed("receipts", &s, &s)?;
+/// assert_eq!(receipts, vec![("c1".to_string(), "Ada ordered a lamp".to_string(), 1)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct KTable<K, V> {
     pub(crate) shared: Shared,
     pub(crate) node: String,

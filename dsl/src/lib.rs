@@ -7,6 +7,7 @@
 //! ```
 
 mod builder;
+mod error;
 mod grouped;
 mod join;
 mod kstream;
@@ -20,6 +21,7 @@ mod suppress;
 mod windowed;
 
 pub use builder::StreamsBuilder;
+pub use error::{Error, Result};
 pub use grouped::KGroupedStream;
 pub use join::Joined;
 pub use kstream::{Branched, KStream};

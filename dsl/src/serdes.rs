@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use moldau_engine::processor::{nullable, required, SharedSerde};
-use moldau_engine::state::{Serde, Window, Windowed};
+use moldau_engine::state::{Serde, SerdeError, Window, Windowed};
 
 /// A shared serde for `T`.
 pub type SerdeRef<T> = Arc<dyn Serde<T>>;
@@ -44,6 +44,14 @@ impl<K: 'static, V: 'static> Produced<Option<K>, V> {
     /// Writes keys that may be null (`None`: a null key) and values that are never null.
     pub fn with_nullable_keys(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
         Produced { keys: nullable(keys), values: required(values) }
+    }
+}
+
+impl<K: 'static, V: 'static> Produced<K, Option<V>> {
+    /// Writes keys that are never null and values that may be (`None`: a tombstone), as a
+    /// table's update stream has them.
+    pub fn with_nullable_values(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
+        Produced { keys: required(keys), values: nullable(values) }
     }
 }
 
@@ -100,16 +108,16 @@ impl<K> std::fmt::Debug for WindowedSerde<K> {
 }
 
 impl<K> Serde<Windowed<K>> for WindowedSerde<K> {
-    fn serialize(&self, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), String> {
+    fn serialize(&self, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
         self.0.serialize(&value.key, out)?;
         out.extend_from_slice(&value.window.start.to_be_bytes());
         out.extend_from_slice(&value.window.end.to_be_bytes());
         Ok(())
     }
 
-    fn deserialize(&self, bytes: &[u8]) -> Result<Windowed<K>, String> {
+    fn deserialize(&self, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
         let Some(split) = bytes.len().checked_sub(16) else {
-            return Err(format!("a windowed key needs at least 16 bytes, got {}", bytes.len()));
+            return Err(format!("a windowed key needs at least 16 bytes, got {}", bytes.len()).into());
         };
         let time = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let window = Window { start: time(split), end: time(split + 8) };

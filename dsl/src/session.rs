@@ -14,6 +14,44 @@ use crate::ktable::{Change, KTable};
 use crate::serdes::SerdeRef;
 
 /// Session windows: records of a key less than `gap` apart share a session.
+///
+/// A record that bridges two sessions merges them: the older sessions are deleted downstream
+/// (`None`) and the merged one emitted.
+///
+/// ```
+/// use moldau_dsl::state::{StringSerde, U64Serde};
+/// use moldau_dsl::{Consumed, Grouped, Produced, SessionWindows, StreamsBuilder};
+/// use moldau_engine::processor::{Nullable, Required};
+/// use moldau_engine::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream_keyed("clicks", Consumed::with(StringSerde, StringSerde))
+///     .group_by_key(Grouped::with(StringSerde, StringSerde))
+///     .windowed_by_session(SessionWindows::with_inactivity_gap_and_grace(10_000, 0))
+///     .count("sessions")
+///     .to_stream()
+///     .map(|w, n| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), n))
+///     .to("session-counts", Produced::with_nullable_values(StringSerde, U64Serde));
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let s = Required(StringSerde);
+/// for t in [0, 5_000, 30_000] {
+///     driver.pipe("clicks", &s, &s, &"ann".to_string(), &"/home".to_string(), t)?;
+/// }
+/// let out: Vec<(String, Option<u64>)> =
+///     driver.read_output_typed("session-counts", &s, &Nullable(U64Serde))?.into_iter().map(|(k, n, _)| (k, n)).collect();
+/// assert_eq!(
+///     out,
+///     vec![
+///         ("ann@0-0".into(), Some(1)),
+///         ("ann@0-0".into(), None), // merged into the next
+///         ("ann@0-5000".into(), Some(2)),
+///         ("ann@30000-30000".into(), Some(1)), // 25 s later: a new session
+///     ]
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionWindows {
     gap: i64,
@@ -112,10 +150,10 @@ impl<K: Clone + 'static, V: Clone + 'static> SessionWindowedKStream<K, V> {
         let shared = &self.stream.shared;
         let w = self.windows;
         if w.gap <= 0 || w.grace < 0 {
-            shared.with(|_| {
-                Err(moldau_engine::Error::InvalidTopology(format!(
-                    "session windows need gap > 0 and grace >= 0: {w:?}"
-                )))
+            shared.fail(crate::Error::InvalidWindows {
+                kind: "session",
+                reason: "need gap > 0 and grace >= 0",
+                windows: format!("{w:?}"),
             });
         }
         let name = shared.name("KSTREAM-SESSION-AGGREGATE");

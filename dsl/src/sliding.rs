@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::observed::ObservedTime;
-use moldau_engine::state::{Serde, U64Serde, Window, WindowSpec, WindowStore, Windowed};
+use moldau_engine::state::{Serde, SerdeError, U64Serde, Window, WindowSpec, WindowStore, Windowed};
 use moldau_engine::{InitContext, Processor, ProcessorContext, Record, Result, StoreBuilder, StoreHandle};
 
 use crate::grouped::{Init, Step};
@@ -34,6 +34,34 @@ use crate::serdes::SerdeRef;
 
 /// Sliding windows: windows `[t - d, t]` and `[t + 1, t + 1 + d]` around each record time `t`,
 /// accepting records up to `grace` after a window ends.
+///
+/// ```
+/// use moldau_dsl::state::{StringSerde, U64Serde};
+/// use moldau_dsl::{Consumed, Grouped, Produced, SlidingWindows, StreamsBuilder};
+/// use moldau_engine::processor::Required;
+/// use moldau_engine::testing::TopologyTestDriver;
+///
+/// // Alert on three logins of one user within 10 s (records up to 5 s late still count).
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream_keyed("logins", Consumed::with(StringSerde, StringSerde))
+///     .group_by_key(Grouped::with(StringSerde, StringSerde))
+///     .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(10_000, 5_000))
+///     .count("logins-in-10s")
+///     .to_stream()
+///     .map(|w, n: Option<u64>| (w.key, n.unwrap_or(0)))
+///     .filter(|_, n| *n >= 3)
+///     .to("alerts", Produced::with(StringSerde, U64Serde));
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let s = Required(StringSerde);
+/// for t in [100_000, 104_000, 108_000, 130_000] {
+///     driver.pipe("logins", &s, &s, &"ann".to_string(), &"ok".to_string(), t)?;
+/// }
+/// let alerts = driver.read_output_typed("alerts", &s, &Required(U64Serde))?;
+/// assert_eq!(alerts, vec![("ann".to_string(), 3, 108_000)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlidingWindows {
     difference: i64,
@@ -57,9 +85,13 @@ impl SlidingWindows {
         self.grace
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    fn check(&self) -> crate::Result<()> {
         if self.difference <= 0 || self.grace < 0 {
-            return Err(format!("sliding windows need a time difference > 0 and grace >= 0: {self:?}"));
+            return Err(crate::Error::InvalidWindows {
+                kind: "sliding",
+                reason: "need a time difference > 0 and grace >= 0",
+                windows: format!("{self:?}"),
+            });
         }
         Ok(())
     }
@@ -76,15 +108,15 @@ pub(crate) struct Stamped<A> {
 struct StampedSerde<A>(SerdeRef<A>);
 
 impl<A> Serde<Stamped<A>> for StampedSerde<A> {
-    fn serialize(&self, value: &Stamped<A>, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    fn serialize(&self, value: &Stamped<A>, out: &mut Vec<u8>) -> std::result::Result<(), SerdeError> {
         self.0.serialize(&value.agg, out)?;
         out.extend_from_slice(&value.max_ts.to_be_bytes());
         Ok(())
     }
 
-    fn deserialize(&self, bytes: &[u8]) -> std::result::Result<Stamped<A>, String> {
+    fn deserialize(&self, bytes: &[u8]) -> std::result::Result<Stamped<A>, SerdeError> {
         let Some(split) = bytes.len().checked_sub(8) else {
-            return Err(format!("a sliding window value needs at least 8 bytes, got {}", bytes.len()));
+            return Err(format!("a sliding window value needs at least 8 bytes, got {}", bytes.len()).into());
         };
         let max_ts = i64::from_be_bytes(bytes[split..].try_into().expect("8 bytes"));
         Ok(Stamped { agg: self.0.deserialize(&bytes[..split])?, max_ts })
@@ -206,8 +238,8 @@ impl<K: Clone + 'static, V: Clone + 'static> SlidingWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, A> {
         let shared = &self.stream.shared;
         let w = self.windows;
-        if let Err(reason) = w.check() {
-            shared.with(|_| Err(moldau_engine::Error::InvalidTopology(reason)));
+        if let Err(e) = w.check() {
+            shared.fail(e);
         }
         let name = shared.name("KSTREAM-SLIDINGWINDOWAGGREGATE");
         let parent = self.stream.node.clone();

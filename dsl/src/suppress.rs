@@ -250,35 +250,28 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let shared = &self.shared;
         let name = shared.name("KTABLE-SUPPRESS");
         let Some((keys, values)) = self.serdes.clone() else {
-            shared.with(|_| {
-                Err(Error::InvalidTopology(format!(
-                    "suppress after {} needs the table's serdes: call with_serdes(keys, values) first",
-                    self.node
-                )))
-            });
+            shared.fail(crate::Error::MissingSerdes { operation: "suppress", node: self.node.clone() });
             return KTable::new(shared.clone(), name, None);
         };
         let close_after = match (&suppressed.until, self.close_after) {
             (Until::WindowCloses(_), None) => {
-                shared.with(|_| {
-                    Err(Error::InvalidTopology(format!(
-                        "suppress until the window closes needs a windowed aggregation's table; {} is not one",
+                shared.fail(crate::Error::InvalidSuppression {
+                    reason: format!(
+                        "until the window closes needs a windowed aggregation's table; {} is not one",
                         self.node
-                    )))
+                    ),
                 });
                 0
             }
             (_, close_after) => close_after.unwrap_or(0),
         };
         if matches!(suppressed.until, Until::WindowCloses(_)) && suppressed.max_records.is_some() {
-            shared.with(|_| {
-                Err(Error::InvalidTopology(
-                    "suppress until the window closes emits final results only: it takes no record limit".into(),
-                ))
+            shared.fail(crate::Error::InvalidSuppression {
+                reason: "until the window closes emits final results only: it takes no record limit".into(),
             });
         }
         if matches!(suppressed.until, Until::TimeLimit(ms) if ms < 0) {
-            shared.with(|_| Err(Error::InvalidTopology("suppress needs a time limit >= 0".into())));
+            shared.fail(crate::Error::InvalidSuppression { reason: "needs a time limit >= 0".into() });
         }
         let buffer_name = suppressed.name.clone().unwrap_or_else(|| shared.name("KTABLE-SUPPRESS-STATE-STORE"));
         let index_name = format!("{buffer_name}-index");

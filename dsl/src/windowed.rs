@@ -15,6 +15,33 @@ use crate::serdes::SerdeRef;
 
 /// Time windows: `size` long, starting every `advance` (tumbling when equal), accepting
 /// records up to `grace` after a window ends.
+///
+/// ```
+/// use moldau_dsl::state::{StringSerde, U64Serde};
+/// use moldau_dsl::{Consumed, Grouped, Produced, StreamsBuilder, TimeWindows};
+/// use moldau_engine::processor::Required;
+/// use moldau_engine::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream_keyed("clicks", Consumed::with(StringSerde, StringSerde))
+///     .group_by_key(Grouped::with(StringSerde, StringSerde))
+///     .windowed_by(TimeWindows::of_size_with_no_grace(60_000)) // one-minute tumbling windows
+///     .count("clicks-per-minute")
+///     .to_stream()
+///     .map(|w, n: Option<u64>| (format!("{}@{}", w.key, w.window.start), n.unwrap_or(0)))
+///     .to("click-counts", Produced::with(StringSerde, U64Serde));
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let s = Required(StringSerde);
+/// for t in [1_000, 30_000, 61_000] {
+///     driver.pipe("clicks", &s, &s, &"ann".to_string(), &"/home".to_string(), t)?;
+/// }
+/// let counts: Vec<(String, u64)> =
+///     driver.read_output_typed("click-counts", &s, &Required(U64Serde))?.into_iter().map(|(k, n, _)| (k, n)).collect();
+/// assert_eq!(counts, vec![("ann@0".into(), 1), ("ann@0".into(), 2), ("ann@60000".into(), 1)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindows {
     size: i64,
@@ -39,9 +66,13 @@ impl TimeWindows {
         self
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    fn check(&self) -> crate::Result<()> {
         if self.size <= 0 || self.grace < 0 || self.advance <= 0 || self.advance > self.size {
-            return Err(format!("time windows need size > 0, 0 < advance <= size and grace >= 0: {self:?}"));
+            return Err(crate::Error::InvalidWindows {
+                kind: "time",
+                reason: "need size > 0, 0 < advance <= size and grace >= 0",
+                windows: format!("{self:?}"),
+            });
         }
         Ok(())
     }
@@ -177,8 +208,8 @@ impl<K: Clone + 'static, V: Clone + 'static> TimeWindowedKStream<K, V> {
         values: impl Serde<A> + 'static,
     ) -> KTable<Windowed<K>, A> {
         let shared = &self.stream.shared;
-        if let Err(reason) = self.windows.check() {
-            shared.with(|_| Err(moldau_engine::Error::InvalidTopology(reason)));
+        if let Err(e) = self.windows.check() {
+            shared.fail(e);
         }
         let name = shared.name("KSTREAM-AGGREGATE");
         let parent = self.stream.node.clone();

@@ -213,8 +213,37 @@ fn should_materialize_a_table_and_filter_map_and_stream_it_with_deletes() {
 fn should_report_the_first_error_at_build() {
     let b = StreamsBuilder::new();
     keyed(&b).to("", strings());
-    let err = b.build().unwrap_err().to_string();
-    assert!(err.contains("empty topic name"), "{err}");
+    let err = b.build().unwrap_err();
+    assert!(matches!(&err, moldau_dsl::Error::Topology(moldau_engine::Error::InvalidTopology(_))), "{err:?}");
+    assert!(err.to_string().contains("empty topic name"), "{err}");
+}
+
+#[test]
+fn should_name_each_kind_of_dsl_mistake_in_one_error_enum() {
+    use moldau_dsl::{Error, SessionWindows, SlidingWindows, TimeWindows};
+    let windows = |w: TimeWindows| {
+        let b = StreamsBuilder::new();
+        keyed(&b).group_by_key(Grouped::with(StringSerde, StringSerde)).windowed_by(w).count("w");
+        b.build().unwrap_err()
+    };
+    assert!(matches!(windows(TimeWindows::of_size_with_no_grace(0)), Error::InvalidWindows { kind: "time", .. }));
+    let e = windows(TimeWindows::of_size_with_no_grace(10).advance_by(20));
+    assert!(e.to_string().contains("0 < advance <= size"), "{e}");
+    let b = StreamsBuilder::new();
+    keyed(&b)
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by_session(SessionWindows::with_inactivity_gap_and_grace(0, 0))
+        .count("s");
+    assert!(matches!(b.build().unwrap_err(), Error::InvalidWindows { kind: "session", .. }));
+    let b = StreamsBuilder::new();
+    keyed(&b)
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(0, 0))
+        .count("s");
+    assert!(matches!(b.build().unwrap_err(), Error::InvalidWindows { kind: "sliding", .. }));
+    // Into the engine's error, for code that builds and runs in one Result.
+    let e: moldau_engine::Error = windows(TimeWindows::of_size_with_no_grace(-1)).into();
+    assert!(matches!(&e, moldau_engine::Error::InvalidTopology(m) if m.contains("time windows")), "{e}");
 }
 
 fn windowed_counts(windows: moldau_dsl::TimeWindows, records: &[(&str, i64)]) -> Vec<String> {

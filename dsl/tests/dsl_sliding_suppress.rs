@@ -250,6 +250,7 @@ fn should_refuse_to_suppress_until_a_window_closes_without_windows() {
         .count("counts")
         .map_values(|n| n.to_string());
     table.suppress(Suppressed::until_time_limit(5));
-    let err = b.build().unwrap_err().to_string();
-    assert!(err.contains("with_serdes"), "{err}");
+    let err = b.build().unwrap_err();
+    assert!(matches!(&err, moldau_dsl::Error::MissingSerdes { operation: "suppress", .. }), "{err:?}");
+    assert!(err.to_string().contains("with_serdes"), "{err}");
 }

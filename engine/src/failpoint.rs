@@ -9,6 +9,8 @@
 //!   closed; the test sees the signal in the exit status);
 //! - `abort@N`: the process aborts at the `N`-th hit (counted from 1);
 //! - `sleep(MS)`: every hit sleeps `MS` milliseconds;
+//! - `fail@N`: the `N`-th hit fails the way the point's row below says (points that cannot
+//!   fail ignore it);
 //! - `off`: nothing.
 //!
 //! The points:
@@ -17,7 +19,7 @@
 //! |---|---|
 //! | `restore.batch` | before a batch of changelog records is applied to a store during a restore |
 //! | `restore.assigned` | after changelog partitions joined the restore consumer's assignment |
-//! | `commit.after_kafka` | after Kafka has a commit (the transaction or the offsets), before the stores commit |
+//! | `commit.after_kafka` | after Kafka has a commit (the transaction or the offsets), before the stores commit; `fail@N`: the first task with stores finds one corrupted ([`Error::TaskCorrupted`](crate::Error::TaskCorrupted)) |
 //! | `commit.deferred` | after the stores committed in memory only (their writes wait for the next persist) |
 //! | `rebalance.assign` | when newly assigned partitions are about to be opened |
 
@@ -43,6 +45,7 @@ static CONFIG: Mutex<Option<HashMap<String, Point>>> = Mutex::new(None);
 enum Action {
     Off,
     Abort { at: u64 },
+    Fail { at: u64 },
     Sleep(Duration),
 }
 
@@ -93,32 +96,51 @@ fn parse_action(s: &str) -> std::result::Result<Action, String> {
             _ => Err(format!("abort@N needs a hit number from 1, not '{n}'")),
         };
     }
+    if let Some(n) = s.strip_prefix("fail@") {
+        return match n.parse::<u64>() {
+            Ok(at) if at > 0 => Ok(Action::Fail { at }),
+            _ => Err(format!("fail@N needs a hit number from 1, not '{n}'")),
+        };
+    }
     if let Some(ms) = s.strip_prefix("sleep(").and_then(|r| r.strip_suffix(')')) {
         return ms
             .parse::<u64>()
             .map(|ms| Action::Sleep(Duration::from_millis(ms)))
             .map_err(|e| format!("sleep({ms}): {e}"));
     }
-    Err(format!("unknown action '{s}' (abort, abort@N, sleep(MS), off)"))
+    Err(format!("unknown action '{s}' (abort, abort@N, fail@N, sleep(MS), off)"))
 }
 
 /// Passes fail point `name`: does what its configuration says.
 pub(crate) fn hit(name: &'static str) {
+    let _ = fails(name);
+}
+
+/// Passes fail point `name` as [`hit`] does, and says whether the caller must fail here
+/// (`fail@N`, at its `N`-th hit).
+pub(crate) fn fails(name: &'static str) -> bool {
     if !ACTIVE.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     let action = {
         let mut config = CONFIG.lock();
-        let Some(point) = config.as_mut().and_then(|c| c.get_mut(name)) else { return };
+        let Some(point) = config.as_mut().and_then(|c| c.get_mut(name)) else { return false };
         point.hits += 1;
         match point.action {
-            Action::Abort { at } if point.hits != at => Action::Off,
+            Action::Abort { at } | Action::Fail { at } if point.hits != at => Action::Off,
             a => a,
         }
     };
     match action {
-        Action::Off => {}
-        Action::Sleep(d) => std::thread::sleep(d),
+        Action::Off => false,
+        Action::Fail { .. } => {
+            tracing::warn!(point = name, "fail point: failing here");
+            true
+        }
+        Action::Sleep(d) => {
+            std::thread::sleep(d);
+            false
+        }
         Action::Abort { .. } => {
             eprintln!("fail point {name}: aborting the process");
             std::process::abort();
@@ -136,6 +158,8 @@ mod tests {
         assert_eq!(parse_action("abort@3"), Ok(Action::Abort { at: 3 }));
         assert_eq!(parse_action("sleep(25)"), Ok(Action::Sleep(Duration::from_millis(25))));
         assert_eq!(parse_action("off"), Ok(Action::Off));
+        assert_eq!(parse_action("fail@2"), Ok(Action::Fail { at: 2 }));
+        assert!(parse_action("fail@x").unwrap_err().contains("from 1"));
         assert!(parse_action("abort@0").unwrap_err().contains("from 1"));
         assert!(parse_action("sleep(x)").unwrap_err().contains("sleep(x)"));
         assert!(parse_action("explode").unwrap_err().contains("unknown action 'explode'"));

@@ -16,7 +16,7 @@ mod runtime;
 pub mod testing;
 pub mod topology;
 
-pub use error::{Error, Result};
+pub use error::{Error, Recovery, Result, Source};
 pub use kafka::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsState, CLOSE_TIMEOUT};
 pub use processor::{
     BadInput, InitContext, Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, RecordMetadata,

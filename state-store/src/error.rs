@@ -24,7 +24,7 @@ pub enum Error {
         reason: String,
     },
     /// A key or value did not serialize or deserialize.
-    #[error("store '{store}': {what} for key {key} does not {dir}: {reason}")]
+    #[error("store '{store}': {what} for key {key} does not {dir}: {source}")]
     Serde {
         /// Store name.
         store: String,
@@ -34,8 +34,8 @@ pub enum Error {
         dir: &'static str,
         /// The key, hex-encoded (the raw bytes when the key itself failed).
         key: String,
-        /// The serde error.
-        reason: String,
+        /// The serde's error.
+        source: crate::serde::SerdeError,
     },
     /// A changelog record handed to restore cannot belong to this store.
     #[error("store '{store}': changelog record with key {key} is malformed: {reason}")]
@@ -78,7 +78,11 @@ impl Error {
     /// Whether the store must be wiped and restored from its changelog (Kafka Streams'
     /// `TaskCorrupted`).
     pub fn requires_restore(&self) -> bool {
-        matches!(self, Error::Corrupted { .. })
+        match self {
+            Error::Corrupted { .. } => true,
+            Error::Rocks { source, .. } => matches!(source.kind(), rocksdb::ErrorKind::Corruption),
+            _ => false,
+        }
     }
 
     /// Whether opening failed because another handle holds the store's lock (another thread

@@ -119,12 +119,12 @@ impl<K, V> KeyValueStore<K, V> {
     /// Entries whose serialized key starts with the serialized `prefix`.
     pub fn prefix_scan<P>(&self, prefix: &P, serde: &dyn Serde<P>) -> Result<Vec<(K, V)>> {
         let mut p = Vec::new();
-        serde.serialize(prefix, &mut p).map_err(|reason| Error::Serde {
+        serde.serialize(prefix, &mut p).map_err(|source| Error::Serde {
             store: self.core.name().to_string(),
             what: "key",
             dir: "serialize",
             key: "(prefix)".into(),
-            reason,
+            source,
         })?;
         match prefix_end(&p) {
             Some(end) => self.collect(Bound::Included(&p), Bound::Excluded(&end)),

@@ -29,7 +29,7 @@ pub use memory::InMemoryStore;
 pub use options::{Changes, StoreOptions};
 pub use raw::{Checkpoint, RawBatch, RawStore, Space, WriteMode, WriteSet};
 pub use rocks::{RocksStore, StoreReader};
-pub use serde::{BincodeSerde, BytesSerde, I64Serde, JsonSerde, Serde, StringSerde, U64Serde};
+pub use serde::{BincodeSerde, BytesSerde, I64Serde, JsonSerde, Serde, SerdeError, StringSerde, U64Serde};
 pub use session::{SessionSpec, SessionStore};
 pub use store::StateStore;
 pub use typed::{Change, Window, Windowed};

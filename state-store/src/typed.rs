@@ -18,12 +18,12 @@ impl<K, V> Codec<K, V> {
 
     /// Appends the encoding of `key` to `out`.
     pub(crate) fn key_into(&self, store: &str, key: &K, out: &mut Vec<u8>) -> Result<()> {
-        self.keys.serialize(key, out).map_err(|reason| Error::Serde {
+        self.keys.serialize(key, out).map_err(|source| Error::Serde {
             store: store.to_string(),
             what: "key",
             dir: "serialize",
             key: "(unserializable)".into(),
-            reason,
+            source,
         })
     }
 
@@ -35,33 +35,33 @@ impl<K, V> Codec<K, V> {
 
     pub(crate) fn value(&self, store: &str, key_bytes: &[u8], value: &V) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
-        self.values.serialize(value, &mut out).map_err(|reason| Error::Serde {
+        self.values.serialize(value, &mut out).map_err(|source| Error::Serde {
             store: store.to_string(),
             what: "value",
             dir: "serialize",
             key: hex(key_bytes),
-            reason,
+            source,
         })?;
         Ok(out)
     }
 
     pub(crate) fn decode_key(&self, store: &str, bytes: &[u8]) -> Result<K> {
-        self.keys.deserialize(bytes).map_err(|reason| Error::Serde {
+        self.keys.deserialize(bytes).map_err(|source| Error::Serde {
             store: store.to_string(),
             what: "key",
             dir: "deserialize",
             key: hex(bytes),
-            reason,
+            source,
         })
     }
 
     pub(crate) fn decode_value(&self, store: &str, key_bytes: &[u8], bytes: &[u8]) -> Result<V> {
-        self.values.deserialize(bytes).map_err(|reason| Error::Serde {
+        self.values.deserialize(bytes).map_err(|source| Error::Serde {
             store: store.to_string(),
             what: "value",
             dir: "deserialize",
             key: hex(key_bytes),
-            reason,
+            source,
         })
     }
 

@@ -88,7 +88,23 @@ fn should_stop_with_an_error_naming_the_record_when_told_to_fail() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(app.state(), StreamsState::Error);
-    let e = app.close().unwrap_err().to_string();
+    // The error that stopped the thread, typed, with its cause.
+    let errors = app.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let stopped = &*errors[0];
+    assert!(stopped.is_fatal(), "{stopped}");
+    assert_eq!(stopped.recovery(), moldau_engine::Recovery::Stop);
+    match stopped {
+        moldau_engine::Error::Deserialization { what: "value", topic, partition: 0, offset: 2, source, .. } => {
+            assert_eq!(topic, "numbers");
+            let cause = std::error::Error::source(stopped).expect("the serde's error is kept as the source");
+            assert_eq!(cause.to_string(), source.to_string());
+        }
+        other => panic!("expected a deserialization error, got {other:?}"),
+    }
+    let closed = app.close().unwrap_err();
+    assert!(matches!(&closed, moldau_engine::Error::ThreadStopped(_)), "{closed:?}");
+    let e = closed.to_string();
     assert!(e.contains("cannot deserialize the value of numbers-0@2"), "{e}");
     // The records before the bad one were processed and, at-least-once, their output is
     // delivered as the thread stops (their offsets are not committed).

@@ -308,6 +308,47 @@ fn should_switch_an_existing_repartition_topic_to_no_time_retention() {
     cluster.shutdown();
 }
 
+/// A task found corrupted while it runs recovers without stopping the application: its
+/// stores are wiped and restored from their changelogs, and the thread rolls back to the last
+/// commit (Kafka Streams' `TaskCorruptedException`). A fail point makes the store report
+/// itself corrupted right after Kafka has a transaction, before the store commits it: the
+/// restored store must hold that transaction (it is in the changelog) and the counts go on
+/// exactly, with nothing counted twice.
+#[test]
+fn should_restore_a_task_found_corrupted_and_go_on_exactly_once() {
+    init_logging();
+    let (cluster, bootstrap) = start_cluster_with(1, &["text", "counts"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = streams_config("corrupted", &bootstrap, dir.path(), ProcessingGuarantee::ExactlyOnceV2);
+    let mut app = KafkaStreams::new(word_count(), config).unwrap();
+    app.start().unwrap();
+    produce_strings(&bootstrap, "text", &[("1", "a b", BASE)]);
+    assert_eq!(count_updates(&bootstrap, 2).len(), 2, "the first line counted");
+    let before = app.metrics();
+    assert_eq!((before.stores_wiped, before.recoveries), (0, 0), "{before:?}");
+    // The next commit's store commit finds the store corrupted.
+    failpoint::configure("commit.after_kafka=fail@1").unwrap();
+    produce_strings(&bootstrap, "text", &[("2", "a c", BASE + 1)]);
+    wait_until("the corrupted task restored", || app.metrics().stores_wiped > 0 && app.metrics().restored > 0);
+    produce_strings(&bootstrap, "text", &[("3", "a d", BASE + 2)]);
+    let counts = count_updates(&bootstrap, 6);
+    let after = app.metrics();
+    assert!(app.errors().is_empty(), "the application went on: {:?}", app.errors());
+    assert_eq!(app.state(), StreamsState::Running);
+    app.close().unwrap();
+    let expected: BTreeMap<String, Vec<u64>> = [("a", vec![1, 2, 3]), ("b", vec![1]), ("c", vec![1]), ("d", vec![1])]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(counts, expected, "exactly once across the corruption");
+    assert_eq!(after.recoveries, 1, "one roll-back: {after:?}");
+    assert_eq!(after.stores_wiped, 1, "the corrupted task's store was wiped: {after:?}");
+    // At least the first line's counts (the second line's, too, if the count task had
+    // processed it when the fail point fired).
+    assert!(after.restored >= 2, "the store was restored from its changelog: {after:?}");
+    cluster.shutdown();
+}
+
 /// A close is bounded: with the stream thread stuck in a commit (a fail point sleeps 5 s after
 /// each Kafka commit), `close_timeout` of 500 ms fails naming the thread still running
 /// instead of waiting for it.

@@ -66,6 +66,43 @@ pub enum ErrorHandler {
 }
 
 /// Configuration of a [`KafkaStreams`](super::KafkaStreams) application.
+///
+/// Built in code, or from Kafka Streams' property names (a `.properties` file, say); values
+/// that cannot work are refused with an error naming the property:
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+///
+/// use moldau_engine::{ProcessingGuarantee, StreamsConfig};
+///
+/// let config = StreamsConfig::new("orders-app", "localhost:9092")
+///     .with_guarantee(ProcessingGuarantee::ExactlyOnceV2)
+///     .with_threads(2)
+///     .with_state_dir("/var/lib/orders-app")
+///     .with_property("consumer.fetch.max.bytes", "8388608");
+/// config.validate()?;
+/// assert_eq!(config.effective_commit_interval(), Duration::from_millis(100), "exactly-once's default");
+///
+/// let props: BTreeMap<String, String> = [
+///     ("application.id", "orders-app"),
+///     ("bootstrap.servers", "localhost:9092"),
+///     ("processing.guarantee", "exactly_once_v2"),
+///     ("commit.interval.ms", "250"),
+/// ]
+/// .into_iter()
+/// .map(|(k, v)| (k.to_string(), v.to_string()))
+/// .collect();
+/// let config = StreamsConfig::from_properties(&props)?;
+/// assert_eq!(config.processing_guarantee, ProcessingGuarantee::ExactlyOnceV2);
+/// assert_eq!(config.effective_commit_interval(), Duration::from_millis(250));
+///
+/// let mut bad = props.clone();
+/// bad.insert("num.stream.threads".into(), "two".into());
+/// let e = StreamsConfig::from_properties(&bad).unwrap_err();
+/// assert_eq!(e.to_string(), "configuration: num.stream.threads 'two' is not a non-negative integer");
+/// # Ok::<(), moldau_engine::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct StreamsConfig {
     /// `application.id`: consumer group id, prefix of internal topics and of transactional ids.

@@ -76,41 +76,12 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// How a transactional operation failed.
-#[derive(Debug)]
-pub(crate) enum TxnFailure {
-    /// The transaction must be aborted; the producer stays usable.
-    Abortable(String),
-    /// The producer is fenced or broken: it must be recreated.
-    Fatal(String),
-}
-
-impl TxnFailure {
-    fn of(op: &str, e: &KafkaError) -> Self {
-        match e {
-            KafkaError::Transaction(re) if re.is_fatal() => TxnFailure::Fatal(format!("{op}: {e}")),
-            _ => Self::of_code(op, e.rdkafka_error_code(), e),
-        }
-    }
-
-    /// A failure with librdkafka's `code`: fatal when the producer is fenced or broken (a
-    /// produce call on a fenced producer fails with the fatal code at once), else abortable.
-    fn of_code(op: &str, code: Option<RDKafkaErrorCode>, what: impl std::fmt::Display) -> Self {
-        match code {
-            Some(
-                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fatal,
-            ) => TxnFailure::Fatal(format!("{op}: {what}")),
-            _ => TxnFailure::Abortable(format!("{op}: {what}")),
-        }
-    }
-}
-
 /// A transaction commit under way on a helper thread (see [`OutputProducer::start_commit`]).
 pub(crate) enum Committing {
     /// The helper runs it.
-    Running(JoinHandle<std::result::Result<(), TxnFailure>>),
+    Running(JoinHandle<Result<()>>),
     /// No helper could be started; it ran on the stream thread.
-    Done(std::result::Result<(), TxnFailure>),
+    Done(Result<()>),
 }
 
 impl Committing {
@@ -199,16 +170,16 @@ impl OutputProducer {
     }
 
     /// Begins a transaction if one is needed and none is open.
-    pub(crate) fn ensure_txn(&mut self) -> std::result::Result<(), TxnFailure> {
+    pub(crate) fn ensure_txn(&mut self) -> Result<()> {
         if self.transactional && !self.in_txn {
-            self.producer.begin_transaction().map_err(|e| TxnFailure::of("begin_transaction", &e))?;
+            self.producer.begin_transaction().map_err(|e| Error::from_kafka("begin_transaction", e))?;
             self.in_txn = true;
         }
         Ok(())
     }
 
     /// Sends one record with `headers`, waiting while the local queue is full.
-    pub(crate) fn send(&mut self, record: &Produce<'_>, headers: &Headers) -> std::result::Result<(), TxnFailure> {
+    pub(crate) fn send(&mut self, record: &Produce<'_>, headers: &Headers) -> Result<()> {
         self.ensure_txn()?;
         if !headers.is_empty() {
             return self.send_with_headers(record, headers);
@@ -220,14 +191,22 @@ impl OutputProducer {
                     return Ok(());
                 }
                 Err(RDKafkaErrorCode::QueueFull) => self.wait_for_room(),
-                Err(e) => return Err(TxnFailure::of_code(&format!("producing to {}", record.topic), Some(e), e)),
+                // A produce call on a fenced producer fails with the fatal code at once.
+                Err(e) => {
+                    return Err(Error::from_code(
+                        format!("producing to {}", record.topic),
+                        Some(e),
+                        false,
+                        KafkaError::MessageProduction(e),
+                    ))
+                }
             }
         }
     }
 
     /// Sends one record with headers (rare: dead-letter records) through rdkafka's record
     /// API, which owns the headers' C structure.
-    fn send_with_headers(&mut self, r: &Produce<'_>, headers: &Headers) -> std::result::Result<(), TxnFailure> {
+    fn send_with_headers(&mut self, r: &Produce<'_>, headers: &Headers) -> Result<()> {
         let mut record = BaseRecord::with_opaque_to(r.topic, r.opaque);
         if let Some(p) = r.partition {
             record = record.partition(p);
@@ -256,7 +235,7 @@ impl OutputProducer {
                     self.wait_for_room();
                     record = back;
                 }
-                Err((e, _)) => return Err(TxnFailure::of(&format!("producing to {}", r.topic), &e)),
+                Err((e, _)) => return Err(Error::from_kafka(format!("producing to {}", r.topic), e)),
             }
         }
     }
@@ -307,7 +286,7 @@ impl OutputProducer {
     /// once less than one is left) and never returns before its deadline, and its `flush`
     /// waits in steps of up to 100 ms. Either burned the core the broker needed to acknowledge
     /// the records, or added most of 100 ms to each commit.
-    pub(crate) fn drain(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
+    pub(crate) fn drain(&self, timeout: Duration) -> Result<()> {
         if self.poll() == 0 {
             return Ok(());
         }
@@ -349,7 +328,7 @@ impl OutputProducer {
 
     /// Serves delivery reports, sleeping between looks, until none is outstanding or
     /// `timeout` has been spent waiting.
-    fn wait_delivered(&self, timeout: Duration) -> std::result::Result<(), TxnFailure> {
+    fn wait_delivered(&self, timeout: Duration) -> Result<()> {
         let mut waited = Duration::ZERO;
         loop {
             let left = self.poll();
@@ -357,7 +336,10 @@ impl OutputProducer {
                 return Ok(());
             }
             if waited >= timeout {
-                return Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}")));
+                return Err(Error::kafka(
+                    "waiting for acknowledgements",
+                    format!("{left} records still unacknowledged after {timeout:?}"),
+                ));
             }
             std::thread::sleep(WAIT_STEP);
             waited += WAIT_STEP;
@@ -379,7 +361,7 @@ impl OutputProducer {
         plan: CommitPlan,
         group: ConsumerGroupMetadata,
         timeout: Duration,
-    ) -> std::result::Result<Committing, TxnFailure> {
+    ) -> Result<Committing> {
         self.ensure_txn()?;
         let (producer, what) = (self.producer.clone(), Arc::new((plan, group)));
         let for_helper = what.clone();
@@ -400,7 +382,7 @@ impl OutputProducer {
     /// Waits for a commit started by [`start_commit`](Self::start_commit) to end, serving
     /// delivery reports meanwhile. After a failure the transaction is still open, for
     /// [`abort_txn`](Self::abort_txn).
-    pub(crate) fn finish_commit(&mut self, committing: Committing) -> std::result::Result<(), TxnFailure> {
+    pub(crate) fn finish_commit(&mut self, committing: Committing) -> Result<()> {
         let result = match committing {
             Committing::Running(h) => {
                 self.serve_until(|| h.is_finished());
@@ -446,10 +428,7 @@ impl Drop for OutputProducer {
 /// Waits until every record `producer` sent is acknowledged (sending what lingers at once),
 /// which needs another thread serving delivery reports (see
 /// [`OutputProducer::serving_reports`]), for `timeout` at most.
-fn flush_acknowledged(
-    producer: &BaseProducer<DeliveryContext>,
-    timeout: Duration,
-) -> std::result::Result<(), TxnFailure> {
+fn flush_acknowledged(producer: &BaseProducer<DeliveryContext>, timeout: Duration) -> Result<()> {
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: `producer` is alive for the call (borrowed); librdkafka's calls are thread-safe,
     // and under the event API this one only wakes the brokers and waits for the records to be
@@ -457,33 +436,32 @@ fn flush_acknowledged(
     unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
     match producer.in_flight_count() {
         0 => Ok(()),
-        left => Err(TxnFailure::Abortable(format!("{left} records still unacknowledged after {timeout:?}"))),
+        left => Err(Error::kafka(
+            "waiting for acknowledgements",
+            format!("{left} records still unacknowledged after {timeout:?}"),
+        )),
     }
 }
 
 /// Commits `producer`'s open transaction with `plan`'s offsets, every record sent
 /// acknowledged (their delivery reports give the changelog positions the offsets' metadata
 /// records); a failed record fails the commit.
-fn commit_on(
-    producer: &BaseProducer<DeliveryContext>,
-    plan: &CommitPlan,
-    group: &ConsumerGroupMetadata,
-) -> std::result::Result<(), TxnFailure> {
+fn commit_on(producer: &BaseProducer<DeliveryContext>, plan: &CommitPlan, group: &ConsumerGroupMetadata) -> Result<()> {
     let offsets = {
         let state = producer.context().state.lock();
         if let Some(error) = state.error.clone() {
-            return Err(TxnFailure::Abortable(error));
+            return Err(Error::kafka("delivering the transaction's records", error));
         }
-        plan.offsets(&state.changelog).map_err(|e| TxnFailure::Abortable(format!("building the offsets: {e}")))?
+        plan.offsets(&state.changelog).map_err(|e| Error::kafka("building the offsets", e))?
     };
     if offsets.count() > 0 {
         producer
             .send_offsets_to_transaction(&offsets, group, TXN_TIMEOUT)
-            .map_err(|e| TxnFailure::of("send_offsets_to_transaction", &e))?;
+            .map_err(|e| Error::from_kafka("send_offsets_to_transaction", e))?;
     }
     // A call that times out leaves the commit running in librdkafka, its outcome unknown, and
     // an abort then conflicts with it: the abort fails and the producer is replaced (see
     // `abort_txn`). It is not resumed: in an outage each call waits out its timeout, and the
     // waits added up beyond what closing the application may take.
-    producer.commit_transaction(TXN_TIMEOUT).map_err(|e| TxnFailure::of("commit_transaction", &e))
+    producer.commit_transaction(TXN_TIMEOUT).map_err(|e| Error::from_kafka("commit_transaction", e))
 }

@@ -80,6 +80,50 @@ pub struct StreamsMetrics {
 }
 
 /// A topology running against Kafka (Kafka Streams' `KafkaStreams`).
+///
+/// [`start`](Self::start) checks the source topics, creates the internal ones (changelogs,
+/// repartition topics) and starts `num.stream.threads` stream threads, which join the
+/// consumer group `application.id` and run the tasks of the partitions assigned to them;
+/// [`close`](Self::close) commits and leaves. Here against an embedded broker-sim cluster
+/// (any Kafka cluster works the same), copying a topic exactly once:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use moldau_engine::processor::required;
+/// use moldau_engine::state::StringSerde;
+/// use moldau_engine::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsState, Topology};
+/// # use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+/// # let cluster = moldau_broker_sim::Cluster::builder().brokers(1).in_memory().start()?;
+/// # let bootstrap = cluster.bootstrap_servers().to_string();
+/// # let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+/// # for line in ["one", "two", "three"] {
+/// #     producer.send(BaseRecord::to("lines").key("k").payload(line)).map_err(|(e, _)| e)?;
+/// # }
+/// # producer.flush(Duration::from_secs(30))?;
+/// # let state_dir = tempfile::tempdir()?;
+///
+/// let mut topology = Topology::new();
+/// topology
+///     .add_source::<String, String>("lines", &["lines"], required(StringSerde), required(StringSerde))?
+///     .add_sink::<String, String>("copy", "lines-copy", required(StringSerde), required(StringSerde), &["lines"])?;
+/// let config = StreamsConfig::new("copier", bootstrap.as_str())
+///     .with_guarantee(ProcessingGuarantee::ExactlyOnceV2)
+///     .with_state_dir(state_dir.path());
+/// let mut app = KafkaStreams::new(topology, config)?;
+/// app.start()?;
+/// for _ in 0..600 {
+///     if app.metrics().processed == 3 || app.state() != StreamsState::Running {
+///         break;
+///     }
+///     std::thread::sleep(Duration::from_millis(50));
+/// }
+/// assert!(app.errors().is_empty(), "{:?}", app.errors());
+/// assert_eq!(app.metrics().processed, 3);
+/// app.close()?;
+/// # cluster.shutdown();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct KafkaStreams {
     topology: Arc<Topology>,
     config: Arc<StreamsConfig>,
@@ -165,8 +209,9 @@ impl KafkaStreams {
         self.state
     }
 
-    /// The errors that stopped threads.
-    pub fn errors(&self) -> Vec<String> {
+    /// The errors that stopped threads, in the order they happened: each keeps its kind
+    /// ([`Error::is_fatal`] is true of them) and its source.
+    pub fn errors(&self) -> Vec<Arc<Error>> {
         self.shared.errors.lock().clone()
     }
 
@@ -260,7 +305,7 @@ impl KafkaStreams {
         let (finished, running): (Vec<_>, Vec<_>) = self.threads.drain(..).partition(|t| t.is_finished());
         for t in finished {
             if t.join().is_err() {
-                self.shared.errors.lock().push("a stream thread panicked".into());
+                self.shared.errors.lock().push(Arc::new(Error::processing("stream thread", "panicked")));
             }
         }
         if !running.is_empty() {
@@ -274,10 +319,7 @@ impl KafkaStreams {
             drop(running);
             std::mem::forget(self.dir_lock.take());
             self.state = StreamsState::NotRunning;
-            return Err(Error::Kafka {
-                op: "closing the application".into(),
-                reason: format!("{n} stream thread(s) still running after {timeout:?}"),
-            });
+            return Err(Error::CloseTimeout { threads: n, timeout });
         }
         if let Some(p) = self.purger.take() {
             p.stop();
@@ -286,7 +328,7 @@ impl KafkaStreams {
         let first = self.errors().into_iter().next();
         self.state = StreamsState::NotRunning;
         match first {
-            Some(e) => Err(Error::Kafka { op: "running the application".into(), reason: e }),
+            Some(e) => Err(Error::ThreadStopped(e)),
             None => Ok(()),
         }
     }

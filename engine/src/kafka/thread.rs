@@ -29,13 +29,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::clock::SystemClock;
 use super::config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
 use super::group::{assignment_strategy, is_cooperative, GroupContext, Rebalance};
-use super::producer::{Committing, OutputProducer, Produce, TxnFailure, CHANGELOG, OUTPUT};
+use super::producer::{Committing, OutputProducer, Produce, CHANGELOG, OUTPUT};
 use super::purge::Purger;
 use super::queue::pick;
 use super::restore::Restorer;
 use super::routes::Routes;
 use super::topics::TopicNames;
-use crate::error::{Error, Result};
+use crate::error::{Error, Recovery, Result};
 use crate::failpoint;
 use crate::processor::{Headers, TaskId};
 use crate::runtime::collector::OutputRecord;
@@ -85,7 +85,7 @@ pub(crate) struct Shared {
     pub(crate) tasks_created: AtomicU64,
     pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) restoring: Mutex<BTreeMap<usize, Vec<TaskId>>>,
-    pub(crate) errors: Mutex<Vec<String>>,
+    pub(crate) errors: Mutex<Vec<Arc<Error>>>,
     /// Per thread, the stores of its running tasks: store name, partition, reader.
     pub(crate) stores: Mutex<BTreeMap<usize, Vec<StoreView>>>,
 }
@@ -128,39 +128,11 @@ struct TaskEntry {
     readers: Vec<(String, StoreReader)>,
 }
 
-/// Why a cycle failed.
-enum Failure {
-    /// Roll back to the last commit and go on (tasks are reopened from their stores).
-    Recover { reason: String, new_producer: bool },
-    /// Stop the thread.
-    Stop(Error),
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Stop(e)
-    }
-}
-
-impl From<moldau_state_store::Error> for Failure {
-    fn from(e: moldau_state_store::Error) -> Self {
-        Failure::Stop(e.into())
-    }
-}
-
-impl From<TxnFailure> for Failure {
-    fn from(f: TxnFailure) -> Self {
-        match f {
-            TxnFailure::Abortable(reason) => Failure::Recover { reason, new_producer: false },
-            TxnFailure::Fatal(reason) => Failure::Recover { reason, new_producer: true },
-        }
-    }
-}
-
 /// An input partition of a task: topology name, cluster name, partition.
 type TaskPartition = (Arc<str>, Arc<str>, i32);
 
-type CycleResult<T = ()> = std::result::Result<T, Failure>;
+/// What a turn of the loop returns: an error says how to recover ([`Error::recovery`]).
+type CycleResult<T = ()> = Result<T>;
 
 /// Runs thread `spec` until shutdown; records a fatal error in the shared state.
 pub(crate) fn run(spec: ThreadSpec) {
@@ -185,7 +157,7 @@ pub(crate) fn run(spec: ThreadSpec) {
     });
     if let Err(e) = result {
         tracing::error!(thread = index, error = %e, "stream thread stopped");
-        shared.errors.lock().push(e.to_string());
+        shared.errors.lock().push(Arc::new(e));
     }
     shared.tasks.lock().remove(&index);
     shared.restoring.lock().remove(&index);
@@ -224,6 +196,9 @@ struct StreamThread {
     buffered: usize,
     /// The exactly-once commit under way, if any: nothing is sent until it has ended.
     committing: Option<Committing>,
+    /// Tasks found corrupted ([`Error::TaskCorrupted`]): their stores are wiped before they
+    /// are opened again.
+    corrupted: BTreeSet<TaskId>,
     /// Records processed since that commit started (their output is held).
     held: u64,
     eos: bool,
@@ -295,6 +270,7 @@ impl StreamThread {
             purged: BTreeMap::new(),
             buffered: 0,
             committing: None,
+            corrupted: BTreeSet::new(),
             held: 0,
             eos,
             logged,
@@ -340,18 +316,19 @@ impl StreamThread {
         while !self.shutting_down() {
             match self.cycle(interval) {
                 Ok(()) => {}
+                Err(e) if e.recovery() == Recovery::Stop => return Err(e),
                 // A Kafka operation failed (the cluster unreachable, a coordinator moving, a
-                // request timing out): roll back and go on once the cluster answers again.
-                Err(Failure::Stop(e @ Error::Kafka { .. })) => self.recover_until_done(&e.to_string(), false)?,
-                Err(Failure::Stop(e)) => return Err(e),
-                Err(Failure::Recover { reason, new_producer }) => self.recover_until_done(&reason, new_producer)?,
+                // request timing out), the tasks migrated, the producer was fenced, a store was
+                // corrupted: roll back and go on once the cluster answers again.
+                Err(e) => self.recover_until_done(e)?,
             }
         }
         match self.commit() {
             Ok(()) => Ok(()),
-            Err(Failure::Stop(e)) => Err(e),
-            Err(Failure::Recover { reason, .. }) => {
-                tracing::warn!(%reason, "the final commit failed; the next owner resumes from the last commit");
+            Err(e) if e.recovery() == Recovery::Stop => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "the final commit failed; the next owner resumes from the last commit");
+                self.note_corrupted(&e);
                 self.abort_all();
                 Ok(())
             }
@@ -408,7 +385,7 @@ impl StreamThread {
                 entry.queues[q].consumed = Some(record.offset + 1);
                 n += 1;
                 if let Err(e) = result {
-                    self.on_record_error(e, &record)?;
+                    self.on_record_error(id, e, &record)?;
                 }
                 if n.is_multiple_of(1_000) && self.committing.is_none() {
                     self.send_pending(id)?;
@@ -433,7 +410,7 @@ impl StreamThread {
         Ok(())
     }
 
-    fn on_record_error(&mut self, e: Error, record: &InputRecord) -> CycleResult {
+    fn on_record_error(&mut self, id: TaskId, e: Error, record: &InputRecord) -> CycleResult {
         let config = self.spec.config.clone();
         match (&e, &config.deserialization_handler, config.processing_handler) {
             (Error::Deserialization { .. }, DeserializationHandler::LogAndContinue, _) => {
@@ -460,11 +437,15 @@ impl StreamThread {
                 };
                 self.producer.send(&dead, &headers)?;
             }
-            (Error::Deserialization { .. }, DeserializationHandler::LogAndFail, _) => return Err(Failure::Stop(e)),
+            (Error::Deserialization { .. }, DeserializationHandler::LogAndFail, _) => return Err(e),
             (Error::Processing { .. } | Error::Serialization { .. }, _, ErrorHandler::LogAndContinue) => {
                 tracing::warn!(error = %e, "skipping a record whose processing failed");
             }
-            _ => return Err(Failure::Stop(e)),
+            (Error::Store(_), _, _) => {
+                let Error::Store(e) = e else { unreachable!("matched a store error") };
+                return Err(Error::of_task_store(id, e));
+            }
+            _ => return Err(e),
         }
         self.spec.shared.skipped.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -570,9 +551,9 @@ impl StreamThread {
                     }
                     self.pause_restoring()?;
                     self.assigned.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
-                    if let Some((reason, new_producer)) = rolled_back {
+                    if let Some(e) = rolled_back {
                         // The kept tasks' records since the last commit were rolled back.
-                        self.recover(&reason, new_producer)?;
+                        self.recover_from(&e)?;
                     }
                 }
                 Rebalance::Failed(reason) => {
@@ -592,14 +573,14 @@ impl StreamThread {
     /// A commit made while handling a rebalance: if it failed, everything since the last
     /// commit is aborted, and the reason returned for a roll-back ([`Self::recover`]) once the
     /// rebalance is handled.
-    fn abort_if_failed(&mut self, committed: CycleResult) -> CycleResult<Option<(String, bool)>> {
+    fn abort_if_failed(&mut self, committed: CycleResult) -> CycleResult<Option<Error>> {
         match committed {
             Ok(()) => Ok(None),
-            Err(Failure::Stop(e)) => Err(Failure::Stop(e)),
-            Err(Failure::Recover { reason, new_producer }) => {
-                tracing::warn!(%reason, "the commit before a rebalance failed; rolled back");
+            Err(e) if e.recovery() == Recovery::Stop => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "the commit before a rebalance failed; rolled back");
                 self.abort_all();
-                Ok(Some((reason, new_producer)))
+                Ok(Some(e))
             }
         }
     }
@@ -612,7 +593,7 @@ impl StreamThread {
         let lost = self.consumer.assignment_lost();
         tracing::info!(thread = self.spec.index, partitions = tpl.count(), cooperative, lost, "partitions revoked");
         let committed = if lost {
-            Err(Failure::Recover { reason: "the assignment was lost".into(), new_producer: false })
+            Err(Error::TaskMigrated { op: "revoking partitions".into(), source: "the assignment was lost".into() })
         } else {
             self.commit()
         };
@@ -628,9 +609,9 @@ impl StreamThread {
             self.assigned.remove(&(e.topic().to_string(), e.partition()));
         }
         self.consumer.incremental_unassign(tpl).map_err(|e| Error::kafka("unassigning", e))?;
-        if let Some((reason, new_producer)) = rolled_back {
+        if let Some(e) = rolled_back {
             // The remaining tasks' consumed records were rolled back: rewind them.
-            self.recover(&reason, new_producer)?;
+            self.recover_from(&e)?;
         }
         Ok(())
     }
@@ -765,13 +746,17 @@ impl StreamThread {
     /// [`Self::recover`], again and again while it fails on Kafka (the cluster unreachable:
     /// an application stays up through an outage of any length), backing off up to 5 s
     /// between attempts, until the application closes.
-    fn recover_until_done(&mut self, reason: &str, mut new_producer: bool) -> Result<()> {
+    fn recover_until_done(&mut self, cause: Error) -> Result<()> {
+        self.note_corrupted(&cause);
+        let reason = cause.to_string();
+        let mut new_producer = cause.recovery() == Recovery::NewProducer;
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.recover(reason, new_producer) {
+            match self.recover(&reason, new_producer) {
                 Ok(()) => return Ok(()),
-                Err(e @ Error::Kafka { .. }) if !self.shutting_down() => {
+                Err(e) if e.recovery() != Recovery::Stop && !self.shutting_down() => {
                     tracing::warn!(thread = self.spec.index, error = %e, ?backoff, "rolling back failed; retrying");
+                    self.note_corrupted(&e);
                     // Whatever failed, the producer may be the broken part: a fresh one fences
                     // this thread's earlier transactions too.
                     new_producer = new_producer || self.eos;
@@ -780,6 +765,21 @@ impl StreamThread {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// [`Self::recover`] from error `e` (its task wiped and restored if it was corrupted).
+    fn recover_from(&mut self, e: &Error) -> Result<()> {
+        self.note_corrupted(e);
+        self.recover(&e.to_string(), e.recovery() == Recovery::NewProducer)
+    }
+
+    /// Remembers the task error `e` found corrupted: its stores are wiped when it is next
+    /// opened (restored from their changelogs) or when the thread closes.
+    fn note_corrupted(&mut self, e: &Error) {
+        if let Recovery::RestoreTask(task) = e.recovery() {
+            tracing::warn!(thread = self.spec.index, %task, error = %e, "task corrupted: its stores will be restored");
+            self.corrupted.insert(task);
         }
     }
 
@@ -829,6 +829,7 @@ impl StreamThread {
             self.abort_all();
         }
         self.close_tasks();
+        self.wipe_corrupted();
         self.consumer.context().closing.store(true, Ordering::Relaxed);
         // Cooperative: unsubscribing revokes the assignment through the rebalance callback,
         // which must find it still there (an incremental unassign of nothing fails and leaves
@@ -838,6 +839,20 @@ impl StreamThread {
         }
         self.consumer.unsubscribe();
         self.await_leave();
+    }
+
+    /// Wipes the stores of the tasks found corrupted and not opened again (closing): whoever
+    /// opens them next restores them from their changelogs. Best effort: a store that cannot
+    /// be wiped is said in the log.
+    fn wipe_corrupted(&mut self) {
+        for id in std::mem::take(&mut self.corrupted) {
+            for store in self.spec.topology.stores_of(id.subtopology) {
+                let path = self.state_dir.join(id.to_string()).join(store.name());
+                if let Err(e) = moldau_state_store::RocksStore::destroy(&path, store.name()) {
+                    tracing::warn!(task = %id, store = store.name(), error = %e, "could not wipe a corrupted store");
+                }
+            }
+        }
     }
 
     /// Serves the revoke that unsubscribing starts until the assignment is empty, then a

@@ -295,7 +295,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
             topic: input.topic.to_string(),
             partition: input.partition,
             offset: input.offset,
-            reason: reason.to_string(),
+            source: moldau_state_store::SerdeError::new(reason),
         };
         match &self.task.bad_input {
             BadInputPolicy::Fail => return Err(error),

@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use moldau_state_store::Serde;
+use moldau_state_store::{Serde, SerdeError};
 
 /// Converts `T` to and from a Kafka key or value (`None`: null).
 pub trait RecordSerde<T>: Send + Sync {
     /// The bytes of `value`, or `None` for null.
-    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, String>;
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError>;
     /// The value of these bytes (`None`: null).
-    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, String>;
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
     /// The bytes of `value`, taking it (a sink owns its records): bytes and strings are
     /// handed over without a copy.
-    fn serialize_owned(&self, value: T) -> Result<Option<Vec<u8>>, String> {
+    fn serialize_owned(&self, value: T) -> Result<Option<Vec<u8>>, SerdeError> {
         self.serialize(&value)
     }
 }
@@ -24,18 +24,18 @@ pub trait RecordSerde<T>: Send + Sync {
 pub struct Required<S>(pub S);
 
 impl<T, S: Serde<T>> RecordSerde<T> for Required<S> {
-    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, String> {
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
         let mut out = Vec::new();
         self.0.serialize(value, &mut out)?;
         Ok(Some(out))
     }
-    fn serialize_owned(&self, value: T) -> Result<Option<Vec<u8>>, String> {
+    fn serialize_owned(&self, value: T) -> Result<Option<Vec<u8>>, SerdeError> {
         self.0.serialize_owned(value).map(Some)
     }
-    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, String> {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
         match bytes {
             Some(b) => self.0.deserialize(b),
-            None => Err("null where a value is required".into()),
+            None => Err(SerdeError::new("null where a value is required")),
         }
     }
 }
@@ -45,7 +45,7 @@ impl<T, S: Serde<T>> RecordSerde<T> for Required<S> {
 pub struct Nullable<S>(pub S);
 
 impl<T, S: Serde<T>> RecordSerde<Option<T>> for Nullable<S> {
-    fn serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, String> {
+    fn serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, SerdeError> {
         match value {
             Some(v) => {
                 let mut out = Vec::new();
@@ -55,10 +55,10 @@ impl<T, S: Serde<T>> RecordSerde<Option<T>> for Nullable<S> {
             None => Ok(None),
         }
     }
-    fn serialize_owned(&self, value: Option<T>) -> Result<Option<Vec<u8>>, String> {
+    fn serialize_owned(&self, value: Option<T>) -> Result<Option<Vec<u8>>, SerdeError> {
         value.map(|v| self.0.serialize_owned(v)).transpose()
     }
-    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, String> {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
         bytes.map(|b| self.0.deserialize(b)).transpose()
     }
 }
@@ -68,10 +68,10 @@ impl<T, S: Serde<T>> RecordSerde<Option<T>> for Nullable<S> {
 pub struct UnitSerde;
 
 impl RecordSerde<()> for UnitSerde {
-    fn serialize(&self, _: &()) -> Result<Option<Vec<u8>>, String> {
+    fn serialize(&self, _: &()) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(None)
     }
-    fn deserialize(&self, _: Option<&[u8]>) -> Result<(), String> {
+    fn deserialize(&self, _: Option<&[u8]>) -> Result<(), SerdeError> {
         Ok(())
     }
 }
@@ -111,10 +111,10 @@ mod tests {
     #[test]
     fn should_serialize_owned_values_as_borrowed_ones() {
         for v in [0u64, 7, u64::MAX] {
-            assert_eq!(Required(U64Serde).serialize_owned(v), Required(U64Serde).serialize(&v));
-            assert_eq!(Nullable(U64Serde).serialize_owned(Some(v)), Nullable(U64Serde).serialize(&Some(v)));
+            assert_eq!(Required(U64Serde).serialize_owned(v).ok(), Required(U64Serde).serialize(&v).ok());
+            assert_eq!(Nullable(U64Serde).serialize_owned(Some(v)).ok(), Nullable(U64Serde).serialize(&Some(v)).ok());
         }
         let s = Some(String::from("ü"));
-        assert_eq!(Nullable(StringSerde).serialize_owned(s.clone()), Nullable(StringSerde).serialize(&s));
+        assert_eq!(Nullable(StringSerde).serialize_owned(s.clone()).ok(), Nullable(StringSerde).serialize(&s).ok());
     }
 }

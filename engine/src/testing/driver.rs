@@ -16,6 +16,41 @@ use crate::runtime::task::StreamTask;
 use crate::topology::{InputRecord, RawStoreSupplier, Topology};
 
 /// Runs a topology synchronously, without Kafka.
+///
+/// Each piped record is processed at once, then committed (caches flushed, as an exactly-once
+/// commit would); records sent to a topic that the topology reads (a repartition topic) are
+/// fed back in. Stores are in memory ([`new`](Self::new)) or RocksDB
+/// ([`with_state_dir`](Self::with_state_dir)).
+///
+/// ```
+/// use moldau_engine::processor::{from_fn, required, Record, Required};
+/// use moldau_engine::state::{StringSerde, U64Serde};
+/// use moldau_engine::testing::TopologyTestDriver;
+/// use moldau_engine::{ProcessorContext, Topology};
+///
+/// // The length of each line, keyed by the line.
+/// let mut topology = Topology::new();
+/// topology
+///     .add_source::<String, String>("lines", &["lines"], required(StringSerde), required(StringSerde))?
+///     .add_processor(
+///         "length",
+///         || {
+///             from_fn(|r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, u64>| {
+///                 let n = r.value.chars().count() as u64;
+///                 ctx.forward(Record::new(r.value, n, r.timestamp))
+///             })
+///         },
+///         &["lines"],
+///     )?
+///     .add_sink::<String, u64>("out", "lengths", required(StringSerde), required(U64Serde), &["length"])?;
+///
+/// let mut driver = TopologyTestDriver::new(topology)?;
+/// let s = Required(StringSerde);
+/// driver.pipe("lines", &s, &s, &"k".to_string(), &"héllo".to_string(), 42)?;
+/// let out = driver.read_output_typed("lengths", &s, &Required(U64Serde))?;
+/// assert_eq!(out, vec![("héllo".to_string(), 5, 42)]);
+/// # Ok::<(), moldau_engine::Error>(())
+/// ```
 pub struct TopologyTestDriver {
     topology: Arc<Topology>,
     tasks: BTreeMap<u32, StreamTask>,

@@ -108,13 +108,13 @@ pub(crate) struct SourceNode<K, V> {
 
 impl<K: Clone + 'static, V: Clone + 'static> Source for SourceNode<K, V> {
     fn process(&mut self, r: &InputRecord, task: &mut TaskState) -> Result<()> {
-        let fail = |what, reason| Error::Deserialization {
+        let fail = |what, source| Error::Deserialization {
             node: self.name.clone(),
             what,
             topic: r.topic.to_string(),
             partition: r.partition,
             offset: r.offset,
-            reason,
+            source,
         };
         let key = self.keys.deserialize(r.key.as_deref()).map_err(|e| fail("key", e))?;
         let value = self.values.deserialize(r.value.as_deref()).map_err(|e| fail("value", e))?;
@@ -151,7 +151,7 @@ impl<K, V> Node<K, V> for SinkNode<K, V> {
             TopicChoice::PerRecord(f) => f(&record).into(),
         };
         let fail =
-            |what, reason| Error::Serialization { node: self.name.clone(), what, topic: topic.to_string(), reason };
+            |what, source| Error::Serialization { node: self.name.clone(), what, topic: topic.to_string(), source };
         let Record { key, value, timestamp, headers } = record;
         let key = self.keys.serialize_owned(key).map_err(|e| fail("key", e))?;
         let value = self.values.serialize_owned(value).map_err(|e| fail("value", e))?;

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 
-use super::{CycleResult, Failure, StreamThread, DRAIN_TIMEOUT, PERSIST_INTERVAL};
+use super::{CycleResult, StreamThread, DRAIN_TIMEOUT, PERSIST_INTERVAL};
 use crate::error::Error;
 use crate::failpoint;
 use crate::kafka::commit_plan::{CommitPlan, StorePosition, TaskPlan};
@@ -45,7 +45,7 @@ impl StreamThread {
         for id in &ids {
             self.tasks.get_mut(id).expect("task exists").task.flush()?;
             for (_, store) in self.tasks[id].task.stores() {
-                store.borrow_mut().flush_cache()?;
+                store.borrow_mut().flush_cache().map_err(|e| Error::of_task_store(*id, e))?;
             }
             self.send_pending(*id)?;
         }
@@ -59,7 +59,7 @@ impl StreamThread {
         }
         for entry in self.tasks.values_mut() {
             for (_, store) in entry.task.stores() {
-                store.borrow_mut().seal()?;
+                store.borrow_mut().seal().map_err(|e| Error::of_task_store(entry.task.id(), e))?;
             }
             for q in &mut entry.queues {
                 q.sealed = q.consumed;
@@ -67,9 +67,9 @@ impl StreamThread {
             entry.dirty = false;
         }
         if self.eos {
-            let group = self.consumer.group_metadata().ok_or_else(|| Failure::Recover {
-                reason: "the consumer has no group metadata".into(),
-                new_producer: false,
+            let group = self.consumer.group_metadata().ok_or_else(|| Error::TaskMigrated {
+                op: "starting a commit".into(),
+                source: "the consumer has no group metadata".into(),
             })?;
             self.committing = Some(self.producer.start_commit(plan, group, DRAIN_TIMEOUT)?);
             return Ok(());
@@ -78,7 +78,7 @@ impl StreamThread {
         let deliveries = self.producer.take_deliveries();
         if let Some(error) = &deliveries.error {
             match self.spec.config.production_handler {
-                ErrorHandler::Fail => return Err(Failure::Stop(Error::kafka("producing", error))),
+                ErrorHandler::Fail => return Err(Error::kafka("producing", error.clone())),
                 ErrorHandler::LogAndContinue => {
                     tracing::warn!(%error, failed = deliveries.failed, "records were not delivered; going on");
                 }
@@ -88,7 +88,7 @@ impl StreamThread {
             let offsets =
                 plan.offsets(&deliveries.changelog).map_err(|e| Error::kafka("building the offsets to commit", e))?;
             if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
-                return Err(Failure::Recover { reason: format!("committing offsets: {e}"), new_producer: false });
+                return Err(Error::from_kafka("committing offsets", e));
             }
         }
         self.commit_stores(&deliveries)
@@ -145,9 +145,17 @@ impl StreamThread {
     /// and the sealed input offsets, and writes the stores' commits to RocksDB once per
     /// `PERSIST_INTERVAL`.
     fn commit_stores(&mut self, deliveries: &Deliveries) -> CycleResult {
-        failpoint::hit("commit.after_kafka");
+        if failpoint::fails("commit.after_kafka") {
+            if let Some(entry) = self.tasks.values().find(|e| e.task.stores().next().is_some()) {
+                let (name, _) = entry.task.stores().next().expect("has a store");
+                let reason = "fail point commit.after_kafka".to_string();
+                let source = moldau_state_store::Error::Corrupted { store: name.to_string(), reason };
+                return Err(Error::TaskCorrupted { task: entry.task.id(), source: Box::new(source) });
+            }
+        }
         for entry in self.tasks.values_mut() {
-            let partition = entry.task.id().partition;
+            let id = entry.task.id();
+            let partition = id.partition;
             let inputs: Vec<(String, i32, i64)> =
                 entry.queues.iter().filter_map(|q| q.sealed.map(|o| (q.logical.to_string(), q.partition, o))).collect();
             for (name, store) in entry.task.stores() {
@@ -158,7 +166,7 @@ impl StreamThread {
                     .and_then(|p| p.get(&partition))
                     .map(|o| o + 1)
                     .unwrap_or(store.checkpoint().changelog_offset);
-                store.commit(next, &inputs)?;
+                store.commit(next, &inputs).map_err(|e| Error::of_task_store(id, e))?;
             }
             for q in &mut entry.queues {
                 q.committed = q.sealed;
@@ -185,7 +193,7 @@ impl StreamThread {
         self.unpersisted = false;
         for entry in self.tasks.values() {
             for (_, store) in entry.task.stores() {
-                store.borrow_mut().persist()?;
+                store.borrow_mut().persist().map_err(|e| Error::of_task_store(entry.task.id(), e))?;
             }
         }
         Ok(())

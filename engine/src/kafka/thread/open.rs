@@ -98,6 +98,8 @@ impl StreamThread {
             let budget = self.spec.budget.clone();
             let wiped = &self.spec.shared.stores_wiped;
             let shutdown = &self.spec.shared.shutdown;
+            // Found corrupted while it ran: every store is rebuilt from its changelog.
+            let corrupted = self.corrupted.remove(&id);
             let mut readers = Vec::new();
             let mut task = StreamTask::new(
                 &self.spec.topology,
@@ -107,6 +109,13 @@ impl StreamThread {
                     let (mut store, rebuilt) = open_store(&path, name, &budget, shutdown)?;
                     if let Some(why) = rebuilt {
                         tracing::warn!(store = name, task = %id, reason = %why, "store rebuilt from its changelog");
+                    }
+                    if corrupted {
+                        tracing::warn!(store = name, task = %id, "task corrupted: wiping the store");
+                        wiped.fetch_add(1, Ordering::Relaxed);
+                        drop(store);
+                        RocksStore::destroy(&path, name)?;
+                        store = RocksStore::open(&path, name, &budget)?;
                     }
                     if let Some(&(low, high, until)) = changelogs.get(name) {
                         let at = store.checkpoint().map_or(0, |c| c.changelog_offset);
