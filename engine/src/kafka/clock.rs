@@ -3,6 +3,8 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::runtime::io::Clock;
+
 /// Monotonic time for intervals and wall-clock milliseconds for punctuation.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SystemClock;
@@ -18,5 +20,14 @@ impl SystemClock {
     #[allow(clippy::disallowed_methods)] // the runtime's single source of real time
     pub(crate) fn wall_ms(&self) -> i64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        SystemClock::now(self)
+    }
+    fn wall_ms(&self) -> i64 {
+        SystemClock::wall_ms(self)
     }
 }

@@ -8,18 +8,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtoc
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use crate::runtime::io::{Partition, Rebalance};
 use crate::Topology;
-
-/// A rebalance event, recorded by the consumer context for the loop to act on.
-#[derive(Debug)]
-pub(super) enum Rebalance {
-    /// Partitions given (cooperative: added to the assignment; eager: the whole assignment).
-    Assign(TopicPartitionList),
-    /// Partitions taken away (eager: the whole assignment).
-    Revoke(TopicPartitionList),
-    /// The rebalance failed (librdkafka's error code).
-    Failed(String),
-}
 
 /// The assignor for `topology`: `cooperative-sticky` when every sub-topology reads one topic,
 /// else `range` (co-partitioned topics must be assigned together; see the thread module's docs).
@@ -59,12 +49,17 @@ impl ConsumerContext for GroupContext {
             return;
         }
         let event = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl.clone()),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl.clone()),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(partitions(tpl)),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(partitions(tpl)),
             other => Rebalance::Failed(format!("{other:?}")),
         };
         self.events.lock().push(event);
     }
+}
+
+/// The partitions of `tpl`.
+fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }
 
 #[cfg(test)]

@@ -3,16 +3,14 @@
 //! through the consumer group, and commit at-least-once or exactly-once.
 
 mod clock;
-mod commit_plan;
 mod config;
+mod consumer;
 mod group;
 mod hosts;
 mod producer;
 mod purge;
-mod queue;
 mod restore;
 mod retry;
-mod routes;
 mod streams;
 mod thread;
 mod topic_handle;
@@ -21,3 +19,4 @@ mod topics;
 pub use config::{DeserializationHandler, ErrorHandler, ProcessingGuarantee, StreamsConfig};
 pub use hosts::StoreHost;
 pub use streams::{KafkaStreams, StreamsMetrics, StreamsState, CLOSE_TIMEOUT};
+pub(crate) use topics::TopicNames;

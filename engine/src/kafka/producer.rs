@@ -2,7 +2,6 @@
 //! at-least-once, transactional (exactly-once v2) otherwise. Delivery reports record the last
 //! offset written to each changelog partition (the stores' checkpoints) and the first failure.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,32 +14,16 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
-use super::commit_plan::CommitPlan;
 use super::config::StreamsConfig;
-pub(crate) use super::topic_handle::Produce;
 use super::topic_handle::TopicHandles;
 use crate::error::{Error, Result};
 use crate::processor::Headers;
-
-/// Opaque marking a changelog record (its offset is recorded).
-pub(crate) const CHANGELOG: usize = 1;
-/// Opaque marking any other record.
-pub(crate) const OUTPUT: usize = 0;
+use crate::runtime::commit_plan::CommitPlan;
+use crate::runtime::io::{Deliveries, OffsetCommit, Produce, CHANGELOG};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the producer sleeps between looks at its delivery reports while it waits.
 const WAIT_STEP: Duration = Duration::from_micros(200);
-
-/// What delivery reports said since they were last taken.
-#[derive(Debug, Default)]
-pub(crate) struct Deliveries {
-    /// Last offset written per changelog topic and partition.
-    pub(crate) changelog: HashMap<String, HashMap<i32, i64>>,
-    /// The first failure, if any.
-    pub(crate) error: Option<String>,
-    /// Failed records.
-    pub(crate) failed: u64,
-}
 
 /// Collects delivery reports.
 #[derive(Debug, Default)]
@@ -113,6 +96,8 @@ pub(crate) struct OutputProducer {
     broken: bool,
     /// Records accepted by `send` since `take_sent` last took them.
     sent: u64,
+    /// The commit under way, if any (see [`Producer::start_commit`](crate::runtime::io::Producer::start_commit)).
+    committing: Option<Committing>,
 }
 
 impl std::fmt::Debug for OutputProducer {
@@ -146,6 +131,7 @@ impl OutputProducer {
             in_txn: false,
             broken: false,
             sent: 0,
+            committing: None,
         })
     }
 
@@ -162,11 +148,6 @@ impl OutputProducer {
             }
             None => false,
         }
-    }
-
-    /// Whether a transaction is open.
-    pub(crate) fn in_txn(&self) -> bool {
-        self.in_txn
     }
 
     /// Begins a transaction if one is needed and none is open.
@@ -356,7 +337,7 @@ impl OutputProducer {
     /// consumer's `group` metadata) and commits. The caller must serve delivery reports
     /// ([`poll`](Self::poll)) and send nothing until [`finish_commit`](Self::finish_commit):
     /// it processes the next transaction's records meanwhile and holds their output.
-    pub(crate) fn start_commit(
+    fn start_commit_on_helper(
         &mut self,
         plan: CommitPlan,
         group: ConsumerGroupMetadata,
@@ -379,10 +360,10 @@ impl OutputProducer {
         }
     }
 
-    /// Waits for a commit started by [`start_commit`](Self::start_commit) to end, serving
+    /// Waits for a commit started by [`Self::start_commit_on_helper`] to end, serving
     /// delivery reports meanwhile. After a failure the transaction is still open, for
     /// [`abort_txn`](Self::abort_txn).
-    pub(crate) fn finish_commit(&mut self, committing: Committing) -> Result<()> {
+    fn finish_commit_of(&mut self, committing: Committing) -> Result<()> {
         let result = match committing {
             Committing::Running(h) => {
                 self.serve_until(|| h.is_finished());
@@ -400,6 +381,13 @@ impl OutputProducer {
     /// Aborts the open transaction, if any (best effort: after a failure the producer is
     /// unusable, and [`is_fatal`](Self::is_fatal) says so).
     pub(crate) fn abort_txn(&mut self) {
+        if let Some(committing) = self.committing.take() {
+            // Committed or not, the caller drops the sealed transaction: if Kafka has it, the
+            // restore from the changelog brings it back.
+            if let Err(e) = self.finish_commit_of(committing) {
+                tracing::debug!(error = ?e, "the commit under way failed; aborting");
+            }
+        }
         if self.in_txn {
             // The abort purges queued records and waits for all to be freed, which needs their
             // reports served (see `serving_reports`).
@@ -416,6 +404,63 @@ impl OutputProducer {
         }
         let _ = self.take_deliveries();
     }
+}
+
+impl crate::runtime::io::Producer for OutputProducer {
+    type Group = ConsumerGroupMetadata;
+
+    fn send(&mut self, record: &Produce<'_>, headers: &Headers) -> Result<()> {
+        OutputProducer::send(self, record, headers)
+    }
+    fn poll(&self) -> i32 {
+        OutputProducer::poll(self)
+    }
+    fn in_txn(&self) -> bool {
+        self.in_txn
+    }
+    fn drain(&self, timeout: Duration) -> Result<()> {
+        OutputProducer::drain(self, timeout)
+    }
+    fn take_deliveries(&self) -> Deliveries {
+        OutputProducer::take_deliveries(self)
+    }
+    fn take_sent(&mut self) -> u64 {
+        OutputProducer::take_sent(self)
+    }
+    fn start_commit(&mut self, plan: CommitPlan, group: ConsumerGroupMetadata, timeout: Duration) -> Result<()> {
+        debug_assert!(self.committing.is_none(), "one commit at a time");
+        self.committing = Some(self.start_commit_on_helper(plan, group, timeout)?);
+        Ok(())
+    }
+    fn committing(&self) -> bool {
+        self.committing.is_some()
+    }
+    fn commit_ended(&self) -> bool {
+        self.committing.as_ref().is_some_and(Committing::is_finished)
+    }
+    fn finish_commit(&mut self) -> Result<()> {
+        match self.committing.take() {
+            Some(c) => self.finish_commit_of(c),
+            None => Ok(()),
+        }
+    }
+    fn abort_txn(&mut self) {
+        OutputProducer::abort_txn(self)
+    }
+    fn is_fatal(&self) -> bool {
+        OutputProducer::is_fatal(self)
+    }
+}
+
+/// `offsets` as librdkafka's list, each with its metadata.
+pub(crate) fn offsets_list(offsets: &[OffsetCommit]) -> Result<rdkafka::TopicPartitionList> {
+    let mut tpl = rdkafka::TopicPartitionList::with_capacity(offsets.len());
+    for o in offsets {
+        let mut e = tpl.add_partition(&o.topic, o.partition);
+        e.set_offset(rdkafka::Offset::Offset(o.offset)).map_err(|e| Error::kafka("listing the offsets", e))?;
+        e.set_metadata(&*o.metadata);
+    }
+    Ok(tpl)
 }
 
 impl Drop for OutputProducer {
@@ -452,7 +497,7 @@ fn commit_on(producer: &BaseProducer<DeliveryContext>, plan: &CommitPlan, group:
         if let Some(error) = state.error.clone() {
             return Err(Error::kafka("delivering the transaction's records", error));
         }
-        plan.offsets(&state.changelog).map_err(|e| Error::kafka("building the offsets", e))?
+        offsets_list(&plan.offsets(&state.changelog))?
     };
     if offsets.count() > 0 {
         producer

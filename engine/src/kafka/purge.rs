@@ -99,3 +99,9 @@ fn serve(admin: &AdminClient<DefaultClientContext>, requests: &Receiver<PurgeReq
         }
     }
 }
+
+impl crate::runtime::io::Purge for Purger {
+    fn purge(&self, before: PurgeRequest) {
+        Purger::purge(self, before)
+    }
+}

@@ -25,26 +25,25 @@
 //! running tasks, and handling rebalances while a large store restores. A consumer error
 //! (the brokers unreachable, a coordinator moving) is logged and the next step fetches again.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moldau_state_store::{ChangelogRecord, StateStore};
+use moldau_state_store::ChangelogRecord;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::clock::SystemClock;
 use super::config::StreamsConfig;
 use super::retry::until_answered;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::processor::TaskId;
+use crate::runtime::io::{Clock, Restore};
+use crate::runtime::restore::{RestoreWork, Restored};
 
 /// Records applied per store write during a restore (a partition's records wait in memory
 /// across steps until this many, or its end, are read).
@@ -57,32 +56,6 @@ const STEP_TIME: Duration = Duration::from_millis(50);
 const HELD_CHECK: Duration = Duration::from_secs(1);
 /// How often a store still held short of its committed position says so again.
 const HELD_WARN: Duration = Duration::from_secs(30);
-
-/// One store partition to restore.
-pub(crate) struct RestoreWork {
-    /// The task the store belongs to.
-    pub(crate) task: TaskId,
-    /// Changelog topic.
-    pub(crate) topic: String,
-    /// Partition (the task's).
-    pub(crate) partition: i32,
-    /// The store.
-    pub(crate) store: Rc<RefCell<dyn StateStore>>,
-    /// The changelog position committed with the task's input offsets: records from here on
-    /// are not applied but relogged (see the module documentation). `None`: to the end.
-    pub(crate) until: Option<i64>,
-}
-
-/// What a restore step did.
-#[derive(Debug, Default)]
-pub(crate) struct Restored {
-    /// Records applied.
-    pub(crate) applied: u64,
-    /// Keys logged again (records past the committed position).
-    pub(crate) relogged: u64,
-    /// Tasks whose stores are all restored (they leave the restorer).
-    pub(crate) done: Vec<TaskId>,
-}
 
 /// Client context of the restore consumer: end-of-partition events are how it knows a
 /// restore is done, not errors worth logging.
@@ -248,7 +221,7 @@ impl Restorer {
     /// from every restoring partition in turn, waiting up to `wait` when none has any. A store
     /// whose changelog partition reached its end is finished; the tasks whose stores are all
     /// finished are returned.
-    pub(crate) fn step(&mut self, wait: Duration, clock: SystemClock) -> Result<Restored> {
+    pub(crate) fn step(&mut self, wait: Duration, clock: &dyn Clock) -> Result<Restored> {
         let mut out = Restored::default();
         if self.active.is_empty() {
             return Ok(out);
@@ -337,7 +310,7 @@ impl Restorer {
     /// offset (an earlier fetch's could be in flight), and that end ends its restore even
     /// short of the committed position (what is missing was aborted or compacted away).
     /// Otherwise it goes on waiting for the transaction that holds it back to end.
-    fn check_held(&mut self, clock: SystemClock) {
+    fn check_held(&mut self, clock: &dyn Clock) {
         let now = clock.now();
         let mut readable = Vec::new();
         for ((topic, partition), p) in &mut self.active {
@@ -453,6 +426,27 @@ struct Pending {
     last: i64,
     /// Keys of records past the committed position, with their newest timestamp.
     tail: BTreeMap<Vec<u8>, i64>,
+}
+
+impl Restore for Restorer {
+    fn watermarks(&self, topic: &str, partition: i32, shutdown: &AtomicBool) -> Result<(i64, i64)> {
+        Restorer::watermarks(self, topic, partition, shutdown)
+    }
+    fn add(&mut self, work: Vec<RestoreWork>) {
+        Restorer::add(self, work)
+    }
+    fn is_idle(&self) -> bool {
+        Restorer::is_idle(self)
+    }
+    fn cancel(&mut self, id: TaskId) {
+        Restorer::cancel(self, id)
+    }
+    fn clear(&mut self) {
+        Restorer::clear(self)
+    }
+    fn step(&mut self, wait: Duration, clock: &dyn Clock) -> Result<Restored> {
+        Restorer::step(self, wait, clock)
+    }
 }
 
 impl Pending {

@@ -13,10 +13,11 @@ use moldau_state_store::MemoryBudget;
 use super::clock::SystemClock;
 use super::config::StreamsConfig;
 use super::purge::Purger;
-use super::thread::{self, Shared, ThreadSpec};
+use super::thread;
 use super::topics::{self, TopicNames};
 use crate::error::{Error, Result};
 use crate::processor::TaskId;
+use crate::runtime::core::{Shared, ThreadSpec};
 use crate::Topology;
 
 /// How long [`KafkaStreams::close`] waits for the stream threads (a last commit waits up to
@@ -189,11 +190,13 @@ impl KafkaStreams {
                 budget: budget.clone(),
                 process_id: process_id.clone(),
                 shared: self.shared.clone(),
-                purger: purger.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("{}-StreamThread-{index}", self.config.application_id))
-                .spawn(move || thread::run(spec))
+                .spawn({
+                    let purger = purger.clone();
+                    move || thread::run(spec, purger)
+                })
                 .map_err(|e| Error::Config(format!("starting stream thread {index}: {e}")))?;
             self.threads.push(handle);
         }

@@ -20,6 +20,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rustc_hash::FxHashMap;
 
 use super::producer::DeliveryContext;
+use crate::runtime::io::Produce;
 
 /// librdkafka's `RD_KAFKA_PARTITION_UA`: the partitioner picks the partition.
 const PARTITION_UNASSIGNED: i32 = -1;
@@ -49,19 +50,6 @@ impl std::fmt::Debug for TopicHandles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopicHandles").field("topics", &self.by_name.len()).finish()
     }
-}
-
-/// One record to produce.
-pub(crate) struct Produce<'a> {
-    pub(crate) topic: &'a str,
-    /// `None`: chosen by the producer's partitioner from the key.
-    pub(crate) partition: Option<i32>,
-    pub(crate) key: Option<&'a [u8]>,
-    pub(crate) value: Option<&'a [u8]>,
-    /// Negative: none (the producer's clock).
-    pub(crate) timestamp: i64,
-    /// Handed back in the delivery report.
-    pub(crate) opaque: usize,
 }
 
 impl TopicHandles {

@@ -1,5 +1,18 @@
-//! The runtime: tasks, their commit metadata and their commit cycle. Kafka I/O lives in `kafka`.
+//! The runtime: tasks, their commit metadata and their commit cycle, as a core that is
+//! driven one turn at a time through small I/O traits ([`io`]). The Kafka clients that
+//! implement them, and the thread that drives the core, live in `kafka`.
 
 pub(crate) mod collector;
+mod commit;
+pub(crate) mod commit_plan;
+pub(crate) mod core;
+pub(crate) mod io;
 pub(crate) mod offset_meta;
+mod open;
+mod process;
+mod queue;
+mod rebalance;
+mod recover;
+pub(crate) mod restore;
+mod routes;
 pub(crate) mod task;

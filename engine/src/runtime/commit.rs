@@ -17,19 +17,17 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use rdkafka::consumer::{CommitMode, Consumer};
-
-use super::{CycleResult, StreamThread, DRAIN_TIMEOUT, PERSIST_INTERVAL};
-use crate::error::Error;
+use super::commit_plan::{CommitPlan, StorePosition, TaskPlan};
+use super::core::{Core, Io, DRAIN_TIMEOUT, PERSIST_INTERVAL};
+use super::io::{Clock, Consumer, Deliveries, Producer, Purge};
+use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::kafka::commit_plan::{CommitPlan, StorePosition, TaskPlan};
-use crate::kafka::config::ErrorHandler;
-use crate::kafka::producer::Deliveries;
+use crate::kafka::ErrorHandler;
 use crate::processor::TaskId;
 
-impl StreamThread {
+impl<I: Io> Core<I> {
     /// The commit cycle (see the module documentation), to its end.
-    pub(super) fn commit(&mut self) -> CycleResult {
+    pub(super) fn commit(&mut self) -> Result<()> {
         self.start_commit()?;
         self.finish_commit()
     }
@@ -37,7 +35,7 @@ impl StreamThread {
     /// Starts the commit cycle (after ending one under way): under exactly-once the Kafka
     /// commit goes on on a helper thread, and [`Self::finish_commit`] ends it; at-least-once
     /// commits in line.
-    pub(super) fn start_commit(&mut self) -> CycleResult {
+    pub(super) fn start_commit(&mut self) -> Result<()> {
         self.finish_commit()?;
         self.start_restored()?;
         self.last_commit = self.clock.now();
@@ -71,8 +69,7 @@ impl StreamThread {
                 op: "starting a commit".into(),
                 source: "the consumer has no group metadata".into(),
             })?;
-            self.committing = Some(self.producer.start_commit(plan, group, DRAIN_TIMEOUT)?);
-            return Ok(());
+            return self.producer.start_commit(plan, group, DRAIN_TIMEOUT);
         }
         self.producer.drain(DRAIN_TIMEOUT)?;
         let deliveries = self.producer.take_deliveries();
@@ -85,11 +82,7 @@ impl StreamThread {
             }
         }
         if !plan.is_empty() {
-            let offsets =
-                plan.offsets(&deliveries.changelog).map_err(|e| Error::kafka("building the offsets to commit", e))?;
-            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
-                return Err(Error::from_kafka("committing offsets", e));
-            }
+            self.consumer.commit(&plan.offsets(&deliveries.changelog))?;
         }
         self.commit_stores(&deliveries)
     }
@@ -128,10 +121,12 @@ impl StreamThread {
 
     /// Ends the exactly-once commit under way, if any: waits for Kafka's, commits the stores,
     /// then sends what the tasks held meanwhile (the next transaction).
-    pub(super) fn finish_commit(&mut self) -> CycleResult {
-        let Some(committing) = self.committing.take() else { return Ok(()) };
+    pub(super) fn finish_commit(&mut self) -> Result<()> {
+        if !self.producer.committing() {
+            return Ok(());
+        }
         self.held = 0;
-        self.producer.finish_commit(committing)?;
+        self.producer.finish_commit()?;
         let deliveries = self.producer.take_deliveries();
         self.commit_stores(&deliveries)?;
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
@@ -144,7 +139,7 @@ impl StreamThread {
     /// Kafka has the sealed transaction: commits each store with its next changelog offset
     /// and the sealed input offsets, and writes the stores' commits to RocksDB once per
     /// `PERSIST_INTERVAL`.
-    fn commit_stores(&mut self, deliveries: &Deliveries) -> CycleResult {
+    fn commit_stores(&mut self, deliveries: &Deliveries) -> Result<()> {
         if failpoint::fails("commit.after_kafka") {
             if let Some(entry) = self.tasks.values().find(|e| e.task.stores().next().is_some()) {
                 let (name, _) = entry.task.stores().next().expect("has a store");
@@ -185,7 +180,7 @@ impl StreamThread {
 
     /// Writes the stores' commits held in memory to RocksDB, when there are some and
     /// `PERSIST_INTERVAL` has passed since the last time.
-    fn persist_if_due(&mut self) -> CycleResult {
+    fn persist_if_due(&mut self) -> Result<()> {
         if !self.unpersisted || self.clock.now().duration_since(self.last_persist) < PERSIST_INTERVAL {
             return Ok(());
         }
@@ -215,20 +210,15 @@ impl StreamThread {
             }
         }
         if !before.is_empty() {
-            self.spec.purger.purge(before);
+            self.purger.purge(before);
         }
     }
 
     /// Drops the open transaction and every store's uncommitted writes.
     pub(super) fn abort_all(&mut self) {
         self.held = 0;
-        if let Some(committing) = self.committing.take() {
-            // Committed or not, the stores drop the sealed transaction: if Kafka has it, the
-            // restore from the changelog brings it back.
-            if let Err(e) = self.producer.finish_commit(committing) {
-                tracing::debug!(error = ?e, "the commit under way failed; aborting");
-            }
-        }
+        // A commit under way ends first: committed or not, the stores drop the sealed
+        // transaction, and if Kafka has it, the restore from the changelog brings it back.
         self.producer.abort_txn();
         for entry in self.tasks.values_mut() {
             entry.dirty = false;

@@ -3,19 +3,20 @@
 
 use std::collections::HashMap;
 
-use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
+
+use crate::runtime::io::Message;
 
 use crate::processor::TaskId;
 
-/// Where each consumed partition's records go: by topic name, and by librdkafka's topic handle
-/// once seen (a message's topic name costs a UTF-8 check and a string hash; its handle does
-/// not). Cleared whenever the assignment changes.
+/// Where each consumed partition's records go: by topic name, and by the consumer's topic key
+/// once seen (librdkafka's topic handle: a message's topic name costs a UTF-8 check and a
+/// string hash; its handle does not). Cleared whenever the assignment changes.
 #[derive(Default)]
 pub(super) struct Routes {
     /// Cluster topic → partition → (task, queue index).
     by_name: HashMap<Box<str>, HashMap<i32, (TaskId, usize)>>,
-    /// (topic handle address, partition) → (task, queue index), or `None`: not ours.
+    /// (topic key, partition) → (task, queue index), or `None`: not ours.
     by_handle: FxHashMap<(usize, i32), Option<(TaskId, usize)>>,
 }
 
@@ -41,8 +42,8 @@ impl Routes {
     }
 
     /// Where message `m` goes, if it is ours.
-    pub(super) fn get(&mut self, m: &BorrowedMessage<'_>) -> Option<(TaskId, usize)> {
-        let key = (m.topic_ptr() as usize, m.partition());
+    pub(super) fn get(&mut self, m: &impl Message) -> Option<(TaskId, usize)> {
+        let key = (m.topic_key(), m.partition());
         if let Some(to) = self.by_handle.get(&key) {
             return *to;
         }

@@ -8,22 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use moldau_state_store::{MemoryBudget, RawStore, RocksStore};
-use rdkafka::consumer::Consumer;
-use rdkafka::{Offset, TopicPartitionList};
 
-use super::{PartitionQueue, StreamThread, TaskEntry, TaskPartition, PERSIST_INTERVAL};
+use super::core::{Core, Io, PartitionQueue, TaskEntry, TaskPartition, PERSIST_INTERVAL};
+use super::io::{Clock, Consumer, Partition, Position, Restore};
+use super::offset_meta::TaskMeta;
+use super::restore::RestoreWork;
+use super::task::StreamTask;
 use crate::error::{Error, Result};
-use crate::kafka::restore::RestoreWork;
-use crate::kafka::retry::until_answered;
 use crate::processor::TaskId;
-use crate::runtime::offset_meta::TaskMeta;
-use crate::runtime::task::StreamTask;
 
-/// Each partition's committed offset and task metadata (`None`: none committed, or not ours).
-type Committed = BTreeMap<(String, i32), (Option<i64>, Option<TaskMeta>)>;
-
-impl StreamThread {
-    /// Creates the tasks of `tpl`'s partitions and queues their stores for restoring; returns
+impl<I: Io> Core<I> {
+    /// Creates the tasks of `partitions` and queues their stores for restoring; returns
     /// where the consumer starts reading each partition (the caller pauses the restoring
     /// tasks' partitions once they are assigned).
     ///
@@ -33,16 +28,16 @@ impl StreamThread {
     /// and the task resumes at the stream time committed with them. A store whose checkpoint
     /// lies outside its changelog (past its end, before its start, past the committed position)
     /// is corrupted: it is wiped and restored from the start of its changelog.
-    pub(super) fn open_tasks(&mut self, tpl: &TopicPartitionList) -> Result<TopicPartitionList> {
+    pub(super) fn open_tasks(&mut self, partitions: &[Partition]) -> Result<Vec<Position>> {
         let mut by_task: BTreeMap<TaskId, Vec<TaskPartition>> = BTreeMap::new();
-        for e in tpl.elements() {
-            let Some(logical) = self.spec.names.logical(e.topic()).cloned() else { continue };
+        for (topic, partition) in partitions {
+            let Some(logical) = self.spec.names.logical(topic).cloned() else { continue };
             let Some(s) = self.spec.topology.subtopology_reading(&logical) else { continue };
-            let id = TaskId { subtopology: s, partition: e.partition() };
-            by_task.entry(id).or_default().push((logical, e.topic().into(), e.partition()));
+            let id = TaskId { subtopology: s, partition: *partition };
+            by_task.entry(id).or_default().push((logical, topic.as_str().into(), *partition));
         }
-        let committed = self.committed_offsets(tpl)?;
-        let mut positions = TopicPartitionList::new();
+        let committed = self.consumer.committed(partitions, &self.spec.shared.shutdown)?;
+        let mut positions = Vec::new();
         let wall = self.clock.wall_ms();
         let mut work = Vec::new();
         for (id, parts) in by_task {
@@ -158,9 +153,7 @@ impl StreamThread {
             let mut queues = Vec::new();
             for (logical, physical, partition) in parts {
                 let offset = committed.get(&(physical.to_string(), partition)).and_then(|c| c.0);
-                positions
-                    .add_partition_offset(&physical, partition, offset.map_or(Offset::Beginning, Offset::Offset))
-                    .map_err(|e| Error::kafka("listing start positions", e))?;
+                positions.push((physical.to_string(), partition, offset));
                 self.routes.insert(&physical, partition, (id, queues.len()));
                 queues.push(PartitionQueue {
                     logical,
@@ -201,27 +194,6 @@ impl StreamThread {
         }
         tracing::debug!(thread = self.spec.index, task = %id, "task running");
         self.tasks.insert(id, entry);
-    }
-
-    /// The committed offset and task metadata of each of `tpl`'s partitions (`None`: none
-    /// committed, or not ours), read stable (librdkafka asks for stable offsets under
-    /// read_committed, so a transactional commit still pending is waited for). Waits for the
-    /// cluster while it cannot be reached.
-    fn committed_offsets(&self, tpl: &TopicPartitionList) -> Result<Committed> {
-        let committed = until_answered("reading the committed offsets", &self.spec.shared.shutdown, || {
-            self.consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))
-        })?;
-        Ok(committed
-            .elements()
-            .iter()
-            .map(|e| {
-                let offset = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
-                ((e.topic().to_string(), e.partition()), (offset, TaskMeta::parse(e.metadata())))
-            })
-            .collect())
     }
 }
 

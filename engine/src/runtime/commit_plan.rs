@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rdkafka::{Offset, TopicPartitionList};
-
+use crate::runtime::io::OffsetCommit;
 use crate::runtime::offset_meta::TaskMeta;
 
 /// One task's part of a commit.
@@ -49,11 +48,8 @@ impl CommitPlan {
 
     /// The offsets with their metadata, given the last offset `delivered` to each changelog
     /// topic and partition by this commit's records.
-    pub(crate) fn offsets(
-        &self,
-        delivered: &HashMap<String, HashMap<i32, i64>>,
-    ) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
-        let mut tpl = TopicPartitionList::with_capacity(self.tasks.iter().map(|t| t.partitions.len()).sum());
+    pub(crate) fn offsets(&self, delivered: &HashMap<String, HashMap<i32, i64>>) -> Vec<OffsetCommit> {
+        let mut out = Vec::with_capacity(self.tasks.iter().map(|t| t.partitions.len()).sum());
         for task in &self.tasks {
             let meta = TaskMeta {
                 stream_time: task.stream_time,
@@ -67,13 +63,17 @@ impl CommitPlan {
                     .collect(),
             }
             .encode();
+            let metadata: Arc<str> = meta.into();
             for (topic, partition, offset) in &task.partitions {
-                let mut e = tpl.add_partition(topic, *partition);
-                e.set_offset(Offset::Offset(*offset))?;
-                e.set_metadata(&meta);
+                out.push(OffsetCommit {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                });
             }
         }
-        Ok(tpl)
+        out
     }
 }
 
@@ -95,10 +95,11 @@ mod tests {
         };
         let delivered: HashMap<String, HashMap<i32, i64>> =
             [("app-a-changelog".to_string(), [(2, 40), (1, 70)].into_iter().collect())].into_iter().collect();
-        let tpl = plan.offsets(&delivered).unwrap();
-        let e = tpl.find_partition("in", 2).unwrap();
-        assert_eq!(e.offset(), Offset::Offset(17));
-        let meta = TaskMeta::parse(e.metadata()).unwrap();
+        let offsets = plan.offsets(&delivered);
+        assert_eq!(offsets.len(), 1);
+        let e = &offsets[0];
+        assert_eq!((&*e.topic, e.partition, e.offset), ("in", 2, 17));
+        let meta = TaskMeta::parse(&e.metadata).unwrap();
         assert_eq!(meta.stream_time, 99);
         assert_eq!(meta.changelog["a"], 41, "after the last record delivered to its partition");
         assert_eq!(meta.changelog["b"], 3, "nothing sent: the last commit's position");
