@@ -12,7 +12,7 @@ pub mod failpoint;
 pub mod kafka;
 pub mod processor;
 mod runtime;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod topology;
 

@@ -15,6 +15,7 @@ use super::purge::Purger;
 use super::restore::Restorer;
 use crate::error::{Error, Result};
 use crate::runtime::core::{Core, Io, Parts, ThreadSpec};
+use crate::runtime::stores::RocksStores;
 
 /// The rdkafka world of one stream thread.
 pub(crate) struct KafkaIo {
@@ -29,6 +30,7 @@ impl Io for KafkaIo {
     type Restore = Restorer;
     type Purge = Arc<Purger>;
     type Clock = SystemClock;
+    type Stores = RocksStores;
 
     fn new_producer(&mut self) -> Result<OutputProducer> {
         make_producer(&self.spec, self.eos)
@@ -112,6 +114,7 @@ fn parts(spec: ThreadSpec, purger: Arc<Purger>) -> Result<Parts<KafkaIo>> {
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).map_err(|e| Error::kafka("subscribing", e))?;
     let index = spec.index;
+    let stores = RocksStores::new(config.state_dir.join(app), spec.budget.clone());
     Ok(Parts {
         io: KafkaIo { spec, eos },
         consumer: GroupConsumer::new(consumer, index),
@@ -119,6 +122,7 @@ fn parts(spec: ThreadSpec, purger: Arc<Purger>) -> Result<Parts<KafkaIo>> {
         restorer,
         purger,
         clock: SystemClock,
+        stores,
     })
 }
 

@@ -59,7 +59,7 @@ pub(crate) struct Schedule {
 pub struct StoreHandle<S>(Rc<RefCell<S>>);
 
 impl<S> StoreHandle<S> {
-    #[cfg(feature = "test-util")]
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn from_rc(rc: Rc<RefCell<S>>) -> Self {
         StoreHandle(rc)
     }

@@ -27,7 +27,7 @@ use crate::processor::TaskId;
 
 impl<I: Io> Core<I> {
     /// The commit cycle (see the module documentation), to its end.
-    pub(super) fn commit(&mut self) -> Result<()> {
+    pub(crate) fn commit(&mut self) -> Result<()> {
         self.start_commit()?;
         self.finish_commit()
     }

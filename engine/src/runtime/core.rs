@@ -20,7 +20,6 @@
 //! the new assignment opened).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use moldau_state_store::{ChangelogRecord, MemoryBudget, StoreReader};
 use parking_lot::Mutex;
 
 use super::collector::OutputRecord;
-use super::io::{Clock, Consumer, Partition, Producer, Purge, Restore};
+use super::io::{Clock, Consumer, Partition, Producer, Purge, Restore, Stores};
 use super::routes::Routes;
 use super::task::StreamTask;
 use crate::error::{Error, Recovery, Result};
@@ -100,6 +99,8 @@ pub(crate) trait Io {
     type Purge: Purge;
     /// The clock.
     type Clock: Clock;
+    /// Where the tasks' stores live.
+    type Stores: Stores;
 
     /// A new producer, replacing a fenced or broken one (under exactly-once it fences the
     /// old one's transactions).
@@ -114,6 +115,7 @@ pub(crate) struct Parts<I: Io> {
     pub(crate) restorer: I::Restore,
     pub(crate) purger: I::Purge,
     pub(crate) clock: I::Clock,
+    pub(crate) stores: I::Stores,
 }
 
 /// One input partition of a task.
@@ -153,6 +155,7 @@ pub(crate) struct Core<I: Io> {
     pub(super) producer: I::Producer,
     pub(super) restorer: I::Restore,
     pub(super) purger: I::Purge,
+    pub(super) stores: I::Stores,
     /// The tasks running: processed and committed.
     pub(super) tasks: BTreeMap<TaskId, TaskEntry>,
     /// The tasks whose stores are restoring (a slice per turn, see [`Restore::step`]): their
@@ -184,20 +187,18 @@ pub(crate) struct Core<I: Io> {
     /// Records processed since the commit under way started (their output is held).
     pub(super) held: u64,
     pub(super) eos: bool,
-    pub(super) state_dir: PathBuf,
     pub(super) logged: BTreeSet<String>,
 }
 
 impl<I: Io> Core<I> {
     /// A core for thread `spec` with `parts`; no task yet (they come with assignments).
     pub(crate) fn new(spec: ThreadSpec, parts: Parts<I>) -> Self {
-        let Parts { io, consumer, producer, restorer, purger, clock } = parts;
+        let Parts { io, consumer, producer, restorer, purger, clock, stores } = parts;
         let config = &spec.config;
         let eos = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         let logged = spec.topology.stores.values().filter(|s| s.logged()).map(|s| s.name().to_string()).collect();
         let now = clock.now();
         Core {
-            state_dir: config.state_dir.join(&config.application_id),
             spec,
             io,
             clock,
@@ -205,6 +206,7 @@ impl<I: Io> Core<I> {
             producer,
             restorer,
             purger,
+            stores,
             tasks: BTreeMap::new(),
             restoring: BTreeMap::new(),
             restored: BTreeSet::new(),
@@ -228,6 +230,33 @@ impl<I: Io> Core<I> {
     /// The group consumer (to leave the group once the core is closed).
     pub(crate) fn consumer_mut(&mut self) -> &mut I::Consumer {
         &mut self.consumer
+    }
+
+    /// The group consumer.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn consumer(&self) -> &I::Consumer {
+        &self.consumer
+    }
+
+    /// Records polled and not processed yet.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// The typed store `name` of whichever running task has it.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn typed_store<S: 'static>(&self, name: &str) -> Option<std::rc::Rc<std::cell::RefCell<S>>> {
+        self.tasks.values().find_map(|e| e.task.typed_store::<S>(name))
+    }
+
+    /// What is done with records that do not deserialize, or that processors reject, from now on.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn set_deserialization_handler(&mut self, handler: crate::kafka::DeserializationHandler) {
+        for entry in self.tasks.values_mut().chain(self.restoring.values_mut()) {
+            entry.task.set_bad_input(handler.bad_input());
+        }
+        Arc::make_mut(&mut self.spec.config).deserialization_handler = handler;
     }
 
     pub(crate) fn shutting_down(&self) -> bool {

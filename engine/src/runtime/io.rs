@@ -218,3 +218,23 @@ impl<T: Purge + ?Sized> Purge for Arc<T> {
         (**self).purge(before)
     }
 }
+
+/// A store a task opened: the store, a read-only view for interactive queries when it has
+/// one, and why it had to be rebuilt empty, if it was (corrupted where it lives).
+pub(crate) struct OpenedStore {
+    /// The store.
+    pub(crate) store: Box<dyn moldau_state_store::RawStore>,
+    /// A reader other threads may use.
+    pub(crate) reader: Option<moldau_state_store::StoreReader>,
+    /// Why it was rebuilt empty.
+    pub(crate) rebuilt: Option<moldau_state_store::Error>,
+}
+
+/// Where tasks' stores live (RocksDB under the state directory, or memory).
+pub(crate) trait Stores {
+    /// Opens store `name` of task `task`, waiting while another handle still holds it (a
+    /// thread of this process closing the task that had it), until `shutdown`.
+    fn open(&mut self, task: TaskId, name: &str, shutdown: &AtomicBool) -> Result<OpenedStore>;
+    /// Deletes store `name` of task `task`, which must not be open.
+    fn wipe(&mut self, task: TaskId, name: &str) -> Result<()>;
+}

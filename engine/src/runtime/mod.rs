@@ -6,6 +6,8 @@ pub(crate) mod collector;
 mod commit;
 pub(crate) mod commit_plan;
 pub(crate) mod core;
+#[cfg(test)]
+mod failures;
 pub(crate) mod io;
 pub(crate) mod offset_meta;
 mod open;
@@ -15,4 +17,5 @@ mod rebalance;
 mod recover;
 pub(crate) mod restore;
 mod routes;
+pub(crate) mod stores;
 pub(crate) mod task;

@@ -4,17 +4,14 @@
 //! waits in `restoring` (its partitions paused) until the restorer has them all.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
-use moldau_state_store::{MemoryBudget, RawStore, RocksStore};
+use std::sync::atomic::Ordering;
 
 use super::core::{Core, Io, PartitionQueue, TaskEntry, TaskPartition, PERSIST_INTERVAL};
-use super::io::{Clock, Consumer, Partition, Position, Restore};
+use super::io::{Clock, Consumer, OpenedStore, Partition, Position, Restore, Stores};
 use super::offset_meta::TaskMeta;
 use super::restore::RestoreWork;
 use super::task::StreamTask;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::processor::TaskId;
 
 impl<I: Io> Core<I> {
@@ -89,8 +86,7 @@ impl<I: Io> Core<I> {
                 let until = limit(store.name(), high);
                 changelogs.insert(store.name().to_string(), (low, high, until));
             }
-            let dir = self.state_dir.join(id.to_string());
-            let budget = self.spec.budget.clone();
+            let stores = &mut self.stores;
             let wiped = &self.spec.shared.stores_wiped;
             let shutdown = &self.spec.shared.shutdown;
             // Found corrupted while it ran: every store is rebuilt from its changelog.
@@ -100,17 +96,16 @@ impl<I: Io> Core<I> {
                 &self.spec.topology,
                 id,
                 &mut |_, name: &str| {
-                    let path = dir.join(name);
-                    let (mut store, rebuilt) = open_store(&path, name, &budget, shutdown)?;
+                    let OpenedStore { mut store, mut reader, rebuilt } = stores.open(id, name, shutdown)?;
                     if let Some(why) = rebuilt {
                         tracing::warn!(store = name, task = %id, reason = %why, "store rebuilt from its changelog");
                     }
                     if corrupted {
                         tracing::warn!(store = name, task = %id, "task corrupted: wiping the store");
                         wiped.fetch_add(1, Ordering::Relaxed);
-                        drop(store);
-                        RocksStore::destroy(&path, name)?;
-                        store = RocksStore::open(&path, name, &budget)?;
+                        drop((store, reader));
+                        stores.wipe(id, name)?;
+                        OpenedStore { store, reader, .. } = stores.open(id, name, shutdown)?;
                     }
                     if let Some(&(low, high, until)) = changelogs.get(name) {
                         let at = store.checkpoint().map_or(0, |c| c.changelog_offset);
@@ -126,13 +121,15 @@ impl<I: Io> Core<I> {
                                  store and restoring it from the start of its changelog"
                             );
                             wiped.fetch_add(1, Ordering::Relaxed);
-                            drop(store);
-                            RocksStore::destroy(&path, name)?;
-                            store = RocksStore::open(&path, name, &budget)?;
+                            drop((store, reader));
+                            stores.wipe(id, name)?;
+                            OpenedStore { store, reader, .. } = stores.open(id, name, shutdown)?;
                         }
                     }
-                    readers.push((name.to_string(), store.reader()));
-                    Ok(Box::new(store) as Box<dyn RawStore>)
+                    if let Some(reader) = reader {
+                        readers.push((name.to_string(), reader));
+                    }
+                    Ok(store)
                 },
                 wall,
             )?;
@@ -194,32 +191,5 @@ impl<I: Io> Core<I> {
         }
         tracing::debug!(thread = self.spec.index, task = %id, "task running");
         self.tasks.insert(id, entry);
-    }
-}
-
-/// Opens (or rebuilds, when corrupted) the RocksDB store `name` at `path`. While another
-/// handle holds it (a thread of this process still closing the task that had it), waits for it,
-/// until the application closes.
-fn open_store(
-    path: &std::path::Path,
-    name: &str,
-    budget: &MemoryBudget,
-    shutdown: &AtomicBool,
-) -> Result<(RocksStore, Option<moldau_state_store::Error>)> {
-    let mut attempts = 0u64;
-    loop {
-        match RocksStore::open_or_rebuild(path, name, budget) {
-            // Closing while waiting: a clean stop, not an error.
-            Err(e) if e.is_lock_held() && shutdown.load(Ordering::Relaxed) => return Err(Error::ShuttingDown),
-            Err(e) if e.is_lock_held() => {
-                // Said once, then every 10 s.
-                if attempts.is_multiple_of(200) {
-                    tracing::info!(store = name, error = %e, "the store is still held by another handle; waiting");
-                }
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other.map_err(Error::from),
-        }
     }
 }

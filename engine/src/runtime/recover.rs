@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::core::{Core, Io};
-use super::io::{Consumer, Partition, Producer};
+use super::io::{Consumer, Partition, Producer, Stores};
 use crate::error::{Error, Recovery, Result};
 
 impl<I: Io> Core<I> {
@@ -85,8 +85,7 @@ impl<I: Io> Core<I> {
     pub(super) fn wipe_corrupted(&mut self) {
         for id in std::mem::take(&mut self.corrupted) {
             for store in self.spec.topology.stores_of(id.subtopology) {
-                let path = self.state_dir.join(id.to_string()).join(store.name());
-                if let Err(e) = moldau_state_store::RocksStore::destroy(&path, store.name()) {
+                if let Err(e) = self.stores.wipe(id, store.name()) {
                     tracing::warn!(task = %id, store = store.name(), error = %e, "could not wipe a corrupted store");
                 }
             }

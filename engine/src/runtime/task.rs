@@ -136,7 +136,7 @@ impl StreamTask {
     }
 
     /// The typed store `name` (for tests and interactive queries).
-    #[cfg(feature = "test-util")]
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn typed_store<S: 'static>(&self, name: &str) -> Option<Rc<RefCell<S>>> {
         self.instance.stores.get(name)?.typed.downcast_ref::<Rc<RefCell<S>>>().cloned()
     }

@@ -1,26 +1,55 @@
-//! `TopologyTestDriver`: every sub-topology as one task (partition 0), records piped in by
-//! hand, a commit after each input record (flushing caches, as an exactly-once commit would),
-//! output records collected per topic, and records sent to a topic that a sub-topology reads
-//! (repartition topics) fed back in.
+//! `TopologyTestDriver`: the runtime core (see `runtime::core`) driven by hand against topics
+//! in memory (see [`memory`](super::memory)): every partition-0 task of the topology, records
+//! piped in one at a time, a commit after each, output read back per topic, and records sent
+//! to a topic that a sub-topology reads (repartition topics) fed back in.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use moldau_state_store::{ChangelogRecord, InMemoryStore, MemoryBudget, RawStore, RocksStore};
+use moldau_state_store::{ChangelogRecord, MemoryBudget};
 
+use super::memory::{
+    DriverStores, LogRecord, ManualClock, MemoryConsumer, MemoryProducer, MemoryRestore, NoPurge, SharedCluster,
+    SharedFaults,
+};
 use crate::error::{Error, Result};
-use crate::processor::{Headers, RecordSerde, StoreHandle, TaskId};
+use crate::kafka::{ProcessingGuarantee, StreamsConfig, TopicNames};
+use crate::processor::{Headers, RecordSerde, StoreHandle};
 use crate::runtime::collector::OutputRecord;
-use crate::runtime::task::StreamTask;
-use crate::topology::{InputRecord, RawStoreSupplier, Topology};
+use crate::runtime::core::{Core, Io, Parts, Shared, ThreadSpec};
+use crate::topology::Topology;
+
+/// The application id the driver names internal topics with.
+const APP: &str = "driver";
+
+/// The driver's world: everything in memory.
+pub(crate) struct DriverIo {
+    pub(crate) cluster: SharedCluster,
+    pub(crate) faults: SharedFaults,
+}
+
+impl Io for DriverIo {
+    type Group = ();
+    type Consumer = MemoryConsumer;
+    type Producer = MemoryProducer;
+    type Restore = MemoryRestore;
+    type Purge = NoPurge;
+    type Clock = ManualClock;
+    type Stores = DriverStores;
+
+    fn new_producer(&mut self) -> Result<MemoryProducer> {
+        Ok(MemoryProducer::new(self.cluster.clone(), true, self.faults.clone()))
+    }
+}
 
 /// Runs a topology synchronously, without Kafka.
 ///
-/// Each piped record is processed at once, then committed (caches flushed, as an exactly-once
-/// commit would); records sent to a topic that the topology reads (a repartition topic) are
-/// fed back in. Stores are in memory ([`new`](Self::new)) or RocksDB
-/// ([`with_state_dir`](Self::with_state_dir)).
+/// It runs the same runtime core as `KafkaStreams` (tasks, queues, the exactly-once commit
+/// cycle, restores) against topics in memory. Each piped record is processed at once, then
+/// committed (caches flushed, output appended to its topic); records sent to a topic the
+/// topology reads (a repartition topic) are fed back in the same way, one at a time. Stores
+/// are in memory ([`new`](Self::new)) or RocksDB ([`with_state_dir`](Self::with_state_dir)).
 ///
 /// ```
 /// use moldau_engine::processor::{from_fn, required, Record, Required};
@@ -52,56 +81,93 @@ use crate::topology::{InputRecord, RawStoreSupplier, Topology};
 /// # Ok::<(), moldau_engine::Error>(())
 /// ```
 pub struct TopologyTestDriver {
+    core: Core<DriverIo>,
+    cluster: SharedCluster,
+    clock: ManualClock,
+    names: Arc<TopicNames>,
     topology: Arc<Topology>,
-    tasks: BTreeMap<u32, StreamTask>,
-    outputs: BTreeMap<String, VecDeque<OutputRecord>>,
-    changelogs: BTreeMap<String, Vec<ChangelogRecord>>,
-    offsets: BTreeMap<String, i64>,
-    wall_clock: i64,
-    rejected: u64,
+    shared: Arc<Shared>,
+    /// How far each topic's output was read (cluster name → next offset).
+    read: BTreeMap<String, usize>,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TopologyTestDriver")
-            .field("tasks", &self.tasks.len())
-            .field("wall_clock", &self.wall_clock)
-            .finish()
+        use crate::runtime::io::Clock as _;
+        f.debug_struct("TopologyTestDriver").field("wall_clock", &self.clock.wall_ms()).finish()
     }
 }
 
 impl TopologyTestDriver {
     /// A driver with in-memory stores, wall clock at 0.
     pub fn new(topology: Topology) -> Result<Self> {
-        Self::start(topology, &mut |_, name| Ok(Box::new(InMemoryStore::new(name)) as Box<dyn RawStore>))
+        Self::start(topology, DriverStores::Memory)
     }
 
     /// A driver with RocksDB stores under `dir` (one directory per task and store).
     pub fn with_state_dir(topology: Topology, dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        let budget = MemoryBudget::default();
-        Self::start(topology, &mut |task: TaskId, name: &str| {
-            let raw = RocksStore::open(&dir.join(task.to_string()).join(name), name, &budget)?;
-            Ok(Box::new(raw) as Box<dyn RawStore>)
-        })
+        Self::start(topology, DriverStores::Rocks(dir.into(), MemoryBudget::default()))
     }
 
-    fn start(topology: Topology, raw: &mut RawStoreSupplier<'_>) -> Result<Self> {
-        let topology = Arc::new(topology);
-        let mut tasks = BTreeMap::new();
-        for s in 0..topology.subtopology_count() {
-            let id = TaskId { subtopology: s, partition: 0 };
-            tasks.insert(s, StreamTask::new(&topology, id, raw, 0)?);
+    fn start(topology: Topology, stores: DriverStores) -> Result<Self> {
+        if topology.subtopology_count() == 0 {
+            return Err(Error::InvalidTopology("the topology has no nodes".into()));
         }
-        Ok(TopologyTestDriver {
+        let topology = Arc::new(topology);
+        let names = Arc::new(TopicNames::new(APP, &topology));
+        let cluster: SharedCluster = Default::default();
+        let clock = ManualClock::new(0);
+        let shared = Arc::new(Shared::default());
+        let config = StreamsConfig::new(APP, "memory").with_guarantee(ProcessingGuarantee::ExactlyOnceV2);
+        let spec = ThreadSpec {
+            index: 0,
+            topology: topology.clone(),
+            names: names.clone(),
+            config: Arc::new(config),
+            budget: MemoryBudget::default(),
+            process_id: APP.into(),
+            shared: shared.clone(),
+        };
+        let partitions = names.consumed().into_iter().map(|t| (t, 0)).collect();
+        let restorer = match &stores {
+            DriverStores::Rocks(..) => MemoryRestore::new(cluster.clone()).trusting_stores(),
+            _ => MemoryRestore::new(cluster.clone()),
+        };
+        let parts = Parts {
+            io: DriverIo { cluster: cluster.clone(), faults: SharedFaults::default() },
+            consumer: MemoryConsumer::new(cluster.clone(), partitions),
+            producer: MemoryProducer::new(cluster.clone(), true, SharedFaults::default()),
+            restorer,
+            purger: NoPurge,
+            clock: clock.clone(),
+            stores,
+        };
+        let mut driver = TopologyTestDriver {
+            core: Core::new(spec, parts),
+            cluster,
+            clock,
+            names,
             topology,
-            tasks,
-            outputs: BTreeMap::new(),
-            changelogs: BTreeMap::new(),
-            offsets: BTreeMap::new(),
-            wall_clock: 0,
-            rejected: 0,
-        })
+            shared,
+            read: BTreeMap::new(),
+        };
+        // The assignment: every task opened (and restored, from nothing).
+        driver.core.turn()?;
+        driver.core.commit()?;
+        Ok(driver)
+    }
+
+    /// Processes what the topics hold for the tasks, one record per turn, each turn
+    /// committed, until nothing is left (output fed back in included).
+    fn run(&mut self) -> Result<()> {
+        loop {
+            self.core.consumer_mut().allow(1);
+            self.core.turn()?;
+            self.core.commit()?;
+            if !self.core.consumer().has_records() && self.core.buffered() == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// Pipes a record with raw key and value bytes into `topic`.
@@ -112,40 +178,13 @@ impl TopologyTestDriver {
         value: Option<Vec<u8>>,
         timestamp: i64,
     ) -> Result<()> {
-        let mut queue = VecDeque::new();
-        queue.push_back((topic.to_string(), key, value, timestamp, Headers::new()));
-        while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
-            let s = self
-                .topology
-                .subtopology_reading(&topic)
-                .ok_or_else(|| Error::InvalidTopology(format!("no source reads topic '{topic}'")))?;
-            let offset = self.offsets.entry(topic.clone()).or_insert(0);
-            let record = InputRecord {
-                topic: topic.as_str().into(),
-                partition: 0,
-                offset: *offset,
-                key,
-                value,
-                timestamp,
-                headers,
-            };
-            *offset += 1;
-            let task = self.tasks.get_mut(&s).expect("one task per sub-topology");
-            task.process(&record)?;
-            for out in self.commit()? {
-                if self.topology.subtopology_reading(&out.topic).is_some() {
-                    queue.push_back((
-                        out.topic.to_string(),
-                        out.key.clone(),
-                        out.value.clone(),
-                        out.timestamp,
-                        out.headers.clone(),
-                    ));
-                }
-                self.outputs.entry(out.topic.to_string()).or_default().push_back(out);
-            }
+        if self.topology.subtopology_reading(topic).is_none() {
+            return Err(Error::InvalidTopology(format!("no source reads topic '{topic}'")));
         }
-        Ok(())
+        let physical = self.names.physical(&topic.into());
+        let record = LogRecord { key, value, timestamp, headers: Headers::new() };
+        self.cluster.borrow_mut().append(&physical, 0, record);
+        self.run()
     }
 
     /// Pipes a typed record into `topic`.
@@ -165,54 +204,44 @@ impl TopologyTestDriver {
 
     /// Advances the wall clock by `ms`, firing wall-clock punctuations, then commits.
     pub fn advance_wall_clock(&mut self, ms: i64) -> Result<()> {
-        self.wall_clock += ms;
-        for task in self.tasks.values_mut() {
-            task.advance_wall_clock(self.wall_clock)?;
-        }
-        for out in self.commit()? {
-            self.outputs.entry(out.topic.to_string()).or_default().push_back(out);
-        }
-        Ok(())
+        self.clock.advance(ms);
+        self.core.consumer_mut().allow(0);
+        self.core.turn()?;
+        self.core.commit()?;
+        self.run()
     }
 
-    /// Flushes processors and caches, takes changelogs and output, commits every store; returns the output.
-    fn commit(&mut self) -> Result<Vec<OutputRecord>> {
-        let mut out = Vec::new();
-        for task in self.tasks.values_mut() {
-            task.flush()?;
-            let mut flushed = Vec::new();
-            for (name, store) in task.stores() {
-                store.borrow_mut().flush_cache()?;
-                let log = self.changelogs.entry(name.to_string()).or_default();
-                log.extend(store.borrow_mut().drain_changelog());
-                flushed.push((store, log.len() as i64));
-            }
-            task.drain_output_into(&mut out);
-            self.rejected += task.take_rejected();
-            for (store, offset) in flushed {
-                store.borrow_mut().commit(offset, &[])?;
-            }
-        }
-        Ok(out)
-    }
-
-    /// What the tasks do with records their processors reject
-    /// ([`ProcessorContext::reject`](crate::ProcessorContext::reject)), as
+    /// What the tasks do with records that do not deserialize and records their processors
+    /// reject ([`ProcessorContext::reject`](crate::ProcessorContext::reject)), as
     /// `default.deserialization.exception.handler` sets it for `KafkaStreams` (skip by default).
     pub fn set_deserialization_handler(&mut self, handler: &crate::kafka::DeserializationHandler) {
-        for task in self.tasks.values_mut() {
-            task.set_bad_input(handler.bad_input());
-        }
+        self.core.set_deserialization_handler(handler.clone());
     }
 
-    /// How many records processors rejected so far (skipped or dead-lettered).
+    /// How many records were skipped or dead-lettered so far (rejected by processors, or not
+    /// deserializable).
     pub fn rejected(&self) -> u64 {
-        self.rejected
+        self.shared.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Takes the records written to `topic` so far.
+    /// Takes the records written to `topic` since the last call.
     pub fn read_output(&mut self, topic: &str) -> Vec<OutputRecord> {
-        self.outputs.get_mut(topic).map(|q| q.drain(..).collect()).unwrap_or_default()
+        let physical = self.names.physical(&topic.into());
+        let from = self.read.entry(physical.to_string()).or_insert(0);
+        let cluster = self.cluster.borrow();
+        let records = cluster.read(&physical, 0, *from);
+        *from += records.len();
+        let topic: Arc<str> = topic.into();
+        records
+            .iter()
+            .map(|r| OutputRecord {
+                topic: topic.clone(),
+                key: r.key.clone(),
+                value: r.value.clone(),
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+            })
+            .collect()
     }
 
     /// Takes the records written to `topic`, decoded.
@@ -232,22 +261,29 @@ impl TopologyTestDriver {
             .collect()
     }
 
-    /// Every changelog record store `name` has produced.
-    pub fn changelog(&self, name: &str) -> &[ChangelogRecord] {
-        self.changelogs.get(name).map_or(&[], Vec::as_slice)
+    /// Every changelog record store `name` has produced (committed).
+    pub fn changelog(&self, name: &str) -> Vec<ChangelogRecord> {
+        let cluster = self.cluster.borrow();
+        cluster
+            .read(&self.names.changelog(name), 0, 0)
+            .iter()
+            .map(|r| ChangelogRecord {
+                key: r.key.clone().unwrap_or_default(),
+                value: r.value.clone(),
+                timestamp: r.timestamp,
+            })
+            .collect()
     }
 
     /// The store `name` of type `S` (e.g. `KeyValueStore<String, u64>`), from whichever task has
     /// it.
     pub fn store<S: 'static>(&self, name: &str) -> Option<StoreHandle<S>> {
-        self.tasks.values().find_map(|t| t.typed_store::<S>(name)).map(StoreHandle::from_rc)
+        self.core.typed_store::<S>(name).map(StoreHandle::from_rc)
     }
 }
 
 impl Drop for TopologyTestDriver {
     fn drop(&mut self) {
-        for task in self.tasks.values_mut() {
-            task.close();
-        }
+        self.core.close(true);
     }
 }

@@ -1,5 +1,6 @@
 //! Running a topology with no broker (Kafka Streams' `TopologyTestDriver`).
 
-mod driver;
+pub(crate) mod driver;
+pub(crate) mod memory;
 
 pub use driver::TopologyTestDriver;
