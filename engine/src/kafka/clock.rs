@@ -30,4 +30,7 @@ impl Clock for SystemClock {
     fn wall_ms(&self) -> i64 {
         SystemClock::wall_ms(self)
     }
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d)
+    }
 }

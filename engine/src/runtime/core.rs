@@ -302,7 +302,7 @@ impl<I: Io> Core<I> {
         }
         if self.producer.committing() && self.buffered == 0 && polled == 0 {
             // Nothing to process while the helper commits: give it the core.
-            std::thread::sleep(COMMIT_WAIT_STEP);
+            self.clock.sleep(COMMIT_WAIT_STEP);
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub(crate) trait Clock {
     fn now(&self) -> Instant;
     /// Milliseconds since the Unix epoch.
     fn wall_ms(&self) -> i64;
+    /// Waits `d` (a backoff, or a pause while a commit runs elsewhere).
+    fn sleep(&self, d: Duration);
 }
 
 /// A partition of a topic, by its name in the cluster.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::core::{Core, Io};
-use super::io::{Consumer, Partition, Producer, Stores};
+use super::io::{Clock, Consumer, Partition, Producer, Stores};
 use crate::error::{Error, Recovery, Result};
 
 impl<I: Io> Core<I> {
@@ -28,7 +28,7 @@ impl<I: Io> Core<I> {
                     // Whatever failed, the producer may be the broken part: a fresh one fences
                     // this thread's earlier transactions too.
                     new_producer = new_producer || self.eos;
-                    std::thread::sleep(backoff);
+                    self.clock.sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e),

@@ -103,9 +103,16 @@ impl ManualClock {
 
     /// Moves both clocks forward by `ms`.
     pub(crate) fn advance(&self, ms: i64) {
-        let ms = ms.max(0);
+        self.advance_by(Duration::from_millis(ms.max(0) as u64));
+    }
+
+    /// Moves both clocks forward by `d` (the wall clock by whole milliseconds).
+    fn advance_by(&self, d: Duration) {
+        let before = self.0.elapsed.get();
+        let after = before + d;
+        self.0.elapsed.set(after);
+        let ms = after.as_millis() as i64 - before.as_millis() as i64;
         self.0.wall.set(self.0.wall.get() + ms);
-        self.0.elapsed.set(self.0.elapsed.get() + Duration::from_millis(ms as u64));
     }
 }
 
@@ -115,6 +122,10 @@ impl Clock for ManualClock {
     }
     fn wall_ms(&self) -> i64 {
         self.0.wall.get()
+    }
+    /// Sleeping is time passing: the clock moves on at once.
+    fn sleep(&self, d: Duration) {
+        self.advance_by(d);
     }
 }
 
