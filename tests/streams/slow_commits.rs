@@ -89,9 +89,12 @@ fn should_hand_partitions_over_while_every_commit_outlasts_the_interval() {
     }
     eprintln!("partitions handed over after {:?}", joined.elapsed());
     // Handed over by a cooperative revocation (commit, then give up), not taken away from an
-    // evicted member whose assignment was lost (a roll-back).
+    // evicted member whose assignment was lost. (A commit under way when the join completes
+    // carries the old generation and is refused, a roll-back as in Kafka Streams; that is not
+    // what this checks.)
     let m = first.metrics();
-    assert_eq!(m.recoveries, 0, "the first instance lost its assignment instead of handing it over: {m:?}");
+    assert_eq!(m.assignments_lost, 0, "the first instance lost its assignment instead of handing it over: {m:?}");
+    assert!(m.recoveries <= 1, "at most the one commit refused for its generation: {m:?}");
     stop.store(true, Ordering::Relaxed);
     let produced = driver.join().unwrap();
     assert_exact(&bootstrap, produced);

@@ -70,6 +70,10 @@ pub struct StreamsMetrics {
     /// Roll-backs to the last commit (a fenced producer, an aborted transaction, a failed
     /// commit).
     pub recoveries: u64,
+    /// Revocations of partitions the group had already taken away (the member was evicted:
+    /// its session or poll interval ran out); their work since the last commit was rolled
+    /// back instead of committed.
+    pub assignments_lost: u64,
     /// Tasks created (opened with their stores), counting reopenings after a rebalance or a
     /// roll-back.
     pub tasks_created: u64,
@@ -231,6 +235,7 @@ impl KafkaStreams {
             stores_wiped: s.stores_wiped.load(Ordering::Relaxed),
             rebalances: s.rebalances.load(Ordering::Relaxed),
             recoveries: s.recoveries.load(Ordering::Relaxed),
+            assignments_lost: s.assignments_lost.load(Ordering::Relaxed),
             processed_while_committing: s.processed_while_committing.load(Ordering::Relaxed),
             commit_stalls: s.commit_stalls.load(Ordering::Relaxed),
             tasks_created: s.tasks_created.load(Ordering::Relaxed),

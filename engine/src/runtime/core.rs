@@ -64,6 +64,7 @@ pub(crate) struct Shared {
     pub(crate) stores_wiped: AtomicU64,
     pub(crate) rebalances: AtomicU64,
     pub(crate) recoveries: AtomicU64,
+    pub(crate) assignments_lost: AtomicU64,
     pub(crate) tasks_created: AtomicU64,
     pub(crate) tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     pub(crate) restoring: Mutex<BTreeMap<usize, Vec<TaskId>>>,

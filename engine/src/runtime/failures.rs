@@ -385,3 +385,30 @@ fn should_wipe_and_restore_a_task_found_corrupted() {
     h.tick();
     assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("b", 2)]));
 }
+
+/// The group took the partition away (the member was evicted): nothing of the work since the
+/// last commit is committed, the task is closed, and reassigned it resumes from the last
+/// commit, each count emitted once.
+#[test]
+fn should_commit_nothing_of_an_assignment_that_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = SharedCluster::default();
+    let mut h = committed_start(&cluster, dir.path());
+    h.produce(&["a", "c"]);
+    h.process();
+    h.core.consumer_mut().lose_assignment(vec![("in".into(), 0)]);
+    h.core.turn().unwrap();
+    assert!(h.core.tasks.is_empty() && h.core.restoring.is_empty(), "the task is closed");
+    assert_eq!(h.shared.assignments_lost.load(Ordering::Relaxed), 1);
+    assert_eq!(h.committed(), Some(2), "nothing of the lost assignment was committed");
+    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1)]));
+
+    h.core.consumer_mut().push_event(Rebalance::Assign(vec![("in".into(), 0)]));
+    h.core.turn().unwrap();
+    h.process();
+    h.tick();
+    h.tick();
+    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]));
+    assert_eq!((h.count("a"), h.count("b"), h.count("c")), (Some(2), Some(1), Some(1)));
+    assert_eq!(h.committed(), Some(4));
+}

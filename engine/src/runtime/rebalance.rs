@@ -88,6 +88,7 @@ impl<I: Io> Core<I> {
             "partitions revoked"
         );
         let committed = if lost {
+            self.spec.shared.assignments_lost.fetch_add(1, Ordering::Relaxed);
             Err(Error::TaskMigrated { op: "revoking partitions".into(), source: "the assignment was lost".into() })
         } else {
             self.commit()

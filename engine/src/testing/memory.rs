@@ -178,6 +178,8 @@ pub(crate) struct MemoryConsumer {
     events: Vec<Rebalance>,
     /// How many more records polls may hand out (`None`: any number).
     allowed: Option<usize>,
+    /// Whether the next revocation is of an assignment the group already took away.
+    lost: bool,
 }
 
 impl MemoryConsumer {
@@ -190,6 +192,7 @@ impl MemoryConsumer {
             paused: BTreeSet::new(),
             events: vec![Rebalance::Assign(partitions)],
             allowed: None,
+            lost: false,
         }
     }
 
@@ -197,6 +200,13 @@ impl MemoryConsumer {
     #[cfg(test)]
     pub(crate) fn push_event(&mut self, event: Rebalance) {
         self.events.push(event);
+    }
+
+    /// The member is evicted: the group takes its partitions away (revoked as lost).
+    #[cfg(test)]
+    pub(crate) fn lose_assignment(&mut self, partitions: Vec<Partition>) {
+        self.lost = true;
+        self.events.push(Rebalance::Revoke(partitions));
     }
 
     /// Lets polls hand out `n` more records, then none until the next call.
@@ -261,10 +271,11 @@ impl Consumer for MemoryConsumer {
     }
 
     fn assignment_lost(&self) -> bool {
-        false
+        self.lost
     }
 
     fn assign(&mut self, positions: &[Position], _cooperative: bool) -> Result<()> {
+        self.lost = false;
         for (topic, partition, offset) in positions {
             self.positions.insert((topic.clone(), *partition), offset.unwrap_or(0));
         }
