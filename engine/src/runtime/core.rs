@@ -239,6 +239,12 @@ impl<I: Io> Core<I> {
         &self.consumer
     }
 
+    /// Tasks still restoring.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn restoring(&self) -> usize {
+        self.restoring.len()
+    }
+
     /// Records polled and not processed yet.
     #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn buffered(&self) -> usize {

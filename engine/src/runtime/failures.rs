@@ -106,7 +106,7 @@ impl Harness {
         let faults = SharedFaults::default();
         let clock = ManualClock::new(1_000);
         let parts = Parts {
-            io: DriverIo { cluster: cluster.clone(), faults: faults.clone() },
+            io: DriverIo { cluster: cluster.clone(), faults: faults.clone(), transactional: true },
             consumer: MemoryConsumer::new(cluster.clone(), vec![("in".into(), 0)]),
             producer: MemoryProducer::new(cluster.clone(), true, faults.clone()),
             restorer: MemoryRestore::new(cluster.clone()),
@@ -254,8 +254,9 @@ fn roll_back_and_reprocess(send: Option<u64>, fault: Fault) -> Harness {
 
 #[test]
 fn should_roll_back_a_transaction_whose_send_failed() {
-    // The second send of the transaction: a's changelog record went, its output did not.
-    let h = roll_back_and_reprocess(Some(2), Fault::Transient);
+    // The third send of the transaction (its changelog records go first: a's, c's, then a's
+    // output): two records went, the rest did not.
+    let h = roll_back_and_reprocess(Some(3), Fault::Transient);
     assert_eq!(h.faults.borrow().producers, 1, "a transient failure keeps the producer");
 }
 
@@ -263,6 +264,30 @@ fn should_roll_back_a_transaction_whose_send_failed() {
 fn should_roll_back_a_transaction_whose_commit_failed() {
     let h = roll_back_and_reprocess(None, Fault::Transient);
     assert_eq!(h.faults.borrow().producers, 1);
+}
+
+/// A commit whose outcome is unknown (it timed out) leaves the abort failing: the producer is
+/// broken and replaced at the roll-back.
+#[test]
+fn should_replace_a_producer_whose_abort_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = SharedCluster::default();
+    let mut h = committed_start(&cluster, dir.path());
+    h.faults.borrow_mut().abort_fails = true;
+    h.faults.borrow_mut().commit = Some(Fault::Transient);
+    h.produce(&["a", "c"]);
+    h.process();
+    h.tick();
+    h.tick();
+    assert_eq!(h.recoveries(), 1);
+    assert!(!h.faults.borrow().abort_fails, "the abort failed");
+    assert_eq!(h.faults.borrow().producers, 2, "the broken producer was replaced");
+    h.core.turn().unwrap();
+    h.process();
+    h.tick();
+    h.tick();
+    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]));
+    assert_eq!(h.committed(), Some(4));
 }
 
 #[test]
@@ -283,9 +308,10 @@ fn should_roll_back_when_the_tasks_migrated_under_the_commit() {
     assert_eq!(h.faults.borrow().producers, 1);
 }
 
-/// A revocation while a commit is under way: the commit ends first, then the revoked task's
-/// work since is committed and the task closed; reassigned, it resumes from its store and
-/// the committed offset, and nothing is emitted twice.
+/// A revocation while a commit is under way, with records processed meanwhile (their output
+/// held): the commit ends first, then the held output goes out and the revoked task's work
+/// since is committed, and the task is closed. Reassigned, it resumes from its store and the
+/// committed offset, and nothing is emitted twice.
 #[test]
 fn should_end_the_commit_under_way_then_commit_and_close_a_revoked_task() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,24 +319,30 @@ fn should_end_the_commit_under_way_then_commit_and_close_a_revoked_task() {
     let mut h = committed_start(&cluster, dir.path());
     h.produce(&["a"]);
     h.process();
+    h.faults.borrow_mut().stall_commits = true;
     h.tick();
-    assert!(h.core.producer.committing(), "a commit is under way when the revocation comes");
+    assert!(h.core.producer.committing(), "a commit is under way");
     h.produce(&["c"]);
+    h.process();
+    assert_eq!(h.core.held, 1, "c was processed during the commit, its output held");
+    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1)]), "the commit under way has not landed");
     h.core.consumer_mut().push_event(Rebalance::Revoke(vec![("in".into(), 0)]));
     h.core.turn().unwrap();
     assert!(h.core.tasks.is_empty(), "the task is closed");
-    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2)]), "a=2 committed before the hand-over");
-    assert_eq!(h.committed(), Some(3), "c was not processed: the next owner starts at it");
+    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]), "both transactions committed");
+    assert_eq!(h.committed(), Some(4), "the next owner starts after c");
     assert_eq!(h.recoveries(), 0);
 
+    h.faults.borrow_mut().stall_commits = false;
     h.core.consumer_mut().push_event(Rebalance::Assign(vec![("in".into(), 0)]));
     h.core.turn().unwrap();
+    h.produce(&["c"]);
     h.process();
     h.tick();
     h.tick();
-    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]));
-    assert_eq!((h.count("a"), h.count("b"), h.count("c")), (Some(2), Some(1), Some(1)));
-    assert_eq!(h.committed(), Some(4));
+    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("c", 1), ("c", 2)]));
+    assert_eq!((h.count("a"), h.count("b"), h.count("c")), (Some(2), Some(1), Some(2)));
+    assert_eq!(h.committed(), Some(5));
 }
 
 /// A crash between the Kafka commit and the store commit: Kafka has the transaction, the
@@ -322,16 +354,21 @@ fn should_restore_what_kafka_committed_after_a_crash_before_the_store_commit() {
     let disk = Disk::default();
     let cluster = SharedCluster::default();
     let mut h = committed_start_on(&cluster, &disk);
+    // The stores persist the first commit (a=1, b=1) once the persist interval has passed.
+    h.clock.advance(1_000);
+    h.tick();
+    assert_eq!(checkpoint_on_disk(&disk), 2, "the first commit is on disk");
     h.produce(&["a", "c"]);
     h.process();
     h.tick(); // Kafka commits the transaction at once; the store commits when it ends.
     assert!(h.core.producer.committing(), "the commit has not ended");
     h.crash(); // The store never commits the transaction.
     assert_eq!(cluster.borrow().committed("in", 0), Some(4), "Kafka has the transaction");
-    let changelog_end = cluster.borrow().end("app-counts-changelog", 0);
-    assert!(checkpoint_on_disk(&disk) < changelog_end, "the store on disk is behind its changelog");
+    assert_eq!(cluster.borrow().end("app-counts-changelog", 0), 4);
+    assert_eq!(checkpoint_on_disk(&disk), 2, "the store on disk is behind its changelog");
 
     let mut h = Harness::start_on(&cluster, &disk);
+    assert_eq!(h.shared.restored.load(Ordering::Relaxed), 2, "the transaction's two changelog records restored");
     assert_eq!((h.count("a"), h.count("b"), h.count("c")), (Some(2), Some(1), Some(1)), "restored");
     h.produce(&["c"]);
     h.process();
@@ -348,6 +385,9 @@ fn should_restore_commits_a_crash_left_unpersisted() {
     let disk = Disk::default();
     let cluster = SharedCluster::default();
     let mut h = committed_start_on(&cluster, &disk);
+    h.clock.advance(1_000);
+    h.tick();
+    assert_eq!(checkpoint_on_disk(&disk), 2, "the first commit is on disk");
     for key in ["a", "d", "a"] {
         h.produce(&[key]);
         h.process();
@@ -357,17 +397,19 @@ fn should_restore_commits_a_crash_left_unpersisted() {
     assert!(!h.core.producer.committing(), "every commit ended");
     assert!(h.core.unpersisted, "the last commits wait for the persist interval");
     h.crash();
-    let changelog_end = cluster.borrow().end("app-counts-changelog", 0);
-    assert!(checkpoint_on_disk(&disk) < changelog_end, "the commits never reached the disk");
+    assert_eq!(cluster.borrow().end("app-counts-changelog", 0), 5);
+    assert_eq!(checkpoint_on_disk(&disk), 2, "the last three commits never reached the disk");
 
     let h = Harness::start_on(&cluster, &disk);
+    assert_eq!(h.shared.restored.load(Ordering::Relaxed), 3, "restored from the disk's checkpoint on");
     assert_eq!((h.count("a"), h.count("b"), h.count("d")), (Some(3), Some(1), Some(1)), "restored");
     assert_eq!(h.committed(), Some(5));
     assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("d", 1), ("a", 3)]));
 }
 
-/// A task's store found corrupted at its commit: the task's store is wiped and restored from
-/// the changelog, the thread rolls back, and nothing is lost or emitted twice.
+/// A task found corrupted (the error a store raises when it is: `Error::TaskCorrupted`): the
+/// task's store is wiped and restored from the changelog, the thread rolls back, and nothing
+/// is lost or emitted twice.
 #[test]
 fn should_wipe_and_restore_a_task_found_corrupted() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,6 +420,7 @@ fn should_wipe_and_restore_a_task_found_corrupted() {
     h.core.recover_until_done(crate::Error::TaskCorrupted { task, source: Box::new(source) }).unwrap();
     h.core.turn().unwrap();
     assert_eq!(h.shared.stores_wiped.load(Ordering::Relaxed), 1);
+    assert_eq!(h.shared.restored.load(Ordering::Relaxed), 2, "rebuilt from the start of its changelog");
     assert_eq!((h.count("a"), h.count("b")), (Some(1), Some(1)), "restored from the changelog");
     h.produce(&["b"]);
     h.process();

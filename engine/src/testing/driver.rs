@@ -27,6 +27,8 @@ const APP: &str = "driver";
 pub(crate) struct DriverIo {
     pub(crate) cluster: SharedCluster,
     pub(crate) faults: SharedFaults,
+    /// Whether producers are transactional (exactly-once).
+    pub(crate) transactional: bool,
 }
 
 impl Io for DriverIo {
@@ -39,7 +41,7 @@ impl Io for DriverIo {
     type Stores = DriverStores;
 
     fn new_producer(&mut self) -> Result<MemoryProducer> {
-        Ok(MemoryProducer::new(self.cluster.clone(), true, self.faults.clone()))
+        Ok(MemoryProducer::new(self.cluster.clone(), self.transactional, self.faults.clone()))
     }
 }
 
@@ -129,14 +131,15 @@ impl TopologyTestDriver {
             shared: shared.clone(),
         };
         let partitions = names.consumed().into_iter().map(|t| (t, 0)).collect();
+        let faults = SharedFaults::default();
         let restorer = match &stores {
             DriverStores::Rocks(..) => MemoryRestore::new(cluster.clone()).trusting_stores(),
             _ => MemoryRestore::new(cluster.clone()),
         };
         let parts = Parts {
-            io: DriverIo { cluster: cluster.clone(), faults: SharedFaults::default() },
+            io: DriverIo { cluster: cluster.clone(), faults: faults.clone(), transactional: true },
             consumer: MemoryConsumer::new(cluster.clone(), partitions),
-            producer: MemoryProducer::new(cluster.clone(), true, SharedFaults::default()),
+            producer: MemoryProducer::new(cluster.clone(), true, faults),
             restorer,
             purger: NoPurge,
             clock: clock.clone(),
@@ -158,14 +161,24 @@ impl TopologyTestDriver {
     }
 
     /// Processes what the topics hold for the tasks, one record per turn, each turn
-    /// committed, until nothing is left (output fed back in included).
+    /// committed, until nothing is left (output fed back in included). A turn that rolled
+    /// back leaves its tasks restoring: the loop goes on until they run again. A run that
+    /// keeps rolling back fails.
     fn run(&mut self) -> Result<()> {
+        let before = self.shared.recoveries.load(std::sync::atomic::Ordering::Relaxed);
         loop {
             self.core.consumer_mut().allow(1);
             self.core.turn()?;
             self.core.commit()?;
-            if !self.core.consumer().has_records() && self.core.buffered() == 0 {
+            let idle = !self.core.consumer().has_records() && self.core.buffered() == 0;
+            if idle && self.core.restoring() == 0 {
                 return Ok(());
+            }
+            if self.shared.recoveries.load(std::sync::atomic::Ordering::Relaxed) > before + 10 {
+                return Err(Error::processing(
+                    "test driver",
+                    "the tasks rolled back more than 10 times on the same input; see the log for why",
+                ));
             }
         }
     }

@@ -368,6 +368,13 @@ pub(crate) struct Faults {
     pub(crate) send: Option<(u64, Fault)>,
     /// The next transaction commit fails: Kafka aborts the transaction.
     pub(crate) commit: Option<Fault>,
+    /// The next abort of a transaction fails (a timed-out commit still runs in the client):
+    /// the producer is broken and must be replaced.
+    pub(crate) abort_fails: bool,
+    /// Commits started from now on stay under way (their helper still waits for the broker)
+    /// until this is cleared or the core waits for them; a commit lands only when it ends,
+    /// and an abort while it is under way drops it.
+    pub(crate) stall_commits: bool,
     /// Producers made so far.
     pub(crate) producers: u64,
 }
@@ -389,8 +396,19 @@ pub(crate) struct MemoryProducer {
     pending: Vec<(Partition, LogRecord, usize)>,
     deliveries: RefCell<Deliveries>,
     sent: u64,
-    /// The commit under way: its result, known at once.
-    committing: Option<Result<()>>,
+    /// The commit under way.
+    committing: Option<Committing>,
+    /// An abort failed: the producer must be replaced.
+    broken: bool,
+}
+
+/// A commit under way in a [`MemoryProducer`].
+#[derive(Debug)]
+enum Committing {
+    /// Its result, known at once (it landed, or the broker aborted it).
+    Ended(Result<()>),
+    /// Still under way: it lands when it ends.
+    Stalled { plan: CommitPlan, records: Vec<(Partition, LogRecord, usize)> },
 }
 
 impl MemoryProducer {
@@ -407,7 +425,17 @@ impl MemoryProducer {
             deliveries: RefCell::new(Deliveries::default()),
             sent: 0,
             committing: None,
+            broken: false,
         }
+    }
+
+    /// Makes a transaction's records and offsets visible.
+    fn land(&mut self, plan: &CommitPlan, records: Vec<(Partition, LogRecord, usize)>) {
+        for (at, record, opaque) in records {
+            self.append(&at, record, opaque);
+        }
+        let offsets = plan.offsets(&self.deliveries.borrow().changelog);
+        self.cluster.borrow_mut().commit(&offsets);
     }
 
     /// Appends `record` to its log, noting a changelog record's offset.
@@ -425,6 +453,10 @@ impl Producer for MemoryProducer {
     type Group = ();
 
     fn send(&mut self, record: &Produce<'_>, headers: &Headers) -> Result<()> {
+        if self.committing.is_some() {
+            // The core broke the producer's contract: nothing is sent while a commit runs.
+            return Err(Error::processing("memory producer", "a record was sent while a commit was under way"));
+        }
         if self.fenced {
             return Err(Fault::Fenced.error("producing"));
         }
@@ -492,15 +524,16 @@ impl Producer for MemoryProducer {
         if let Some(fault) = self.faults.borrow_mut().commit.take() {
             // Kafka aborts the transaction: none of its records or offsets become visible.
             self.fenced = fault == Fault::Fenced;
-            self.committing = Some(Err(fault.error("commit_transaction")));
+            self.committing = Some(Committing::Ended(Err(fault.error("commit_transaction"))));
             return Ok(());
         }
-        for (at, record, opaque) in std::mem::take(&mut self.pending) {
-            self.append(&at, record, opaque);
+        let records = std::mem::take(&mut self.pending);
+        if self.faults.borrow().stall_commits {
+            self.committing = Some(Committing::Stalled { plan, records });
+            return Ok(());
         }
-        let offsets = plan.offsets(&self.deliveries.borrow().changelog);
-        self.cluster.borrow_mut().commit(&offsets);
-        self.committing = Some(Ok(()));
+        self.land(&plan, records);
+        self.committing = Some(Committing::Ended(Ok(())));
         Ok(())
     }
 
@@ -509,13 +542,23 @@ impl Producer for MemoryProducer {
     }
 
     fn commit_ended(&self) -> bool {
-        self.committing.is_some()
+        match &self.committing {
+            Some(Committing::Stalled { .. }) => !self.faults.borrow().stall_commits,
+            Some(Committing::Ended(_)) => true,
+            None => false,
+        }
     }
 
     fn finish_commit(&mut self) -> Result<()> {
         match self.committing.take() {
-            Some(r) => {
+            Some(Committing::Ended(r)) => {
                 r?;
+                self.in_txn = false;
+                Ok(())
+            }
+            // Waited for, the commit ends: it lands.
+            Some(Committing::Stalled { plan, records }) => {
+                self.land(&plan, records);
                 self.in_txn = false;
                 Ok(())
             }
@@ -524,14 +567,21 @@ impl Producer for MemoryProducer {
     }
 
     fn abort_txn(&mut self) {
-        let _ = self.finish_commit();
+        match self.committing.take() {
+            // Ending the commit under way first, as the real producer does.
+            Some(Committing::Stalled { plan, records }) => self.land(&plan, records),
+            Some(Committing::Ended(_)) | None => {}
+        }
+        if self.in_txn && std::mem::take(&mut self.faults.borrow_mut().abort_fails) {
+            self.broken = true;
+        }
         self.pending.clear();
         self.in_txn = false;
         let _ = self.take_deliveries();
     }
 
     fn is_fatal(&self) -> bool {
-        self.fenced
+        self.fenced || self.broken
     }
 }
 
