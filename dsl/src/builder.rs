@@ -36,12 +36,12 @@ impl Shared {
 
     /// Runs `f` on the topology, keeping the first error.
     pub(crate) fn with(&self, f: impl FnOnce(&mut Topology) -> moldau_engine::Result<()>) {
-        let mut s = self.0.borrow_mut();
-        if s.error.is_some() {
+        if self.0.borrow().error.is_some() {
             return;
         }
-        if let Err(e) = f(&mut s.topology) {
-            s.error = Some(Error::Topology(e));
+        let result = f(&mut self.0.borrow_mut().topology);
+        if let Err(e) = result {
+            self.fail(Error::Topology(e));
         }
     }
 

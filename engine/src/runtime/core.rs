@@ -149,7 +149,7 @@ pub(super) type TaskPartition = (Arc<str>, Arc<str>, i32);
 
 /// One stream thread's runtime.
 pub(crate) struct Core<I: Io> {
-    pub(super) spec: ThreadSpec,
+    pub(crate) spec: ThreadSpec,
     pub(super) io: I,
     pub(super) clock: I::Clock,
     pub(super) consumer: I::Consumer,

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use moldau_state_store::{BincodeSerde, KeyValueStore, MemoryBudget, StringSerde, U64Serde};
 
-use super::core::{Core, Parts, Shared, ThreadSpec};
+use super::core::{Core, Shared};
 use super::io::{Producer as _, Rebalance};
-use crate::kafka::{ProcessingGuarantee, StreamsConfig, TopicNames};
+use super::stores::RocksStores;
+use crate::kafka::{ProcessingGuarantee, StreamsConfig};
 use crate::processor::Headers;
 use crate::processor::{required, InitContext, Processor, ProcessorContext, Record, StoreHandle};
-use crate::testing::driver::DriverIo;
+use crate::testing::driver::{memory_core, DriverIo};
 use crate::testing::memory::{
-    Disk, DriverStores, Fault, LogRecord, ManualClock, MemoryConsumer, MemoryProducer, MemoryRestore, NoPurge,
-    SharedCluster, SharedFaults,
+    Disk, DriverStores, Fault, Faults, LogRecord, ManualClock, MemoryRestore, SharedCluster, SharedFaults,
 };
 use crate::{StoreBuilder, Topology};
 
@@ -78,7 +78,7 @@ struct Harness {
 impl Harness {
     /// A core that is given partition `in`-0 and has opened (and restored) its task.
     fn start(cluster: &SharedCluster, dir: &Path) -> Harness {
-        Self::start_with(cluster, DriverStores::Rocks(dir.to_path_buf(), MemoryBudget::default()))
+        Self::start_with(cluster, DriverStores::Rocks(RocksStores::new(dir.to_path_buf(), MemoryBudget::default())))
     }
 
     /// [`Self::start`] with its stores on `disk`, in memory: a core forgotten (never closed)
@@ -88,34 +88,15 @@ impl Harness {
     }
 
     fn start_with(cluster: &SharedCluster, stores: DriverStores) -> Harness {
-        let topology = Arc::new(count_topology());
-        let names = Arc::new(TopicNames::new("app", &topology));
         let config = StreamsConfig::new("app", "memory")
             .with_guarantee(ProcessingGuarantee::ExactlyOnceV2)
             .with_commit_interval(Duration::from_millis(INTERVAL_MS as u64));
-        let shared = Arc::new(Shared::default());
-        let spec = ThreadSpec {
-            index: 0,
-            topology,
-            names,
-            config: Arc::new(config),
-            budget: MemoryBudget::default(),
-            process_id: "test".into(),
-            shared: shared.clone(),
-        };
         let faults = SharedFaults::default();
         let clock = ManualClock::new(1_000);
-        let parts = Parts {
-            io: DriverIo { cluster: cluster.clone(), faults: faults.clone(), transactional: true },
-            consumer: MemoryConsumer::new(cluster.clone(), vec![("in".into(), 0)]),
-            producer: MemoryProducer::new(cluster.clone(), true, faults.clone()),
-            restorer: MemoryRestore::new(cluster.clone()),
-            purger: NoPurge,
-            clock: clock.clone(),
-            stores,
-        };
-        let mut h =
-            Harness { core: Core::new(spec, parts), cluster: cluster.clone(), faults, clock, shared, next_ts: 1 };
+        let restorer = MemoryRestore::new(cluster.clone());
+        let (core, shared) =
+            memory_core(Arc::new(count_topology()), config, cluster, &faults, &clock, stores, restorer);
+        let mut h = Harness { core, cluster: cluster.clone(), faults, clock, shared, next_ts: 1 };
         h.core.turn().expect("the assignment");
         assert_eq!(h.core.tasks.len(), 1, "the task runs");
         h.next_ts = h.cluster.borrow().end("in", 0) + 1;
@@ -219,17 +200,14 @@ fn started(mut h: Harness) -> Harness {
     h
 }
 
-/// A transaction that failed (`fault` at its `send`-th send, or at its commit) is rolled
+/// A transaction that failed as `script` sets up (a send or the commit fails) is rolled
 /// back: the store is back at the last commit, and after reprocessing each count is
 /// emitted once.
-fn roll_back_and_reprocess(send: Option<u64>, fault: Fault) -> Harness {
+fn roll_back_and_reprocess(script: impl FnOnce(&mut Faults)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let cluster = SharedCluster::default();
     let mut h = committed_start(&cluster, dir.path());
-    match send {
-        Some(n) => h.faults.borrow_mut().send = Some((n, fault)),
-        None => h.faults.borrow_mut().commit = Some(fault),
-    }
+    script(&mut h.faults.borrow_mut());
     h.produce(&["a", "c"]);
     for _ in 0..5 {
         if h.recoveries() > 0 {
@@ -256,13 +234,13 @@ fn roll_back_and_reprocess(send: Option<u64>, fault: Fault) -> Harness {
 fn should_roll_back_a_transaction_whose_send_failed() {
     // The third send of the transaction (its changelog records go first: a's, c's, then a's
     // output): two records went, the rest did not.
-    let h = roll_back_and_reprocess(Some(3), Fault::Transient);
+    let h = roll_back_and_reprocess(|f| f.send = Some((3, Fault::Transient)));
     assert_eq!(h.faults.borrow().producers, 1, "a transient failure keeps the producer");
 }
 
 #[test]
 fn should_roll_back_a_transaction_whose_commit_failed() {
-    let h = roll_back_and_reprocess(None, Fault::Transient);
+    let h = roll_back_and_reprocess(|f| f.commit = Some(Fault::Transient));
     assert_eq!(h.faults.borrow().producers, 1);
 }
 
@@ -270,41 +248,29 @@ fn should_roll_back_a_transaction_whose_commit_failed() {
 /// broken and replaced at the roll-back.
 #[test]
 fn should_replace_a_producer_whose_abort_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = SharedCluster::default();
-    let mut h = committed_start(&cluster, dir.path());
-    h.faults.borrow_mut().abort_fails = true;
-    h.faults.borrow_mut().commit = Some(Fault::Transient);
-    h.produce(&["a", "c"]);
-    h.process();
-    h.tick();
-    h.tick();
-    assert_eq!(h.recoveries(), 1);
+    let h = roll_back_and_reprocess(|f| {
+        f.commit = Some(Fault::Transient);
+        f.abort_fails = true;
+    });
     assert!(!h.faults.borrow().abort_fails, "the abort failed");
     assert_eq!(h.faults.borrow().producers, 2, "the broken producer was replaced");
-    h.core.turn().unwrap();
-    h.process();
-    h.tick();
-    h.tick();
-    assert_eq!(h.emitted(), emitted(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]));
-    assert_eq!(h.committed(), Some(4));
 }
 
 #[test]
 fn should_replace_a_fenced_producer_and_go_on_exactly_once() {
-    let h = roll_back_and_reprocess(None, Fault::Fenced);
+    let h = roll_back_and_reprocess(|f| f.commit = Some(Fault::Fenced));
     assert_eq!(h.faults.borrow().producers, 2, "the fenced producer was replaced");
 }
 
 #[test]
 fn should_replace_a_producer_fenced_at_a_send() {
-    let h = roll_back_and_reprocess(Some(1), Fault::Fenced);
+    let h = roll_back_and_reprocess(|f| f.send = Some((1, Fault::Fenced)));
     assert_eq!(h.faults.borrow().producers, 2, "the fenced producer was replaced");
 }
 
 #[test]
 fn should_roll_back_when_the_tasks_migrated_under_the_commit() {
-    let h = roll_back_and_reprocess(None, Fault::Migrated);
+    let h = roll_back_and_reprocess(|f| f.commit = Some(Fault::Migrated));
     assert_eq!(h.faults.borrow().producers, 1);
 }
 

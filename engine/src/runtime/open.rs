@@ -100,16 +100,13 @@ impl<I: Io> Core<I> {
                     if let Some(why) = rebuilt {
                         tracing::warn!(store = name, task = %id, reason = %why, "store rebuilt from its changelog");
                     }
-                    if corrupted {
+                    let wipe = if corrupted {
                         tracing::warn!(store = name, task = %id, "task corrupted: wiping the store");
-                        wiped.fetch_add(1, Ordering::Relaxed);
-                        drop((store, reader));
-                        stores.wipe(id, name)?;
-                        OpenedStore { store, reader, .. } = stores.open(id, name, shutdown)?;
-                    }
-                    if let Some(&(low, high, until)) = changelogs.get(name) {
+                        true
+                    } else if let Some(&(low, high, until)) = changelogs.get(name) {
                         let at = store.checkpoint().map_or(0, |c| c.changelog_offset);
-                        if at > high || until.is_some_and(|u| at > u) || (at > 0 && at < low) {
+                        let outside = at > high || until.is_some_and(|u| at > u) || (at > 0 && at < low);
+                        if outside {
                             tracing::warn!(
                                 store = name,
                                 task = %id,
@@ -120,11 +117,16 @@ impl<I: Io> Core<I> {
                                 "task corrupted: the store's checkpoint lies outside its changelog; wiping the \
                                  store and restoring it from the start of its changelog"
                             );
-                            wiped.fetch_add(1, Ordering::Relaxed);
-                            drop((store, reader));
-                            stores.wipe(id, name)?;
-                            OpenedStore { store, reader, .. } = stores.open(id, name, shutdown)?;
                         }
+                        outside
+                    } else {
+                        false
+                    };
+                    if wipe {
+                        wiped.fetch_add(1, Ordering::Relaxed);
+                        drop((store, reader));
+                        stores.wipe(id, name)?;
+                        OpenedStore { store, reader, .. } = stores.open(id, name, shutdown)?;
                     }
                     if let Some(reader) = reader {
                         readers.push((name.to_string(), reader));

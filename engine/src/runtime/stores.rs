@@ -23,8 +23,15 @@ impl RocksStores {
         RocksStores { dir, budget }
     }
 
-    fn path(&self, task: TaskId, name: &str) -> PathBuf {
+    /// Where store `name` of task `task` lives.
+    pub(crate) fn path(&self, task: TaskId, name: &str) -> PathBuf {
         self.dir.join(task.to_string()).join(name)
+    }
+
+    /// The memory budget the stores share.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn budget(&self) -> &MemoryBudget {
+        &self.budget
     }
 }
 

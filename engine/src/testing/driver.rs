@@ -18,6 +18,7 @@ use crate::kafka::{ProcessingGuarantee, StreamsConfig, TopicNames};
 use crate::processor::{Headers, RecordSerde, StoreHandle};
 use crate::runtime::collector::OutputRecord;
 use crate::runtime::core::{Core, Io, Parts, Shared, ThreadSpec};
+use crate::runtime::stores::RocksStores;
 use crate::topology::Topology;
 
 /// The application id the driver names internal topics with.
@@ -29,6 +30,42 @@ pub(crate) struct DriverIo {
     pub(crate) faults: SharedFaults,
     /// Whether producers are transactional (exactly-once).
     pub(crate) transactional: bool,
+}
+
+/// A core running `topology` with `config` on `cluster` (exactly-once producers failing as
+/// `faults` says, `clock`, `stores`, `restorer`), given partition 0 of every topic the
+/// topology consumes at its first turn; and the state it shares.
+pub(crate) fn memory_core(
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    cluster: &SharedCluster,
+    faults: &SharedFaults,
+    clock: &ManualClock,
+    stores: DriverStores,
+    restorer: MemoryRestore,
+) -> (Core<DriverIo>, Arc<Shared>) {
+    let names = Arc::new(TopicNames::new(&config.application_id, &topology));
+    let shared = Arc::new(Shared::default());
+    let partitions = names.consumed().into_iter().map(|t| (t, 0)).collect();
+    let spec = ThreadSpec {
+        index: 0,
+        topology,
+        names,
+        process_id: config.application_id.clone(),
+        config: Arc::new(config),
+        budget: MemoryBudget::default(),
+        shared: shared.clone(),
+    };
+    let parts = Parts {
+        io: DriverIo { cluster: cluster.clone(), faults: faults.clone(), transactional: true },
+        consumer: MemoryConsumer::new(cluster.clone(), partitions),
+        producer: MemoryProducer::new(cluster.clone(), true, faults.clone()),
+        restorer,
+        purger: NoPurge,
+        clock: clock.clone(),
+        stores,
+    };
+    (Core::new(spec, parts), shared)
 }
 
 impl Io for DriverIo {
@@ -108,7 +145,7 @@ impl TopologyTestDriver {
 
     /// A driver with RocksDB stores under `dir` (one directory per task and store).
     pub fn with_state_dir(topology: Topology, dir: impl Into<PathBuf>) -> Result<Self> {
-        Self::start(topology, DriverStores::Rocks(dir.into(), MemoryBudget::default()))
+        Self::start(topology, DriverStores::Rocks(RocksStores::new(dir.into(), MemoryBudget::default())))
     }
 
     fn start(topology: Topology, stores: DriverStores) -> Result<Self> {
@@ -116,44 +153,17 @@ impl TopologyTestDriver {
             return Err(Error::InvalidTopology("the topology has no nodes".into()));
         }
         let topology = Arc::new(topology);
-        let names = Arc::new(TopicNames::new(APP, &topology));
         let cluster: SharedCluster = Default::default();
         let clock = ManualClock::new(0);
-        let shared = Arc::new(Shared::default());
         let config = StreamsConfig::new(APP, "memory").with_guarantee(ProcessingGuarantee::ExactlyOnceV2);
-        let spec = ThreadSpec {
-            index: 0,
-            topology: topology.clone(),
-            names: names.clone(),
-            config: Arc::new(config),
-            budget: MemoryBudget::default(),
-            process_id: APP.into(),
-            shared: shared.clone(),
-        };
-        let partitions = names.consumed().into_iter().map(|t| (t, 0)).collect();
-        let faults = SharedFaults::default();
         let restorer = match &stores {
             DriverStores::Rocks(..) => MemoryRestore::new(cluster.clone()).trusting_stores(),
             _ => MemoryRestore::new(cluster.clone()),
         };
-        let parts = Parts {
-            io: DriverIo { cluster: cluster.clone(), faults: faults.clone(), transactional: true },
-            consumer: MemoryConsumer::new(cluster.clone(), partitions),
-            producer: MemoryProducer::new(cluster.clone(), true, faults),
-            restorer,
-            purger: NoPurge,
-            clock: clock.clone(),
-            stores,
-        };
-        let mut driver = TopologyTestDriver {
-            core: Core::new(spec, parts),
-            cluster,
-            clock,
-            names,
-            topology,
-            shared,
-            read: BTreeMap::new(),
-        };
+        let (core, shared) =
+            memory_core(topology.clone(), config, &cluster, &SharedFaults::default(), &clock, stores, restorer);
+        let names = core.spec.names.clone();
+        let mut driver = TopologyTestDriver { core, cluster, clock, names, topology, shared, read: BTreeMap::new() };
         // The assignment: every task opened (and restored, from nothing).
         driver.core.turn()?;
         driver.core.commit()?;

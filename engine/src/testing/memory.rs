@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moldau_state_store::{
-    ChangelogRecord, Checkpoint, InMemoryStore, MemoryBudget, RawBatch, RawStore, RocksStore, Space, WriteMode,
+    ChangelogRecord, Checkpoint, InMemoryStore, RawBatch, RawStore, RocksStore, Space, WriteMode,
 };
 
 use crate::error::{Error, Result};
@@ -700,7 +700,7 @@ pub(crate) enum DriverStores {
     #[cfg_attr(not(test), allow(dead_code))]
     Kept(Disk),
     /// RocksDB stores under a directory.
-    Rocks(std::path::PathBuf, MemoryBudget),
+    Rocks(crate::runtime::stores::RocksStores),
 }
 
 /// The stores a [`DriverStores::Kept`] keeps, by task and name: what reached them is what
@@ -770,8 +770,9 @@ impl Stores for DriverStores {
                     .clone();
                 Ok(OpenedStore { store: Box::new(KeptStore { name: name.into(), inner }), reader: None, rebuilt: None })
             }
-            DriverStores::Rocks(dir, budget) => {
-                let store = RocksStore::open(&dir.join(task.to_string()).join(name), name, budget)?;
+            // Opened as it is: a store that does not open is an error here, not rebuilt.
+            DriverStores::Rocks(rocks) => {
+                let store = RocksStore::open(&rocks.path(task, name), name, rocks.budget())?;
                 let reader = Some(store.reader());
                 Ok(OpenedStore { store: Box::new(store), reader, rebuilt: None })
             }
@@ -785,7 +786,7 @@ impl Stores for DriverStores {
                 disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(task, name.to_string()));
                 Ok(())
             }
-            DriverStores::Rocks(dir, _) => Ok(RocksStore::destroy(&dir.join(task.to_string()).join(name), name)?),
+            DriverStores::Rocks(rocks) => rocks.wipe(task, name),
         }
     }
 }
