@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::cluster::{BrokerInfo, ClusterCore};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::log::cleaner::CleanerStats;
 
 /// How long [`Cluster::shutdown`] waits for the brokers to stop (connections closed, logs
 /// flushed).
@@ -99,6 +100,7 @@ impl ClusterBuilder {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the broker runtime", e))?;
+        let cleaner = start_cleaner(Arc::clone(&core))?;
         let run_core = Arc::clone(&core);
         let thread = std::thread::Builder::new()
             .name("broker-sim-main".into())
@@ -106,8 +108,34 @@ impl ClusterBuilder {
             .map_err(|e| Error::io("starting the broker thread", e))?;
         let bootstrap = infos.iter().map(|b| format!("{}:{}", b.host, b.port)).collect::<Vec<_>>().join(",");
         tracing::info!(brokers = infos.len(), %bootstrap, cluster_id = %core.cluster_id, "broker-sim cluster started");
-        Ok(Cluster { bootstrap, infos, core, shutdown: shutdown_tx, thread: Some(thread) })
+        Ok(Cluster { bootstrap, infos, core, shutdown: shutdown_tx, thread: Some(thread), cleaner })
     }
+}
+
+/// The log cleaner's thread: it cleans while partitions are due and sleeps
+/// `log.cleaner.backoff.ms` when none is, until the cluster stops (the sender is dropped).
+/// Cleaning is blocking file and CPU work, so it runs beside the async runtime, not on it.
+fn start_cleaner(core: Arc<ClusterCore>) -> Result<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>> {
+    if !core.cleaner_enabled() {
+        return Ok(None);
+    }
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("broker-sim-cleaner".into())
+        .spawn(move || loop {
+            if core.clean_dirtiest() {
+                if !matches!(stopped.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+                    break;
+                }
+                continue;
+            }
+            let backoff = Duration::from_millis(core.cleaner_backoff_ms().max(1));
+            if !matches!(stopped.recv_timeout(backoff), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                break;
+            }
+        })
+        .map_err(|e| Error::io("starting the log cleaner thread", e))?;
+    Ok(Some((stop, thread)))
 }
 
 async fn run(core: Arc<ClusterCore>, listeners: Vec<std::net::TcpListener>, shutdown: watch::Receiver<bool>) {
@@ -155,6 +183,8 @@ pub struct Cluster {
     core: Arc<ClusterCore>,
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// The log cleaner's stop signal and thread.
+    cleaner: Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Cluster {
@@ -197,8 +227,19 @@ impl Cluster {
         self.stop();
     }
 
+    /// What the log cleaner has done so far: passes, bytes and records read and written,
+    /// what it removed, and the time it spent.
+    pub fn cleaner_stats(&self) -> CleanerStats {
+        self.core.cleaner_stats()
+    }
+
     fn stop(&mut self) {
         let _ = self.shutdown.send(true);
+        if let Some((stop, cleaner)) = self.cleaner.take() {
+            // The pass under way finishes first (its swap is atomic either way).
+            drop(stop);
+            let _ = cleaner.join();
+        }
         if let Some(t) = self.thread.take() {
             // Bounded: a cluster that does not stop is left running (and said so) rather than
             // hanging its owner.

@@ -36,6 +36,7 @@ mod txn;
 pub use args::BrokerArgs;
 pub use embedded::{Cluster, ClusterBuilder};
 pub use error::{Error, Result};
+pub use log::cleaner::CleanerStats;
 pub use partitioner::{murmur2, partition_for_key};
 
 /// Entry points for the fuzz targets in `broker-sim/fuzz` (not a stable API).

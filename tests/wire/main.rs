@@ -1,6 +1,7 @@
 //! Real Kafka clients against broker-sim. Each test starts its own cluster on free ports.
 
 mod bad_input;
+mod compaction;
 mod config_conformance;
 mod group_conformance;
 mod kcat;

@@ -7,6 +7,7 @@
 //! Each partition log has its own mutex, so produce and fetch on different partitions never
 //! contend. No lock is held across an `.await`.
 
+mod cleaner;
 mod configs;
 pub(crate) mod topic;
 mod txn_io;
@@ -100,6 +101,8 @@ pub(crate) struct ClusterCore {
     appended: tokio::sync::watch::Sender<u64>,
     /// Fault injection: how long to hold each response of an API (by key) before answering.
     pub(crate) response_delays: Mutex<BTreeMap<i16, std::time::Duration>>,
+    /// What the log cleaner has done (`cleaner.rs`).
+    cleaner_stats: Mutex<crate::log::cleaner::CleanerStats>,
 }
 
 impl ClusterCore {
@@ -140,6 +143,7 @@ impl ClusterCore {
             clock,
             appended,
             response_delays: Mutex::new(BTreeMap::new()),
+            cleaner_stats: Mutex::new(Default::default()),
         });
         core.load_topics()?;
         core.ensure_internal_topic(OFFSETS_TOPIC, core.config.offsets_partitions)?;
@@ -163,6 +167,12 @@ impl ClusterCore {
         }
         let mut cfgs = BTreeMap::new();
         cfgs.insert("cleanup.policy".to_string(), "compact".to_string());
+        // offsets.topic.segment.bytes and transaction.state.log.segment.bytes: segments small
+        // enough to roll, so the cleaner reaches them.
+        let key =
+            if name == OFFSETS_TOPIC { "offsets.topic.segment.bytes" } else { "transaction.state.log.segment.bytes" };
+        let segment_bytes = self.with_view(None, |v| v.broker_value(key).0);
+        cfgs.insert("segment.bytes".to_string(), segment_bytes);
         let req = NewTopic {
             name: name.to_string(),
             partitions,

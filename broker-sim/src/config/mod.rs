@@ -394,6 +394,13 @@ pub(crate) static BROKER_KEYS: &[(&str, &str, ConfigType, &str)] = &[
     ("num.partitions", "1", ConfigType::Int, "Partitions of auto-created topics."),
     ("default.replication.factor", "1", ConfigType::Int, "Replication factor of auto-created topics."),
     ("offsets.topic.num.partitions", "50", ConfigType::Int, "Partitions of __consumer_offsets."),
+    ("offsets.topic.segment.bytes", "104857600", ConfigType::Int, "Segment size of __consumer_offsets (compacted)."),
+    (
+        "transaction.state.log.segment.bytes",
+        "104857600",
+        ConfigType::Int,
+        "Segment size of __transaction_state (compacted).",
+    ),
     ("group.min.session.timeout.ms", "6000", ConfigType::Int, "Smallest session timeout a consumer may ask for."),
     ("group.max.session.timeout.ms", "1800000", ConfigType::Int, "Largest session timeout a consumer may ask for."),
     (
@@ -402,6 +409,7 @@ pub(crate) static BROKER_KEYS: &[(&str, &str, ConfigType, &str)] = &[
         ConfigType::Int,
         "Wait for more members before the first rebalance of an empty group (Kafka's 3000 ms).",
     ),
+    ("log.cleaner.enable", "true", ConfigType::Boolean, "Run the log cleaner, which compacts compacted topics."),
     ("log.cleaner.backoff.ms", "15000", ConfigType::Long, "Log cleaner: sleep when there is nothing to clean."),
     (
         "log.cleaner.dedupe.buffer.size",
@@ -538,6 +546,16 @@ pub(crate) fn resolve(broker: BrokerView<'_>, topic: &BTreeMap<String, String>) 
             retention_ms: long("retention.ms"),
             retention_bytes: long("retention.bytes"),
             delete_enabled: policy.split(',').any(|p| p.trim() == "delete"),
+            compact: policy.split(',').any(|p| p.trim() == "compact"),
+            delete_retention_ms: long("delete.retention.ms"),
+            min_cleanable_ratio_ppm: (get("min.cleanable.dirty.ratio")
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(0.5)
+                .clamp(0.0, 1.0)
+                * 1e6) as u32,
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms").max(1),
         },
         max_message_bytes: long("max.message.bytes").max(0) as usize,
         log_append_time: get("message.timestamp.type") == "LogAppendTime",

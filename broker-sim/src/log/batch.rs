@@ -27,6 +27,10 @@ pub(crate) const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 pub(crate) const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit: the batch holds a control record.
 pub(crate) const ATTR_CONTROL: i16 = 0x20;
+/// Attribute bit: the base timestamp is the batch's delete horizon (KIP-534): once the clock
+/// passes it, the log cleaner removes the batch's tombstones, or the batch if it is a marker
+/// with no data of its transaction left.
+pub(crate) const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Why a batch was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +167,41 @@ impl<'a> BatchHeader<'a> {
     pub(crate) fn is_transactional(&self) -> bool {
         self.attributes() & ATTR_TRANSACTIONAL != 0
     }
+    /// The delete horizon the log cleaner set (the base timestamp), if it set one.
+    pub(crate) fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes() & ATTR_DELETE_HORIZON != 0).then(|| self.base_timestamp())
+    }
+}
+
+/// Builds a batch that keeps a stored batch's identity (`header`: its first [`HEADER_LEN`]
+/// bytes; base offset, leader epoch, last offset delta, producer id, epoch, base sequence and
+/// the attribute bits are kept) around a new records `payload`, already compressed with the
+/// codec `codec`, of `count` records. Sets the codec, the base and max timestamps, the
+/// delete-horizon bit when `delete_horizon` is true, the length and the CRC.
+pub(crate) fn rebuild(
+    header: &[u8],
+    payload: &[u8],
+    count: i32,
+    (base_ts, max_ts): (i64, i64),
+    delete_horizon: bool,
+    codec: i16,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_LEN + payload.len());
+    b.extend_from_slice(&header[..HEADER_LEN]);
+    b.extend_from_slice(payload);
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let mut attrs = (be_i16(&b, ATTR_POS) & !0x07) | (codec & 0x07);
+    if delete_horizon {
+        attrs |= ATTR_DELETE_HORIZON;
+    }
+    b[ATTR_POS..ATTR_POS + 2].copy_from_slice(&attrs.to_be_bytes());
+    b[BASE_TS_POS..BASE_TS_POS + 8].copy_from_slice(&base_ts.to_be_bytes());
+    b[MAX_TS_POS..MAX_TS_POS + 8].copy_from_slice(&max_ts.to_be_bytes());
+    b[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTR_POS..]);
+    b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    b
 }
 
 /// Checks one complete batch (exactly `bytes.len()` long): length, magic, count and CRC.

@@ -131,6 +131,14 @@ impl ChunkedBytes {
         self.len += bytes.len();
     }
 
+    /// Every chunk's bytes as they are now, shared without a copy.
+    pub(crate) fn chunks(&self) -> Vec<Bytes> {
+        self.chunks
+            .iter()
+            .map(|c| Bytes::from_owner(ChunkView { chunk: Arc::clone(c), from: 0, to: c.len() }))
+            .collect()
+    }
+
     /// Total bytes appended.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -10,6 +10,7 @@
 
 pub(crate) mod batch;
 mod chunked;
+pub(crate) mod cleaner;
 pub(crate) mod internal;
 pub(crate) mod producers;
 pub(crate) mod records;
@@ -39,6 +40,18 @@ pub(crate) struct LogConfig {
     pub(crate) retention_bytes: i64,
     /// `cleanup.policy` contains `delete`.
     pub(crate) delete_enabled: bool,
+    /// `cleanup.policy` contains `compact`.
+    pub(crate) compact: bool,
+    /// `delete.retention.ms`: how long the cleaner keeps tombstones and data-less markers
+    /// after it first sees them.
+    pub(crate) delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in millionths.
+    pub(crate) min_cleanable_ratio_ppm: u32,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub(crate) min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log whose oldest dirty record is older is cleaned whatever
+    /// its dirty ratio.
+    pub(crate) max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -49,6 +62,11 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 3_600_000,
             retention_bytes: -1,
             delete_enabled: true,
+            compact: false,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_ratio_ppm: 500_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -159,6 +177,8 @@ pub(crate) struct PartitionLog {
     pub(crate) producers: ProducerStates,
     /// Settings; replaced by [`PartitionLog::set_config`].
     pub(crate) config: LogConfig,
+    /// The cleaner checkpoint: offsets below it were compacted by the last pass.
+    cleaned_to: i64,
 }
 
 const EPOCH_FILE: &str = "leader-epoch-checkpoint";
@@ -174,9 +194,11 @@ impl PartitionLog {
             epochs: Vec::new(),
             producers: ProducerStates::default(),
             config,
+            cleaned_to: 0,
         };
         if let Some(dir) = log.dir.clone() {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating partition directory", e))?;
+            cleaner::swap::recover(&dir)?;
             let listed = segment::list_segments(&dir)?;
             let last = listed.last().map(|(b, _)| *b);
             for (base, mtime) in listed {
@@ -199,6 +221,9 @@ impl PartitionLog {
                 let leo = last.next_offset;
                 log.log_start_offset = log.log_start_offset.min(leo);
                 log.epochs.retain(|(_, off)| *off <= leo);
+                if let Ok(s) = std::fs::read_to_string(dir.join(cleaner::CHECKPOINT_FILE)) {
+                    log.cleaned_to = s.trim().parse::<i64>().unwrap_or(0).clamp(0, leo);
+                }
             }
         }
         if log.segments.is_empty() {
@@ -311,7 +336,12 @@ impl PartitionLog {
         let full = active.size > 0 && active.size + incoming > self.config.segment_bytes;
         let old = active.size > 0 && now_ms - active.created_ms >= self.config.segment_ms;
         let index_limit = active.size + incoming > u64::from(u32::MAX) - 1;
-        if full || old || index_limit {
+        // A compacted log rolls when its active segment holds records older than
+        // max.compaction.lag.ms, so that the cleaner can reach them (KIP-354).
+        let lagging = self.config.compact
+            && active.size > 0
+            && now_ms.saturating_sub(active.created_ms) >= self.config.max_compaction_lag_ms;
+        if full || old || index_limit || lagging {
             self.roll(now_ms)?;
         }
         Ok(())
@@ -345,14 +375,15 @@ impl PartitionLog {
         if offset >= upper {
             return Ok(empty);
         }
-        // The segment holding `offset`, or the next one if it falls in a gap.
+        // The segment holding `offset`, or if it falls in a gap (records the cleaner removed,
+        // a segment it emptied) the next one that holds anything.
         let seg = self
             .segments
             .range(..=offset)
             .next_back()
             .map(|(_, s)| s)
             .filter(|s| offset < s.next_offset)
-            .or_else(|| self.segments.range(offset + 1..).next().map(|(_, s)| s));
+            .or_else(|| self.segments.range(offset + 1..).map(|(_, s)| s).find(|s| s.size > 0));
         let Some(seg) = seg else { return Ok(empty) };
         let pos = seg.index_lookup(offset);
         let len = max_bytes.saturating_add(segment::INDEX_INTERVAL_BYTES as usize * 2);

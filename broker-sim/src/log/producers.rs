@@ -198,6 +198,21 @@ impl ProducerStates {
         self.aborted[start..].iter().filter(|a| a.first_offset < upper).copied().collect()
     }
 
+    /// Every aborted transaction's range, by producer (for the log cleaner).
+    pub(crate) fn aborted_by_producer(&self) -> BTreeMap<i64, Vec<(i64, i64)>> {
+        let mut out: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+        for a in &self.aborted {
+            out.entry(a.producer_id).or_default().push((a.first_offset, a.last_offset));
+        }
+        out
+    }
+
+    /// The last offset of each known producer's last data batch: the log cleaner keeps that
+    /// batch, emptied if need be, so the producer's sequence survives a restart.
+    pub(crate) fn last_batch_offsets(&self) -> BTreeMap<i64, i64> {
+        self.producers.iter().filter_map(|(pid, e)| Some((*pid, e.batches.back()?.last_offset))).collect()
+    }
+
     /// Forgets aborted ranges that end below the new log start.
     pub(crate) fn truncate_before(&mut self, log_start: i64) {
         let n = self.aborted.partition_point(|a| a.last_offset < log_start);

@@ -79,13 +79,30 @@ pub(crate) struct Segment {
     storage: Storage,
 }
 
-fn file_name(base: i64, ext: &str) -> String {
+/// The name of a segment file: the base offset, 20 digits, and the extension.
+pub(crate) fn file_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
 }
+
+/// The extensions of a segment's files.
+pub(crate) const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
+
+/// Suffix of the files of a segment the log cleaner is writing (see `cleaner::swap`).
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
 
 impl Segment {
     /// Creates an empty segment, on disk under `dir` or in memory when `dir` is `None`.
     pub(crate) fn create(dir: Option<&Path>, base_offset: i64, now_ms: i64) -> Result<Self> {
+        Self::create_named(dir, base_offset, now_ms, "")
+    }
+
+    /// Creates the empty segment the log cleaner writes into: its files carry
+    /// [`CLEANED_SUFFIX`] until the cleaner swaps them in.
+    pub(crate) fn create_cleaned(dir: Option<&Path>, base_offset: i64, now_ms: i64) -> Result<Self> {
+        Self::create_named(dir, base_offset, now_ms, CLEANED_SUFFIX)
+    }
+
+    fn create_named(dir: Option<&Path>, base_offset: i64, now_ms: i64, suffix: &str) -> Result<Self> {
         let storage = match dir {
             None => Storage::Memory(ChunkedBytes::default()),
             Some(dir) => {
@@ -95,7 +112,7 @@ impl Segment {
                         .truncate(true)
                         .read(true)
                         .write(true)
-                        .open(dir.join(file_name(base_offset, ext)))
+                        .open(dir.join(file_name(base_offset, ext) + suffix))
                         .map_err(|e| Error::io("creating segment file", e))
                 };
                 Storage::File {
@@ -308,11 +325,30 @@ impl Segment {
 
     /// Deletes the segment's files (no-op in memory).
     pub(crate) fn delete_files(&self) {
+        self.delete_files_named("");
+    }
+
+    /// Deletes the files of a cleaned segment that was not swapped in.
+    pub(crate) fn delete_cleaned_files(&self) {
+        self.delete_files_named(CLEANED_SUFFIX);
+    }
+
+    fn delete_files_named(&self, suffix: &str) {
         if let Storage::File { dir, .. } = &self.storage {
-            for ext in ["log", "index", "timeindex"] {
-                let _ = std::fs::remove_file(dir.join(file_name(self.base_offset, ext)));
+            for ext in EXTENSIONS {
+                let _ = std::fs::remove_file(dir.join(file_name(self.base_offset, ext) + suffix));
             }
         }
+    }
+
+    /// A read-only view of the segment's bytes as they are now, readable without the
+    /// partition lock: a segment below the active one is never appended to again.
+    pub(crate) fn snapshot(&self) -> SegmentSnapshot {
+        let source = match &self.storage {
+            Storage::File { log, .. } => Source::File(Arc::clone(log)),
+            Storage::Memory(v) => Source::Memory(v.chunks()),
+        };
+        SegmentSnapshot { base_offset: self.base_offset, next_offset: self.next_offset, size: self.size, source }
     }
 
     /// Flushes file contents to disk.
@@ -323,6 +359,81 @@ impl Segment {
             time_index.sync_data().map_err(|e| Error::io("syncing time index", e))?;
         }
         Ok(())
+    }
+}
+
+/// Where a [`SegmentSnapshot`] reads from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// The segment's file.
+    File(Arc<File>),
+    /// The chunks of an in-memory segment (each holds whole batches).
+    Memory(Vec<Bytes>),
+}
+
+/// A segment's bytes up to `size`, read outside the partition lock (by the log cleaner).
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentSnapshot {
+    /// Base offset of the segment.
+    pub(crate) base_offset: i64,
+    /// Offset after its last batch.
+    pub(crate) next_offset: i64,
+    /// Valid bytes.
+    pub(crate) size: u64,
+    source: Source,
+}
+
+impl SegmentSnapshot {
+    /// Calls `f` with every whole batch in order until it returns `false`. Files are read in
+    /// 1 MiB chunks (a larger batch is read whole); a torn batch at the end ends the scan.
+    pub(crate) fn for_each_batch(&self, mut f: impl FnMut(BatchHeader<'_>, &[u8]) -> Result<bool>) -> Result<()> {
+        match &self.source {
+            Source::Memory(chunks) => {
+                for chunk in chunks {
+                    for (p, h) in batch::iter_batches(chunk) {
+                        if !f(h, &chunk[p..p + h.total_len()])? {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Source::File(file) => {
+                const CHUNK: usize = 1 << 20;
+                let mut pos = 0u64;
+                let mut buf = Vec::new();
+                while pos < self.size {
+                    let want = CHUNK.min((self.size - pos) as usize);
+                    buf.resize(want, 0);
+                    file.read_exact_at(&mut buf, pos).map_err(|e| Error::io("reading segment for cleaning", e))?;
+                    let mut consumed = 0usize;
+                    for (p, h) in batch::iter_batches(&buf) {
+                        let total = h.total_len();
+                        if !f(h, &buf[p..p + total])? {
+                            return Ok(());
+                        }
+                        consumed = p + total;
+                    }
+                    if consumed == 0 {
+                        let Ok(h) = BatchHeader::parse(&buf) else { return Ok(()) };
+                        let len = h.total_len();
+                        if pos + len as u64 > self.size {
+                            return Ok(());
+                        }
+                        let mut whole = vec![0u8; len];
+                        file.read_exact_at(&mut whole, pos)
+                            .map_err(|e| Error::io("reading segment for cleaning", e))?;
+                        let Ok(h) = BatchHeader::parse(&whole) else { return Ok(()) };
+                        if !f(h, &whole)? {
+                            return Ok(());
+                        }
+                        consumed = len;
+                    }
+                    pos += consumed as u64;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -19,7 +19,11 @@
 //! headerCount varint | headerCount × (keyLength varint | key | valueLength varint | value)
 //! ```
 
+mod compress;
+
 use std::io::Read;
+
+pub(crate) use compress::compress;
 
 use super::batch::{BatchError, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN};
 
@@ -70,6 +74,13 @@ pub(crate) struct RecordView<'a> {
     pub(crate) value: Option<&'a [u8]>,
     /// Number of headers (each was checked to lie within the record).
     pub(crate) header_count: usize,
+    /// The record's attributes byte (unused by Kafka, kept as written).
+    pub(crate) attributes: u8,
+    /// Offset relative to the batch base offset.
+    pub(crate) offset_delta: i32,
+    /// The record's bytes from its key length to its end (key, value and headers as
+    /// written), for re-encoding it unchanged under another batch header.
+    pub(crate) tail: &'a [u8],
 }
 
 /// Why a batch's records could not be read.
@@ -199,8 +210,18 @@ impl std::error::Error for RecordsError {}
 pub(crate) fn for_each_record(
     batch: &[u8],
     max_decompressed: usize,
-    mut f: impl FnMut(RecordView<'_>) -> bool,
+    f: impl FnMut(RecordView<'_>) -> bool,
 ) -> Result<(), RecordsError> {
+    let (h, records) = records_payload(batch, max_decompressed)?;
+    for_each_in_payload(&h, &records, f)
+}
+
+/// The header of one complete magic-2 batch and its records payload, decompressed into at
+/// most `max_decompressed` bytes (borrowed when the batch is not compressed).
+pub(crate) fn records_payload(
+    batch: &[u8],
+    max_decompressed: usize,
+) -> Result<(BatchHeader<'_>, std::borrow::Cow<'_, [u8]>), RecordsError> {
     let h = BatchHeader::parse(batch).map_err(RecordsError::Header)?;
     if h.total_len() != batch.len() {
         return Err(RecordsError::Header(BatchError::Truncated));
@@ -209,14 +230,19 @@ pub(crate) fn for_each_record(
         return Err(RecordsError::Header(BatchError::BadMagic(h.magic())));
     }
     let payload = batch.get(HEADER_LEN..).ok_or(RecordsError::Header(BatchError::Truncated))?;
-    let decompressed;
-    let records: &[u8] = match h.compression() {
-        0 => payload,
-        codec => {
-            decompressed = decompress(codec, payload, max_decompressed)?;
-            &decompressed
-        }
-    };
+    match h.compression() {
+        0 => Ok((h, std::borrow::Cow::Borrowed(payload))),
+        codec => Ok((h, std::borrow::Cow::Owned(decompress(codec, payload, max_decompressed)?))),
+    }
+}
+
+/// Calls `f` for each record of `records`, the (decompressed) payload of the batch with
+/// header `h`, as [`for_each_record`] does.
+pub(crate) fn for_each_in_payload<'p>(
+    h: &BatchHeader<'_>,
+    records: &'p [u8],
+    mut f: impl FnMut(RecordView<'p>) -> bool,
+) -> Result<(), RecordsError> {
     let count = h.records_count();
     let count_err = RecordsError::RecordCount { count, available: records.len() };
     let count = usize::try_from(count).map_err(|_| count_err.clone())?;
@@ -236,6 +262,9 @@ pub(crate) fn for_each_record(
             key: raw.key,
             value: raw.value,
             header_count: raw.header_count,
+            attributes: raw.attributes,
+            offset_delta: raw.offset_delta,
+            tail: raw.tail,
         };
         if !f(view) {
             return Ok(());
@@ -259,6 +288,10 @@ struct RawRecord<'a> {
     value: Option<&'a [u8]>,
     /// Number of headers.
     header_count: usize,
+    /// Attributes byte.
+    attributes: u8,
+    /// Bytes from the key length to the end of the record.
+    tail: &'a [u8],
 }
 
 /// Reads one record at the cursor, checking its length against what its fields span.
@@ -267,9 +300,10 @@ fn read_record<'a>(cur: &mut Cursor<'a>) -> Result<RawRecord<'a>, RecordsError> 
     let declared = cur.length("record length")?;
     let body = cur.bytes(declared)?;
     let mut b = Cursor { buf: body, pos: 0, index };
-    let _attributes = b.byte()?;
+    let attributes = b.byte()?;
     let timestamp_delta = b.varlong()?;
     let offset_delta = b.varint()?;
+    let tail_start = b.pos;
     let key = b.nullable_bytes("key length")?;
     let value = b.nullable_bytes("value length")?;
     let header_count = b.length("header count")?;
@@ -284,7 +318,8 @@ fn read_record<'a>(cur: &mut Cursor<'a>) -> Result<RawRecord<'a>, RecordsError> 
     if b.remaining() != 0 {
         return Err(RecordsError::RecordLength { index, declared, actual: b.pos });
     }
-    Ok(RawRecord { timestamp_delta, offset_delta, key, value, header_count })
+    let tail = body.get(tail_start..).unwrap_or_default();
+    Ok(RawRecord { timestamp_delta, offset_delta, key, value, header_count, attributes, tail })
 }
 
 /// A read position in a byte slice; `pos <= buf.len()` always. `index` names the record being
@@ -380,7 +415,7 @@ fn codec_err(codec: &'static str, e: impl std::fmt::Display) -> RecordsError {
 }
 
 /// Decompresses a records payload with codec `codec` (1 to 4) into at most `max` bytes.
-fn decompress(codec: i16, payload: &[u8], max: usize) -> Result<Vec<u8>, RecordsError> {
+pub(crate) fn decompress(codec: i16, payload: &[u8], max: usize) -> Result<Vec<u8>, RecordsError> {
     let name = codec_name(codec);
     match codec {
         1 => read_capped(name, flate2::read::GzDecoder::new(payload), max).map(|(out, _)| out),
