@@ -6,6 +6,7 @@ mod batching;
 mod broker_kill;
 mod changelog;
 mod close;
+mod compacted_restore;
 mod crash;
 mod crash_matrix;
 mod fail_points;
