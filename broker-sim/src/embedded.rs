@@ -12,7 +12,9 @@ use crate::clock::Clock;
 use crate::cluster::{BrokerInfo, ClusterCore};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::ids::Ids;
 use crate::log::cleaner::CleanerStats;
+use crate::storage::{Dir, RealFs};
 
 /// How long [`Cluster::shutdown`] waits for the brokers to stop (connections closed, logs
 /// flushed).
@@ -92,7 +94,8 @@ impl ClusterBuilder {
             infos.push(BrokerInfo { node_id: i as i32 + 1, host: self.host.clone(), port });
             listeners.push(l);
         }
-        let core = ClusterCore::open(config, infos.clone(), self.data_dir.clone(), Clock::System)?;
+        let data_dir = self.data_dir.clone().map(|p| Dir::new(Arc::new(RealFs), p));
+        let core = ClusterCore::open(config, infos.clone(), data_dir, Clock::System, Ids::random())?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -160,6 +163,7 @@ async fn run(core: Arc<ClusterCore>, listeners: Vec<std::net::TcpListener>, shut
                     let now = ticker_core.clock.now_ms();
                     ticker_core.groups.lock().tick(now);
                     ticker_core.tick_transactions();
+                    ticker_core.flush_due();
                 }
                 _ = retention.tick() => {
                     let deleted = ticker_core.apply_retention();

@@ -27,10 +27,12 @@ mod config;
 mod embedded;
 mod error;
 mod group;
+mod ids;
 mod log;
 mod net;
 mod partitioner;
 mod protocol;
+pub mod storage;
 mod txn;
 
 pub use args::BrokerArgs;

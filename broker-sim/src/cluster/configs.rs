@@ -3,18 +3,14 @@
 //! partition).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use super::{ClusterCore, TopicError};
 use crate::config::dynamic::{check_dynamic, Entity, Refusal};
 use crate::config::{self, BrokerView, ResolvedTopicConfig};
-use crate::log::write_atomic;
 use crate::protocol::codes;
 
-/// Where the dynamic broker configs are persisted.
-pub(crate) fn dynamic_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("__cluster").join("broker-configs")
-}
+/// The file the dynamic broker configs are persisted in, in the metadata directory.
+pub(crate) const DYNAMIC_FILE: &str = "broker-configs";
 
 impl ClusterCore {
     /// Runs `f` with the broker settings `node` sees (`None`: cluster-wide).
@@ -74,7 +70,8 @@ impl ClusterCore {
             let mut next = dynamic.clone();
             next.set(entity, values);
             if let Some(dir) = &self.data_dir {
-                write_atomic(&dynamic_path(dir), next.to_file().as_bytes())
+                dir.sub("__cluster")
+                    .write_atomic(DYNAMIC_FILE, next.to_file().as_bytes())
                     .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
             }
             *dynamic = next;
@@ -110,7 +107,8 @@ mod tests {
     fn core() -> Arc<ClusterCore> {
         let brokers = (1..=2).map(|n| BrokerInfo { node_id: n, host: "127.0.0.1".into(), port: 0 }).collect();
         let config = BrokerConfig::from_overrides(BTreeMap::new()).unwrap();
-        ClusterCore::open(config, brokers, None, Clock::Manual(Arc::new(AtomicI64::new(0)))).unwrap()
+        ClusterCore::open(config, brokers, None, Clock::Manual(Arc::new(AtomicI64::new(0))), crate::ids::Ids::seeded(1))
+            .unwrap()
     }
 
     fn topic(core: &ClusterCore, name: &str, configs: &[(&str, &str)]) -> Arc<crate::cluster::Topic> {

@@ -13,7 +13,6 @@ pub(crate) mod topic;
 mod txn_io;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -23,8 +22,10 @@ use crate::clock::Clock;
 use crate::config::{self, BrokerConfig, DynamicConfigs};
 use crate::error::{Error, Result};
 use crate::group::GroupCoordinator;
+use crate::ids::Ids;
 use crate::log::PartitionLog;
 use crate::protocol::codes;
+use crate::storage::Dir;
 use crate::txn::pid::ProducerIdAllocator;
 use crate::txn::TxnCoordinator;
 pub(crate) use topic::{Partition, Topic};
@@ -90,7 +91,7 @@ pub(crate) struct ClusterCore {
     /// Controller node id.
     pub(crate) controller_id: i32,
     /// Data directory, or `None` in memory.
-    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<Dir>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Consumer group coordinator.
     pub(crate) groups: Mutex<GroupCoordinator>,
@@ -103,6 +104,8 @@ pub(crate) struct ClusterCore {
     pub(crate) response_delays: Mutex<BTreeMap<i16, std::time::Duration>>,
     /// What the log cleaner has done (`cleaner.rs`).
     cleaner_stats: Mutex<crate::log::cleaner::CleanerStats>,
+    /// Where topic ids come from.
+    ids: Ids,
 }
 
 impl ClusterCore {
@@ -111,30 +114,29 @@ impl ClusterCore {
     pub(crate) fn open(
         config: BrokerConfig,
         brokers: Vec<BrokerInfo>,
-        data_dir: Option<PathBuf>,
+        data_dir: Option<Dir>,
         clock: Clock,
+        ids: Ids,
     ) -> Result<Arc<Self>> {
         let cluster_id = match &data_dir {
-            Some(dir) => load_or_create_cluster_id(dir)?,
-            None => short_id(),
+            Some(dir) => load_or_create_cluster_id(dir, &ids)?,
+            None => short_id(&ids),
         };
         let controller_id = brokers.first().map_or(-1, |b| b.node_id);
         let (appended, _) = tokio::sync::watch::channel(0u64);
-        let pid_file = data_dir.as_ref().map(|d| d.join("__cluster").join("producer-id-block"));
-        if let Some(f) = &pid_file {
-            if let Some(parent) = f.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io("creating metadata directory", e))?;
-            }
+        let meta_dir = data_dir.as_ref().map(|d| d.sub("__cluster"));
+        if let Some(d) = &meta_dir {
+            d.create()?;
         }
-        let dynamic = match &data_dir {
-            Some(dir) => DynamicConfigs::load(&configs::dynamic_path(dir))?,
+        let dynamic = match &meta_dir {
+            Some(dir) => DynamicConfigs::load(dir, configs::DYNAMIC_FILE)?,
             None => DynamicConfigs::default(),
         };
         let core = Arc::new(ClusterCore {
             cluster_id,
             dynamic: RwLock::new(dynamic),
-            groups: Mutex::new(GroupCoordinator::new(&config)),
-            txns: Mutex::new(TxnCoordinator::new(ProducerIdAllocator::open(pid_file), config.txn_max_timeout_ms)),
+            groups: Mutex::new(GroupCoordinator::new(&config).with_ids(ids.clone())),
+            txns: Mutex::new(TxnCoordinator::new(ProducerIdAllocator::open(meta_dir), config.txn_max_timeout_ms)),
             config,
             brokers,
             controller_id,
@@ -144,6 +146,7 @@ impl ClusterCore {
             appended,
             response_delays: Mutex::new(BTreeMap::new()),
             cleaner_stats: Mutex::new(Default::default()),
+            ids,
         });
         core.load_topics()?;
         core.ensure_internal_topic(OFFSETS_TOPIC, core.config.offsets_partitions)?;
@@ -186,16 +189,13 @@ impl ClusterCore {
 
     fn load_topics(&self) -> Result<()> {
         let Some(dir) = &self.data_dir else { return Ok(()) };
-        let meta_dir = dir.join("__cluster").join("topics");
-        std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io("creating metadata directory", e))?;
+        let meta_dir = Topic::meta_dir(dir);
+        meta_dir.create()?;
         let now = self.clock.now_ms();
-        let rd = std::fs::read_dir(&meta_dir).map_err(|e| Error::io("listing topics", e))?;
         let mut topics = self.topics.write();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("listing topics", e))?;
-            let file = entry.file_name().to_string_lossy().to_string();
+        for (file, _) in meta_dir.list()? {
             let Some(name) = file.strip_suffix(".meta") else { continue };
-            let meta = topic::load_meta(&entry.path())?;
+            let meta = topic::load_meta(&meta_dir, &file)?;
             let mut partitions = Vec::with_capacity(meta.partitions.len());
             for (i, (replicas, leader, epoch)) in meta.partitions.into_iter().enumerate() {
                 let pdir = Topic::partition_dir(dir, name, i as i32);
@@ -332,7 +332,7 @@ impl ClusterCore {
             }));
         }
         let topic =
-            Arc::new(Topic { name: req.name.clone(), id: Uuid::new_v4(), internal, configs: req.configs, partitions });
+            Arc::new(Topic { name: req.name.clone(), id: self.ids.uuid(), internal, configs: req.configs, partitions });
         let mut topics = self.topics.write();
         if topics.contains_key(&req.name) {
             return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{}' already exists", req.name)));
@@ -357,7 +357,7 @@ impl ClusterCore {
             TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist"))
         })?;
         if let Some(dir) = &self.data_dir {
-            let _ = std::fs::remove_file(Topic::meta_path(dir, name));
+            Topic::meta_dir(dir).remove(&Topic::meta_file(name));
         }
         for p in &topic.partitions {
             let mut log = p.log.lock();
@@ -489,6 +489,22 @@ impl ClusterCore {
         deleted
     }
 
+    /// Syncs the logs whose oldest unsynced record is older than their `flush.ms`.
+    pub(crate) fn flush_due(&self) {
+        let now = self.clock.now_ms();
+        for t in self.topics() {
+            for p in &t.partitions {
+                let mut log = p.log.lock();
+                if log.config.flush_ms == i64::MAX {
+                    continue;
+                }
+                if let Err(e) = log.flush_if_due(now) {
+                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
     /// Flushes every log to disk (clean shutdown).
     pub(crate) fn flush_all(&self) {
         for t in self.topics() {
@@ -570,16 +586,16 @@ pub(crate) fn java_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
-fn short_id() -> String {
-    let u = Uuid::new_v4();
+fn short_id(ids: &Ids) -> String {
+    let u = ids.uuid();
     // Kafka cluster ids are base64 of 16 bytes (22 chars); ours are the uuid without dashes.
     u.simple().to_string()[..22].to_string()
 }
 
-fn load_or_create_cluster_id(dir: &std::path::Path) -> Result<String> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating data directory", e))?;
+fn load_or_create_cluster_id(dir: &Dir, ids: &Ids) -> Result<String> {
+    dir.create()?;
     let path = dir.join("meta.properties");
-    if let Ok(text) = std::fs::read_to_string(&path) {
+    if let Some(text) = dir.read_string("meta.properties") {
         for line in text.lines() {
             if let Some(id) = line.strip_prefix("cluster.id=") {
                 return Ok(id.trim().to_string());
@@ -587,8 +603,8 @@ fn load_or_create_cluster_id(dir: &std::path::Path) -> Result<String> {
         }
         return Err(Error::Corrupt(format!("{} has no cluster.id line", path.display())));
     }
-    let id = short_id();
-    crate::log::write_atomic(&path, format!("version=1\ncluster.id={id}\n").as_bytes())?;
+    let id = short_id(ids);
+    dir.write_atomic("meta.properties", format!("version=1\ncluster.id={id}\n").as_bytes())?;
     Ok(id)
 }
 

@@ -5,7 +5,6 @@
 //! `<data_dir>/<topic>-<partition>/`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -13,7 +12,8 @@ use uuid::Uuid;
 
 use crate::config::ResolvedTopicConfig;
 use crate::error::{Error, Result};
-use crate::log::{write_atomic, PartitionLog};
+use crate::log::PartitionLog;
+use crate::storage::Dir;
 
 /// One partition of a topic.
 #[derive(Debug)]
@@ -74,17 +74,22 @@ impl Partition {
 
 impl Topic {
     /// Directory of partition `p`'s log under `data_dir`.
-    pub(crate) fn partition_dir(data_dir: &Path, topic: &str, p: i32) -> PathBuf {
-        data_dir.join(format!("{topic}-{p}"))
+    pub(crate) fn partition_dir(data_dir: &Dir, topic: &str, p: i32) -> Dir {
+        data_dir.sub(format!("{topic}-{p}"))
     }
 
-    /// Path of the metadata file of `topic`.
-    pub(crate) fn meta_path(data_dir: &Path, topic: &str) -> PathBuf {
-        data_dir.join("__cluster").join("topics").join(format!("{topic}.meta"))
+    /// The directory of the topic metadata files.
+    pub(crate) fn meta_dir(data_dir: &Dir) -> Dir {
+        data_dir.sub("__cluster").sub("topics")
+    }
+
+    /// Name of the metadata file of `topic` (in [`Self::meta_dir`]).
+    pub(crate) fn meta_file(topic: &str) -> String {
+        format!("{topic}.meta")
     }
 
     /// Persists this topic's metadata.
-    pub(crate) fn save(&self, data_dir: &Path) -> Result<()> {
+    pub(crate) fn save(&self, data_dir: &Dir) -> Result<()> {
         let mut s = format!("id={}\ninternal={}\npartitions={}\n", self.id, self.internal, self.partitions.len());
         for p in &self.partitions {
             let replicas: Vec<String> = p.replicas.iter().map(i32::to_string).collect();
@@ -95,11 +100,9 @@ impl Topic {
         for (k, v) in &self.configs {
             s.push_str(&format!("config.{k}={v}\n"));
         }
-        let path = Self::meta_path(data_dir, &self.name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating metadata directory", e))?;
-        }
-        write_atomic(&path, s.as_bytes())
+        let dir = Self::meta_dir(data_dir);
+        dir.create()?;
+        dir.write_atomic(&Self::meta_file(&self.name), s.as_bytes())
     }
 }
 
@@ -117,8 +120,10 @@ pub(crate) struct TopicMeta {
 }
 
 /// Reads a topic metadata file; the error names the file and the bad line.
-pub(crate) fn load_meta(path: &Path) -> Result<TopicMeta> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading topic metadata", e))?;
+pub(crate) fn load_meta(dir: &Dir, name: &str) -> Result<TopicMeta> {
+    let path = dir.join(name);
+    let bytes = dir.fs.read(&path).map_err(|e| Error::io("reading topic metadata", e))?;
+    let text = String::from_utf8_lossy(&bytes);
     let bad = |line: &str| Error::Corrupt(format!("{}: bad line '{line}'", path.display()));
     let mut meta = TopicMeta::default();
     let mut count = 0usize;
@@ -175,10 +180,10 @@ mod tests {
 
     #[test]
     fn should_name_the_file_when_metadata_is_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("t.meta");
-        std::fs::write(&p, "id=not-a-uuid\n").unwrap();
-        let err = load_meta(&p).unwrap_err().to_string();
+        let dir = Dir::new(Arc::new(crate::storage::SimFs::new()), "/data");
+        dir.create().unwrap();
+        dir.write_atomic("t.meta", b"id=not-a-uuid\n").unwrap();
+        let err = load_meta(&dir, "t.meta").unwrap_err().to_string();
         assert!(err.contains("t.meta"), "{err}");
     }
 }

@@ -7,8 +7,8 @@
 //! Dynamic values are persisted in `<data_dir>/__cluster/broker-configs` (one
 //! `<entity> <key>=<value>` line each, written atomically) and reloaded on start.
 
+use crate::storage::Dir;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::{broker_key_def, check_value, BrokerConfig, ConfigSource, ConfigType, TopicConfigDef, TOPIC_CONFIGS};
 use crate::error::{Error, Result};
@@ -107,9 +107,10 @@ impl DynamicConfigs {
 
     /// Reads the persisted configs; a missing file means none. A line that no longer
     /// parses or checks is skipped with a warning naming it (the rest still load).
-    pub(crate) fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+    pub(crate) fn load(dir: &Dir, name: &str) -> Result<Self> {
+        let path = dir.join(name);
+        let text = match dir.fs.read(&path) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(Error::io("reading dynamic broker configs", e)),
         };
@@ -313,10 +314,10 @@ mod tests {
         let mut d = DynamicConfigs::default();
         d.set(Entity::Default, [("num.partitions".to_string(), "4".to_string())].into());
         d.set(Entity::Broker(2), [("log.retention.ms".to_string(), "5".to_string())].into());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("broker-configs");
-        std::fs::write(&path, d.to_file() + "garbage\n7 broker.id=1\n").unwrap();
-        assert_eq!(DynamicConfigs::load(&path).unwrap(), d);
-        assert_eq!(DynamicConfigs::load(&dir.path().join("none")).unwrap(), DynamicConfigs::default());
+        let dir = Dir::new(std::sync::Arc::new(crate::storage::SimFs::new()), "/data");
+        dir.create().unwrap();
+        dir.write_atomic("broker-configs", (d.to_file() + "garbage\n7 broker.id=1\n").as_bytes()).unwrap();
+        assert_eq!(DynamicConfigs::load(&dir, "broker-configs").unwrap(), d);
+        assert_eq!(DynamicConfigs::load(&dir, "none").unwrap(), DynamicConfigs::default());
     }
 }

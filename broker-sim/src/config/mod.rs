@@ -556,6 +556,8 @@ pub(crate) fn resolve(broker: BrokerView<'_>, topic: &BTreeMap<String, String>) 
                 * 1e6) as u32,
             min_compaction_lag_ms: long("min.compaction.lag.ms"),
             max_compaction_lag_ms: long("max.compaction.lag.ms").max(1),
+            flush_messages: long("flush.messages").max(1),
+            flush_ms: long("flush.ms").max(0),
         },
         max_message_bytes: long("max.message.bytes").max(0) as usize,
         log_append_time: get("message.timestamp.type") == "LogAppendTime",

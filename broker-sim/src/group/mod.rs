@@ -6,6 +6,7 @@ pub(crate) mod offsets;
 pub(crate) mod state;
 mod txn;
 
+use crate::ids::Ids;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -71,6 +72,8 @@ pub(crate) struct GroupCoordinator {
     offsets_partitions: i32,
     /// Offset commits written so far (plain and transactional): their write order.
     writes: u64,
+    /// Where member ids get their unique part.
+    ids: Ids,
 }
 
 impl GroupCoordinator {
@@ -84,7 +87,14 @@ impl GroupCoordinator {
             next_id: 0,
             offsets_partitions: config.offsets_partitions.max(1),
             writes: 0,
+            ids: Ids::random(),
         }
+    }
+
+    /// The same, with member ids from `ids`.
+    pub(crate) fn with_ids(mut self, ids: Ids) -> Self {
+        self.ids = ids;
+        self
     }
 
     /// Rebuilds committed offsets from the offsets topic. Transactional offset commits stay
@@ -140,7 +150,7 @@ impl GroupCoordinator {
 
     fn new_member_id(&mut self, client_id: &str) -> String {
         self.next_id += 1;
-        format!("{client_id}-{}-{}", self.next_id, uuid::Uuid::new_v4().simple())
+        format!("{client_id}-{}-{}", self.next_id, self.ids.uuid().simple())
     }
 
     /// Looks up a group.

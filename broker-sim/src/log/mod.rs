@@ -17,12 +17,12 @@ pub(crate) mod records;
 pub(crate) mod segment;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::error::{Error, Result};
+use crate::storage::Dir;
 use batch::{BatchHeader, ControlType};
 use producers::ProducerStates;
 use segment::{ReadPlan, Segment};
@@ -52,6 +52,11 @@ pub(crate) struct LogConfig {
     /// `max.compaction.lag.ms`: a log whose oldest dirty record is older is cleaned whatever
     /// its dirty ratio.
     pub(crate) max_compaction_lag_ms: i64,
+    /// `flush.messages`: sync the log once this many records were appended since the last
+    /// sync (1: before every append is acknowledged).
+    pub(crate) flush_messages: i64,
+    /// `flush.ms`: sync the log when its oldest unsynced record is this old.
+    pub(crate) flush_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -67,6 +72,8 @@ impl Default for LogConfig {
             min_cleanable_ratio_ppm: 500_000,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
         }
     }
 }
@@ -169,7 +176,7 @@ fn select_batches(chunk: &[u8], fetch_offset: i64, upper: i64, max_bytes: usize)
 /// The log of one partition.
 #[derive(Debug)]
 pub(crate) struct PartitionLog {
-    dir: Option<PathBuf>,
+    dir: Option<Dir>,
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     epochs: Vec<(i32, i64)>,
@@ -179,6 +186,8 @@ pub(crate) struct PartitionLog {
     pub(crate) config: LogConfig,
     /// The cleaner checkpoint: offsets below it were compacted by the last pass.
     cleaned_to: i64,
+    /// Records appended since the last sync, and when the first of them was.
+    unflushed: (i64, i64),
 }
 
 const EPOCH_FILE: &str = "leader-epoch-checkpoint";
@@ -186,7 +195,7 @@ const START_FILE: &str = "log-start-offset";
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`; `None` keeps it in memory.
-    pub(crate) fn open(dir: Option<PathBuf>, config: LogConfig, now_ms: i64) -> Result<Self> {
+    pub(crate) fn open(dir: Option<Dir>, config: LogConfig, now_ms: i64) -> Result<Self> {
         let mut log = PartitionLog {
             dir,
             segments: BTreeMap::new(),
@@ -195,24 +204,25 @@ impl PartitionLog {
             producers: ProducerStates::default(),
             config,
             cleaned_to: 0,
+            unflushed: (0, 0),
         };
         if let Some(dir) = log.dir.clone() {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating partition directory", e))?;
+            dir.create()?;
             cleaner::swap::recover(&dir)?;
             let listed = segment::list_segments(&dir)?;
             let last = listed.last().map(|(b, _)| *b);
             for (base, mtime) in listed {
                 let (seg, truncated) = Segment::open(&dir, base, mtime, Some(base) == last)?;
                 if truncated > 0 {
-                    tracing::warn!(dir = %dir.display(), base, truncated, "truncated a torn segment tail");
+                    tracing::warn!(?dir, base, truncated, "truncated a torn segment tail");
                 }
                 log.segments.insert(base, seg);
             }
-            log.epochs = read_epochs(&dir.join(EPOCH_FILE));
+            log.epochs = read_epochs(dir.read_string(EPOCH_FILE));
             if let Some(first) = log.segments.keys().next() {
                 log.log_start_offset = *first;
             }
-            if let Ok(s) = std::fs::read_to_string(dir.join(START_FILE)) {
+            if let Some(s) = dir.read_string(START_FILE) {
                 if let Ok(v) = s.trim().parse::<i64>() {
                     log.log_start_offset = log.log_start_offset.max(v);
                 }
@@ -221,13 +231,13 @@ impl PartitionLog {
                 let leo = last.next_offset;
                 log.log_start_offset = log.log_start_offset.min(leo);
                 log.epochs.retain(|(_, off)| *off <= leo);
-                if let Ok(s) = std::fs::read_to_string(dir.join(cleaner::CHECKPOINT_FILE)) {
+                if let Some(s) = dir.read_string(cleaner::CHECKPOINT_FILE) {
                     log.cleaned_to = s.trim().parse::<i64>().unwrap_or(0).clamp(0, leo);
                 }
             }
         }
         if log.segments.is_empty() {
-            let seg = Segment::create(log.dir.as_deref(), log.log_start_offset, now_ms)?;
+            let seg = Segment::create(log.dir.as_ref(), log.log_start_offset, now_ms)?;
             log.segments.insert(log.log_start_offset, seg);
         }
         log.rebuild_producers(now_ms)?;
@@ -328,6 +338,13 @@ impl PartitionLog {
         }
         let active = self.segments.values_mut().next_back().expect("active segment");
         active.append(batches, now_ms)?;
+        if self.unflushed.0 == 0 {
+            self.unflushed.1 = now_ms;
+        }
+        self.unflushed.0 += next - base_offset;
+        if self.unflushed.0 >= self.config.flush_messages {
+            self.flush()?;
+        }
         Ok(AppendInfo { base_offset, last_offset: next - 1 })
     }
 
@@ -353,8 +370,8 @@ impl PartitionLog {
         if self.active().base_offset == base {
             return Ok(());
         }
-        self.active().flush()?;
-        let seg = Segment::create(self.dir.as_deref(), base, now_ms)?;
+        self.flush()?;
+        let seg = Segment::create(self.dir.as_ref(), base, now_ms)?;
         self.segments.insert(base, seg);
         Ok(())
     }
@@ -514,7 +531,7 @@ impl PartitionLog {
         }
         self.log_start_offset = offset;
         if let Some(dir) = &self.dir {
-            write_atomic(&dir.join(START_FILE), offset.to_string().as_bytes())?;
+            dir.write_atomic(START_FILE, offset.to_string().as_bytes())?;
         }
         self.producers.truncate_before(offset);
         self.drop_segments_below(offset, now_ms)?;
@@ -532,7 +549,7 @@ impl PartitionLog {
             if self.segments.len() == 1 {
                 // Keep an active segment: start a fresh one at the log end first.
                 let leo = self.log_end_offset();
-                let seg = Segment::create(self.dir.as_deref(), leo, now_ms)?;
+                let seg = Segment::create(self.dir.as_ref(), leo, now_ms)?;
                 self.segments.insert(leo, seg);
             }
             if let Some(seg) = self.segments.remove(&base) {
@@ -596,21 +613,33 @@ impl PartitionLog {
             self.log_start_offset = first;
             self.producers.truncate_before(first);
             if let Some(dir) = &self.dir {
-                write_atomic(&dir.join(START_FILE), first.to_string().as_bytes())?;
+                dir.write_atomic(START_FILE, first.to_string().as_bytes())?;
             }
         }
         Ok(())
     }
 
-    /// Flushes all segments.
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.segments.values().try_for_each(Segment::flush)
+    /// Syncs the records appended since the last sync (older segments were synced when they
+    /// rolled).
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.active().flush()?;
+        self.unflushed = (0, 0);
+        Ok(())
+    }
+
+    /// Syncs if the oldest unsynced record is older than `flush.ms`; returns whether it did.
+    pub(crate) fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        let (count, since) = self.unflushed;
+        if count == 0 || now_ms.saturating_sub(since) < self.config.flush_ms {
+            return Ok(false);
+        }
+        self.flush().map(|()| true)
     }
 
     /// Deletes the log directory (topic deletion).
     pub(crate) fn delete(self) {
         if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = dir.fs.remove_dir_all(&dir.path);
         }
     }
 
@@ -644,7 +673,7 @@ impl PartitionLog {
             for (e, off) in &self.epochs {
                 s.push_str(&format!("{e} {off}\n"));
             }
-            write_atomic(&dir.join(EPOCH_FILE), s.as_bytes())?;
+            dir.write_atomic(EPOCH_FILE, s.as_bytes())?;
         }
         Ok(())
     }
@@ -682,8 +711,8 @@ fn first_record_at_or_after(bytes: &[u8], ts: i64, min_offset: i64) -> Option<(i
     found
 }
 
-fn read_epochs(path: &Path) -> Vec<(i32, i64)> {
-    let Ok(s) = std::fs::read_to_string(path) else { return Vec::new() };
+fn read_epochs(text: Option<String>) -> Vec<(i32, i64)> {
+    let Some(s) = text else { return Vec::new() };
     s.lines()
         .skip(2)
         .filter_map(|l| {
@@ -691,17 +720,6 @@ fn read_epochs(path: &Path) -> Vec<(i32, i64)> {
             Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
         })
         .collect()
-}
-
-/// Writes a small file atomically (temporary file, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("writing checkpoint", e))?;
-    f.write_all(bytes).map_err(|e| Error::io("writing checkpoint", e))?;
-    f.sync_data().map_err(|e| Error::io("syncing checkpoint", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming checkpoint", e))?;
-    Ok(())
 }
 
 #[cfg(test)]

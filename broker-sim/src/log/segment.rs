@@ -8,10 +8,6 @@
 //! Invariants: `size` is the number of valid bytes; every index entry points at the start of a
 //! batch whose base offset is the entry's offset; time index timestamps never decrease.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use super::batch::{self, BatchHeader};
 use super::chunked::ChunkedBytes;
 use crate::error::{Error, Result};
+use crate::storage::{Dir, FsFile, OpenMode};
 
 /// Bytes of batches between two index entries (Kafka's `index.interval.bytes`).
 pub(crate) const INDEX_INTERVAL_BYTES: u64 = 4096;
@@ -26,8 +23,16 @@ pub(crate) const INDEX_INTERVAL_BYTES: u64 = 4096;
 /// Where a segment's bytes live.
 #[derive(Debug)]
 enum Storage {
-    /// On disk; index files are appended as entries are created.
-    File { log: Arc<File>, index: File, time_index: File, dir: PathBuf },
+    /// On disk; index files are appended as entries are created (`index_len` and
+    /// `time_index_len` are their lengths).
+    File {
+        log: Arc<dyn FsFile>,
+        index: Arc<dyn FsFile>,
+        time_index: Arc<dyn FsFile>,
+        index_len: u64,
+        time_index_len: u64,
+        dir: Dir,
+    },
     /// In memory (fast tests, demos and benchmarks).
     Memory(ChunkedBytes),
 }
@@ -38,7 +43,7 @@ pub(crate) enum ReadPlan {
     /// Bytes of an in-memory segment, shared without a copy.
     Ready(Bytes),
     /// Read `len` bytes at `pos` from `file` outside the lock.
-    File { file: Arc<File>, pos: u64, len: usize },
+    File { file: Arc<dyn FsFile>, pos: u64, len: usize },
 }
 
 impl ReadPlan {
@@ -92,34 +97,30 @@ pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
 
 impl Segment {
     /// Creates an empty segment, on disk under `dir` or in memory when `dir` is `None`.
-    pub(crate) fn create(dir: Option<&Path>, base_offset: i64, now_ms: i64) -> Result<Self> {
+    pub(crate) fn create(dir: Option<&Dir>, base_offset: i64, now_ms: i64) -> Result<Self> {
         Self::create_named(dir, base_offset, now_ms, "")
     }
 
     /// Creates the empty segment the log cleaner writes into: its files carry
     /// [`CLEANED_SUFFIX`] until the cleaner swaps them in.
-    pub(crate) fn create_cleaned(dir: Option<&Path>, base_offset: i64, now_ms: i64) -> Result<Self> {
+    pub(crate) fn create_cleaned(dir: Option<&Dir>, base_offset: i64, now_ms: i64) -> Result<Self> {
         Self::create_named(dir, base_offset, now_ms, CLEANED_SUFFIX)
     }
 
-    fn create_named(dir: Option<&Path>, base_offset: i64, now_ms: i64, suffix: &str) -> Result<Self> {
+    fn create_named(dir: Option<&Dir>, base_offset: i64, now_ms: i64, suffix: &str) -> Result<Self> {
         let storage = match dir {
             None => Storage::Memory(ChunkedBytes::default()),
             Some(dir) => {
                 let open = |ext: &str| {
-                    OpenOptions::new()
-                        .create(true)
-                        .truncate(true)
-                        .read(true)
-                        .write(true)
-                        .open(dir.join(file_name(base_offset, ext) + suffix))
-                        .map_err(|e| Error::io("creating segment file", e))
+                    dir.open(&(file_name(base_offset, ext) + suffix), OpenMode::CreateTruncate, "creating segment file")
                 };
                 Storage::File {
-                    log: Arc::new(open("log")?),
+                    log: open("log")?,
                     index: open("index")?,
                     time_index: open("timeindex")?,
-                    dir: dir.to_path_buf(),
+                    index_len: 0,
+                    time_index_len: 0,
+                    dir: dir.clone(),
                 }
             }
         };
@@ -141,11 +142,10 @@ impl Segment {
     /// once) to rebuild its indexes. With `verify` (the active segment, which an unclean
     /// shutdown may have left half-written) every batch's CRC is checked and a torn or corrupt
     /// tail is cut off. Returns the segment and the number of bytes truncated.
-    pub(crate) fn open(dir: &Path, base_offset: i64, mtime_ms: i64, verify: bool) -> Result<(Self, u64)> {
+    pub(crate) fn open(dir: &Dir, base_offset: i64, mtime_ms: i64, verify: bool) -> Result<(Self, u64)> {
         const CHUNK: usize = 1 << 20;
-        let path = dir.join(file_name(base_offset, "log"));
-        let file = File::open(&path).map_err(|e| Error::io("opening segment file", e))?;
-        let file_len = file.metadata().map_err(|e| Error::io("reading segment size", e))?.len();
+        let file = dir.open(&file_name(base_offset, "log"), OpenMode::Existing, "opening segment file")?;
+        let file_len = file.len().map_err(|e| Error::io("reading segment size", e))?;
         let mut seg = Segment::create(None, base_offset, mtime_ms)?;
         let mut valid: u64 = 0;
         let mut buf = Vec::new();
@@ -178,27 +178,20 @@ impl Segment {
             }
             valid += consumed as u64;
         }
-        drop(file);
         let truncated = file_len - valid;
-        let log =
-            OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io("opening segment file", e))?;
         if truncated > 0 {
-            log.set_len(valid).map_err(|e| Error::io("truncating segment", e))?;
+            file.set_len(valid).map_err(|e| Error::io("truncating segment", e))?;
         }
-        let rewrite = |ext: &str, bytes: Vec<u8>| -> Result<File> {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(dir.join(file_name(base_offset, ext)))
-                .map_err(|e| Error::io("writing index file", e))?;
-            f.write_all(&bytes).map_err(|e| Error::io("writing index file", e))?;
+        let rewrite = |ext: &str, bytes: Vec<u8>| -> Result<Arc<dyn FsFile>> {
+            let f = dir.open(&file_name(base_offset, ext), OpenMode::CreateTruncate, "writing index file")?;
+            f.write_all_at(&bytes, 0).map_err(|e| Error::io("writing index file", e))?;
             Ok(f)
         };
-        let index = rewrite("index", seg.encode_offset_index())?;
-        let time_index = rewrite("timeindex", seg.encode_time_index())?;
-        seg.storage = Storage::File { log: Arc::new(log), index, time_index, dir: dir.to_path_buf() };
+        let (index_bytes, time_bytes) = (seg.encode_offset_index(), seg.encode_time_index());
+        let (index_len, time_index_len) = (index_bytes.len() as u64, time_bytes.len() as u64);
+        let index = rewrite("index", index_bytes)?;
+        let time_index = rewrite("timeindex", time_bytes)?;
+        seg.storage = Storage::File { log: file, index, time_index, index_len, time_index_len, dir: dir.clone() };
         seg.last_append_ms = mtime_ms;
         Ok((seg, truncated))
     }
@@ -268,14 +261,15 @@ impl Segment {
                 new_time.extend(t);
             }
         }
-        if let Storage::File { index, time_index, .. } = &mut self.storage {
+        if let Storage::File { index, time_index, index_len, time_index_len, .. } = &mut self.storage {
             if !new_off.is_empty() {
                 let mut buf = Vec::with_capacity(new_off.len() * 8);
                 for (off, pos) in new_off {
                     buf.extend_from_slice(&((off - self.base_offset) as u32).to_be_bytes());
                     buf.extend_from_slice(&pos.to_be_bytes());
                 }
-                index.write_all(&buf).map_err(|e| Error::io("appending offset index", e))?;
+                index.write_all_at(&buf, *index_len).map_err(|e| Error::io("appending offset index", e))?;
+                *index_len += buf.len() as u64;
             }
             if !new_time.is_empty() {
                 let mut buf = Vec::with_capacity(new_time.len() * 12);
@@ -283,7 +277,8 @@ impl Segment {
                     buf.extend_from_slice(&ts.to_be_bytes());
                     buf.extend_from_slice(&((off - self.base_offset) as u32).to_be_bytes());
                 }
-                time_index.write_all(&buf).map_err(|e| Error::io("appending time index", e))?;
+                time_index.write_all_at(&buf, *time_index_len).map_err(|e| Error::io("appending time index", e))?;
+                *time_index_len += buf.len() as u64;
             }
         }
         Ok(())
@@ -336,7 +331,7 @@ impl Segment {
     fn delete_files_named(&self, suffix: &str) {
         if let Storage::File { dir, .. } = &self.storage {
             for ext in EXTENSIONS {
-                let _ = std::fs::remove_file(dir.join(file_name(self.base_offset, ext) + suffix));
+                dir.remove(&(file_name(self.base_offset, ext) + suffix));
             }
         }
     }
@@ -354,9 +349,9 @@ impl Segment {
     /// Flushes file contents to disk.
     pub(crate) fn flush(&self) -> Result<()> {
         if let Storage::File { log, index, time_index, .. } = &self.storage {
-            log.sync_data().map_err(|e| Error::io("syncing segment", e))?;
-            index.sync_data().map_err(|e| Error::io("syncing index", e))?;
-            time_index.sync_data().map_err(|e| Error::io("syncing time index", e))?;
+            log.sync().map_err(|e| Error::io("syncing segment", e))?;
+            index.sync().map_err(|e| Error::io("syncing index", e))?;
+            time_index.sync().map_err(|e| Error::io("syncing time index", e))?;
         }
         Ok(())
     }
@@ -366,7 +361,7 @@ impl Segment {
 #[derive(Debug, Clone)]
 enum Source {
     /// The segment's file.
-    File(Arc<File>),
+    File(Arc<dyn FsFile>),
     /// The chunks of an in-memory segment (each holds whole batches).
     Memory(Vec<Bytes>),
 }
@@ -437,26 +432,13 @@ impl SegmentSnapshot {
     }
 }
 
-/// Lists the base offsets of the segment files in `dir`, sorted.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(i64, i64)>> {
-    let mut out = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing partition directory", e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("listing partition directory", e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".log") {
-            if let Ok(base) = stem.parse::<i64>() {
-                let mtime = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_millis() as i64);
-                out.push((base, mtime));
-            }
-        }
-    }
+/// Lists the base offsets of the segment files in `dir` with their modification times, sorted.
+pub(crate) fn list_segments(dir: &Dir) -> Result<Vec<(i64, i64)>> {
+    let mut out: Vec<(i64, i64)> = dir
+        .list()?
+        .into_iter()
+        .filter_map(|(name, mtime)| Some((name.strip_suffix(".log")?.parse::<i64>().ok()?, mtime)))
+        .collect();
     out.sort_unstable();
     Ok(out)
 }

@@ -53,7 +53,7 @@ fn should_return_one_whole_batch_when_it_exceeds_max_bytes() {
 #[test]
 fn should_roll_segments_and_find_offsets_across_them_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(Some(dir.path().to_path_buf()), config(4096), 0).unwrap();
+    let mut log = PartitionLog::open(Some(Dir::real(dir.path())), config(4096), 0).unwrap();
     for i in 0..50 {
         log.append(&mut batch(5, i * 10, 100), 0, 0).unwrap();
     }
@@ -77,7 +77,7 @@ fn should_roll_segments_and_find_offsets_across_them_on_disk() {
 fn should_recover_every_record_and_truncate_a_torn_tail_when_reopened() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut log = PartitionLog::open(Some(dir.path().to_path_buf()), config(8192), 0).unwrap();
+        let mut log = PartitionLog::open(Some(Dir::real(dir.path())), config(8192), 0).unwrap();
         for i in 0..30 {
             log.append(&mut batch(4, i, 50), 3, 0).unwrap();
         }
@@ -95,7 +95,7 @@ fn should_recover_every_record_and_truncate_a_torn_tail_when_reopened() {
     data.extend_from_slice(&half[..half.len() / 2]);
     std::fs::write(last, data).unwrap();
 
-    let mut log = PartitionLog::open(Some(dir.path().to_path_buf()), config(8192), 0).unwrap();
+    let mut log = PartitionLog::open(Some(Dir::real(dir.path())), config(8192), 0).unwrap();
     assert_eq!(log.log_end_offset(), 120);
     assert_eq!(read_all(&log, 0), (0..30).map(|i| i * 4).collect::<Vec<i64>>());
     assert_eq!(log.latest_epoch(), 3);
@@ -137,7 +137,7 @@ fn should_delete_whole_old_segments_by_time_and_by_size() {
 #[test]
 fn should_move_log_start_when_records_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(Some(dir.path().to_path_buf()), config(1024), 0).unwrap();
+    let mut log = PartitionLog::open(Some(Dir::real(dir.path())), config(1024), 0).unwrap();
     for _ in 0..10 {
         log.append(&mut batch(5, 0, 100), 0, 0).unwrap();
     }
@@ -145,7 +145,7 @@ fn should_move_log_start_when_records_are_deleted() {
     assert_eq!(log.plan_fetch(22, 100, 50).unwrap_err(), ReadError::OffsetOutOfRange);
     assert_eq!(read_offsets(&log, 23, 1), vec![20]);
     drop(log);
-    let log = PartitionLog::open(Some(dir.path().to_path_buf()), config(1024), 0).unwrap();
+    let log = PartitionLog::open(Some(Dir::real(dir.path())), config(1024), 0).unwrap();
     assert_eq!(log.log_start_offset(), 23, "log start offset survives a restart");
 }
 
@@ -165,4 +165,36 @@ fn should_fetch_every_offset_when_its_batch_starts_a_new_chunk_after_the_index_e
         assert!(base <= offset && offset <= last, "fetch at {offset} began with batch {base}..={last}");
     }
     assert_eq!(read_all(&log, 0).len(), 400);
+}
+
+/// On the simulated disk a power loss keeps what was synced: with `flush.messages=1` every
+/// appended batch survives; without it the unsynced tail is lost, and a torn last batch is cut
+/// off on reopen so appends go on at a batch boundary.
+#[test]
+fn should_keep_synced_batches_and_cut_a_torn_tail_after_a_simulated_power_loss() {
+    use crate::storage::{Dir, SimFs};
+    for (flush_messages, torn) in [(1, true), (i64::MAX, false), (i64::MAX, true)] {
+        let fs = std::sync::Arc::new(SimFs::new());
+        let dir = Dir::new(fs.clone(), "/data/t-0");
+        let cfg = LogConfig { flush_messages, ..config(1 << 20) };
+        let mut log = PartitionLog::open(Some(dir.clone()), cfg.clone(), 0).unwrap();
+        log.append(&mut batch(5, 0, 10), 0, 0).unwrap();
+        log.flush().unwrap();
+        log.append(&mut batch(5, 0, 10), 0, 0).unwrap();
+        log.append(&mut batch(5, 0, 10), 0, 0).unwrap();
+        let unsynced = fs.unsynced_bytes();
+        assert_eq!(unsynced == 0, flush_messages == 1, "flush.messages={flush_messages}: {unsynced} unsynced");
+        // A torn write keeps 40 bytes of the unsynced tail: part of a batch.
+        let loss = fs.crash(|n| if torn { n.min(40) } else { 0 });
+        drop(log);
+        let log = PartitionLog::open(Some(dir), cfg, 0).unwrap();
+        if flush_messages == 1 {
+            assert_eq!(loss.bytes, 0);
+            assert_eq!(log.log_end_offset(), 15, "every appended batch was synced");
+        } else {
+            assert!(loss.bytes > 0, "{loss:?}");
+            assert_eq!(log.log_end_offset(), 5, "the unsynced batches are gone, a torn one cut off");
+            assert_eq!(read_all(&log, 0), vec![0]);
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! Producer id allocation: ids are handed out from blocks whose end is persisted before any id
 //! of the block is used, so a restart never hands out an id twice.
 
-use std::path::PathBuf;
-
 use crate::error::Result;
-use crate::log::write_atomic;
+use crate::storage::Dir;
+
+/// The file holding the end of the last reserved block.
+const FILE: &str = "producer-id-block";
 
 /// Ids reserved per write of the block file.
 const BLOCK: i64 = 1000;
@@ -14,16 +15,15 @@ const BLOCK: i64 = 1000;
 pub(crate) struct ProducerIdAllocator {
     next: i64,
     block_end: i64,
-    path: Option<PathBuf>,
+    dir: Option<Dir>,
 }
 
 impl ProducerIdAllocator {
-    /// Opens the allocator; `path` holds the end of the last reserved block (`None`: memory).
-    pub(crate) fn open(path: Option<PathBuf>) -> Self {
-        let reserved =
-            path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|s| s.trim().parse::<i64>().ok());
+    /// Opens the allocator; `dir` holds the end of the last reserved block (`None`: memory).
+    pub(crate) fn open(dir: Option<Dir>) -> Self {
+        let reserved = dir.as_ref().and_then(|d| d.read_string(FILE)).and_then(|s| s.trim().parse::<i64>().ok());
         let start = reserved.unwrap_or(0).max(0);
-        ProducerIdAllocator { next: start, block_end: start, path }
+        ProducerIdAllocator { next: start, block_end: start, dir }
     }
 
     /// Makes sure ids at or below `id` are never handed out (ids found in the transaction log).
@@ -38,8 +38,8 @@ impl ProducerIdAllocator {
     pub(crate) fn next_id(&mut self) -> Result<i64> {
         if self.next >= self.block_end {
             let end = self.next + BLOCK;
-            if let Some(p) = &self.path {
-                write_atomic(p, end.to_string().as_bytes())?;
+            if let Some(d) = &self.dir {
+                d.write_atomic(FILE, end.to_string().as_bytes())?;
             }
             self.block_end = end;
         }
@@ -55,12 +55,12 @@ mod tests {
 
     #[test]
     fn should_never_reuse_an_id_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("producer-id-block");
-        let mut a = ProducerIdAllocator::open(Some(path.clone()));
+        let disk = Dir::new(std::sync::Arc::new(crate::storage::SimFs::new()), "/data");
+        disk.create().unwrap();
+        let mut a = ProducerIdAllocator::open(Some(disk.clone()));
         let first: Vec<i64> = (0..3).map(|_| a.next_id().unwrap()).collect();
         assert_eq!(first, vec![0, 1, 2]);
-        let mut b = ProducerIdAllocator::open(Some(path));
+        let mut b = ProducerIdAllocator::open(Some(disk));
         assert!(b.next_id().unwrap() > 2);
     }
 

@@ -35,12 +35,12 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::path::PathBuf;
 
 use super::segment::{Segment, SegmentSnapshot};
-use super::{write_atomic, PartitionLog};
+use super::PartitionLog;
 use crate::error::Result;
 use crate::log::records::{self, MAX_DECOMPRESSED_BYTES};
+use crate::storage::Dir;
 use rewrite::{Fate, Pass};
 
 /// The file holding a partition's cleaner checkpoint (the end of its clean section).
@@ -155,7 +155,7 @@ impl Cleanable {
 /// One pass over one log, prepared under the partition lock and run without it.
 #[derive(Debug)]
 pub(crate) struct CleanJob {
-    dir: Option<PathBuf>,
+    dir: Option<Dir>,
     /// The segments from the log start to `end`, with their last append times.
     segments: Vec<(SegmentSnapshot, i64)>,
     first_dirty: i64,
@@ -282,7 +282,7 @@ impl CleanJob {
         stats: &mut CleanerStats,
     ) -> Result<CleanedGroup> {
         let base = group[0].0.base_offset;
-        let mut seg = Segment::create_cleaned(self.dir.as_deref(), base, self.now_ms)?;
+        let mut seg = Segment::create_cleaned(self.dir.as_ref(), base, self.now_ms)?;
         let written = (|| -> Result<()> {
             let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK + (64 << 10));
             for (s, _) in group {
@@ -418,7 +418,7 @@ impl PartitionLog {
         if swapped_all && out.end > self.cleaned_to {
             self.cleaned_to = out.end;
             if let Some(dir) = &self.dir {
-                write_atomic(&dir.join(CHECKPOINT_FILE), out.end.to_string().as_bytes())?;
+                dir.write_atomic(CHECKPOINT_FILE, out.end.to_string().as_bytes())?;
             }
         }
         Ok(out.stats)

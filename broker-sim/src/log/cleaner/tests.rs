@@ -96,7 +96,7 @@ fn latest(seen: &Seen) -> std::collections::BTreeMap<String, Option<String>> {
 }
 
 /// 20 rounds of updates to 10 keys, one segment per round, then an active segment.
-fn updated_log(dir: Option<std::path::PathBuf>) -> PartitionLog {
+fn updated_log(dir: Option<crate::storage::Dir>) -> PartitionLog {
     let mut log = PartitionLog::open(dir, compact(1 << 20), 0).unwrap();
     for round in 0..20 {
         for k in 0..10 {
@@ -113,7 +113,7 @@ fn updated_log(dir: Option<std::path::PathBuf>) -> PartitionLog {
 fn should_keep_the_latest_value_of_every_key_with_offsets_and_order_kept() {
     for on_disk in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = updated_log(on_disk.then(|| dir.path().to_path_buf()));
+        let mut log = updated_log(on_disk.then(|| crate::storage::Dir::real(dir.path())));
         let before = read(&log);
         assert_eq!(before.records.len(), 201);
         let c = log.cleanable(0).unwrap();
@@ -138,7 +138,7 @@ fn should_keep_the_latest_value_of_every_key_with_offsets_and_order_kept() {
         assert_eq!(log.cleanable(0).unwrap().dirty_bytes, 0, "nothing dirty before the active segment");
         if on_disk {
             drop(log);
-            let log = PartitionLog::open(Some(dir.path().to_path_buf()), compact(1 << 20), 0).unwrap();
+            let log = PartitionLog::open(Some(crate::storage::Dir::real(dir.path())), compact(1 << 20), 0).unwrap();
             let reopened = read(&log);
             assert_eq!(reopened.records.len(), 12, "{reopened:?}");
             assert_eq!(log.cleanable(0).unwrap().first_dirty, 200, "the checkpoint survives a restart");
@@ -325,7 +325,7 @@ fn should_end_a_pass_early_when_the_offset_map_is_full_and_go_on_in_the_next() {
 #[test]
 fn should_leave_the_old_segments_when_a_pass_is_abandoned_before_its_swap() {
     let dir = tempfile::tempdir().unwrap();
-    let log = updated_log(Some(dir.path().to_path_buf()));
+    let log = updated_log(Some(crate::storage::Dir::real(dir.path())));
     let before = read(&log);
     let out = log.prepare_clean(0, MAP).unwrap().run().unwrap();
     assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e
@@ -335,7 +335,7 @@ fn should_leave_the_old_segments_when_a_pass_is_abandoned_before_its_swap() {
         .ends_with(".cleaned")));
     std::mem::forget(out); // the process dies here
     drop(log);
-    let log = PartitionLog::open(Some(dir.path().to_path_buf()), compact(1 << 20), 0).unwrap();
+    let log = PartitionLog::open(Some(crate::storage::Dir::real(dir.path())), compact(1 << 20), 0).unwrap();
     assert_eq!(read(&log), before, "the old segments, whole");
     assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e
         .unwrap()
@@ -347,7 +347,7 @@ fn should_leave_the_old_segments_when_a_pass_is_abandoned_before_its_swap() {
 #[test]
 fn should_finish_a_swap_a_crash_interrupted_on_open() {
     let dir = tempfile::tempdir().unwrap();
-    let log = updated_log(Some(dir.path().to_path_buf()));
+    let log = updated_log(Some(crate::storage::Dir::real(dir.path())));
     let out = log.prepare_clean(0, MAP).unwrap().run().unwrap();
     assert_eq!(out.groups.len(), 1);
     let g = &out.groups[0];
@@ -362,7 +362,7 @@ fn should_finish_a_swap_a_crash_interrupted_on_open() {
     std::fs::remove_file(dir.path().join(name(g.replaced[3].0, "log"))).unwrap();
     std::mem::forget(out);
     drop(log);
-    let log = PartitionLog::open(Some(dir.path().to_path_buf()), compact(1 << 20), 0).unwrap();
+    let log = PartitionLog::open(Some(crate::storage::Dir::real(dir.path())), compact(1 << 20), 0).unwrap();
     let seen = read(&log);
     assert_eq!(seen.records.iter().map(|r| r.0).collect::<Vec<_>>(), (190..201).collect::<Vec<_>>(), "the new segment");
     let files: Vec<String> =

@@ -84,7 +84,7 @@ fn should_hold_the_lso_at_the_first_open_transaction_and_index_aborted_ranges() 
 #[test]
 fn should_rebuild_producer_state_and_aborted_ranges_when_reopened() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t-0");
+    let path = crate::storage::Dir::real(dir.path().join("t-0"));
     {
         let mut log = PartitionLog::open(Some(path.clone()), LogConfig::default(), 0).unwrap();
         produce(&mut log, 2, 1, 0, 0, false).unwrap();
