@@ -32,6 +32,7 @@ mod log;
 mod net;
 mod partitioner;
 mod protocol;
+pub mod sim;
 pub mod storage;
 mod txn;
 

@@ -144,8 +144,7 @@ pub(crate) async fn handle_frame(
         // Requests on one connection are handled in order, so later ones wait too.
         tokio::time::sleep(delay).await;
     }
-    let ctx = Ctx { core, conn, header: &d.header, version: d.version };
-    match handlers::dispatch(&ctx, d.request).await {
+    match handle_request(core, conn, &d.header, d.version, d.request).await {
         Some(resp) => match encode_response(d.correlation_id, d.api, d.version, &resp, out) {
             Ok(b) => FrameOutcome::Respond(b),
             Err(e) => FrameOutcome::Close(format!(
@@ -155,6 +154,19 @@ pub(crate) async fn handle_frame(
         },
         None => FrameOutcome::Silent,
     }
+}
+
+/// Handles one decoded request: what every transport calls (the TCP server through
+/// [`handle_frame`], the deterministic simulation directly). `None`: no response (acks=0).
+pub(crate) async fn handle_request(
+    core: &Arc<ClusterCore>,
+    conn: &ConnInfo,
+    header: &RequestHeader,
+    version: i16,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let ctx = Ctx { core, conn, header, version };
+    handlers::dispatch(&ctx, request).await
 }
 
 /// Frames a response into `out` (cleared first): size, header, body.

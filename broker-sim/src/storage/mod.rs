@@ -51,6 +51,7 @@ pub trait Fs: Send + Sync + fmt::Debug {
 }
 
 /// An open file.
+#[allow(clippy::len_without_is_empty)]
 pub trait FsFile: Send + Sync + fmt::Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;

@@ -3,14 +3,16 @@
 //! its unsynced tail chosen by the caller (a torn write), as a power loss would.
 //!
 //! Directory operations (create, rename, delete) are durable at once, as on a journaling file
-//! system that orders metadata; only file contents can be lost. Handles opened before a crash
+//! system that orders metadata; only file contents can be lost. [`SimFs::fail_power`] models
+//! a power loss in the middle of a request: the first sync after it never completes, and the
+//! process is dead from there on. Handles opened before a crash
 //! keep pointing at the lost files, so a dead broker's writes never reach the disk its
 //! successor opens.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,6 +34,28 @@ struct SimFile {
     inner: Mutex<FileData>,
     /// The disk's clock, for modification times.
     now: Arc<AtomicI64>,
+    /// The power: see [`Power`].
+    power: Arc<AtomicU8>,
+}
+
+/// The power states of a simulated disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Power {
+    /// Everything works.
+    On = 0,
+    /// The power is failing: the next sync never completes, and nothing after it happens.
+    Failing = 1,
+    /// The process died in a sync: no further write, rename or deletion reaches the disk.
+    Off = 2,
+}
+
+fn power(p: &AtomicU8) -> Power {
+    match p.load(Ordering::Relaxed) {
+        0 => Power::On,
+        1 => Power::Failing,
+        _ => Power::Off,
+    }
 }
 
 /// An open simulated file.
@@ -52,6 +76,9 @@ impl FsFile for Handle {
     }
 
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        if power(&self.0.power) == Power::Off {
+            return Ok(());
+        }
         let mut f = self.0.inner.lock();
         let start = usize::try_from(pos).map_err(|_| io::ErrorKind::InvalidInput)?;
         if f.data.len() < start + buf.len() {
@@ -65,6 +92,9 @@ impl FsFile for Handle {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        if power(&self.0.power) == Power::Off {
+            return Ok(());
+        }
         let mut f = self.0.inner.lock();
         let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
         f.data.resize(len, 0);
@@ -73,6 +103,10 @@ impl FsFile for Handle {
     }
 
     fn sync(&self) -> io::Result<()> {
+        if power(&self.0.power) != Power::On {
+            self.0.power.store(Power::Off as u8, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut f = self.0.inner.lock();
         f.synced = f.data.len();
         Ok(())
@@ -90,6 +124,7 @@ struct Tree {
 pub struct SimFs {
     tree: Mutex<Tree>,
     now: Arc<AtomicI64>,
+    power: Arc<AtomicU8>,
 }
 
 /// What a simulated crash lost.
@@ -105,6 +140,18 @@ impl SimFs {
     /// An empty disk.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The power starts failing (`true`): the next sync never completes and the process is
+    /// dead from then on, so nothing it writes, renames or deletes afterwards reaches the disk
+    /// (a crash should follow). `false` restores the power.
+    pub fn fail_power(&self, failing: bool) {
+        let state = if failing { Power::Failing } else { Power::On };
+        self.power.store(state as u8, Ordering::Relaxed);
+    }
+
+    fn off(&self) -> bool {
+        power(&self.power) == Power::Off
     }
 
     /// Sets the clock that stamps modification times.
@@ -128,7 +175,7 @@ impl SimFs {
             }
             let survivor = FileData { data: f.data[..kept].to_vec(), synced: kept, mtime: f.mtime };
             drop(f);
-            *file = Arc::new(SimFile { inner: Mutex::new(survivor), now: Arc::clone(&self.now) });
+            *file = self.file(survivor);
         }
         loss
     }
@@ -138,6 +185,10 @@ impl SimFs {
         self.tree.lock().files.values().map(|f| f.inner.lock()).map(|f| (f.data.len() - f.synced) as u64).sum()
     }
 
+    fn file(&self, data: FileData) -> Arc<SimFile> {
+        Arc::new(SimFile { inner: Mutex::new(data), now: Arc::clone(&self.now), power: Arc::clone(&self.power) })
+    }
+
     fn missing(path: &Path) -> io::Error {
         io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
     }
@@ -145,6 +196,9 @@ impl SimFs {
 
 impl Fs for SimFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        if self.off() {
+            return Ok(());
+        }
         let mut tree = self.tree.lock();
         for a in path.ancestors() {
             tree.dirs.insert(a.to_path_buf());
@@ -184,11 +238,10 @@ impl Fs for SimFs {
             (None, OpenMode::Existing) => return Err(Self::missing(path)),
             (_, OpenMode::CreateTruncate) => {
                 let now = self.now.load(Ordering::Relaxed);
-                let f = Arc::new(SimFile {
-                    inner: Mutex::new(FileData { mtime: now, ..Default::default() }),
-                    now: Arc::clone(&self.now),
-                });
-                tree.files.insert(path.to_path_buf(), Arc::clone(&f));
+                let f = self.file(FileData { mtime: now, ..Default::default() });
+                if !self.off() {
+                    tree.files.insert(path.to_path_buf(), Arc::clone(&f));
+                }
                 f
             }
         };
@@ -203,6 +256,9 @@ impl Fs for SimFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.off() {
+            return Ok(());
+        }
         let mut tree = self.tree.lock();
         let f = tree.files.remove(from).ok_or_else(|| Self::missing(from))?;
         tree.files.insert(to.to_path_buf(), f);
@@ -210,10 +266,16 @@ impl Fs for SimFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        if self.off() {
+            return Ok(());
+        }
         self.tree.lock().files.remove(path).map(|_| ()).ok_or_else(|| Self::missing(path))
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        if self.off() {
+            return Ok(());
+        }
         let mut tree = self.tree.lock();
         tree.files.retain(|p, _| !p.starts_with(path));
         tree.dirs.retain(|d| !d.starts_with(path));
