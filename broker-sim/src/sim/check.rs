@@ -29,6 +29,8 @@ pub(crate) struct Checker {
     pub(crate) checks: BTreeMap<&'static str, u64>,
     /// The first invariant broken.
     pub(crate) violation: Option<String>,
+    /// Work the clients reported.
+    pub(crate) work: BTreeMap<&'static str, u64>,
     high_watermarks: BTreeMap<Tp, i64>,
     /// (group, topic, partition) -> the last acknowledged commit.
     commits: BTreeMap<(String, String, i32), i64>,
@@ -56,6 +58,11 @@ fn records(core: &ClusterCore, topic: &str, p: i32) -> Vec<Record> {
 impl Checker {
     fn count(&mut self, kind: &'static str) {
         *self.checks.entry(kind).or_default() += 1;
+    }
+
+    /// Counts a piece of work a client did (reported with the checks).
+    pub(crate) fn count_work(&mut self, kind: &'static str) {
+        *self.work.entry(kind).or_default() += 1;
     }
 
     /// Records the first violation.

@@ -23,6 +23,7 @@
 
 mod check;
 mod clients;
+mod member;
 mod rng;
 
 use std::collections::BTreeMap;
@@ -42,7 +43,12 @@ use crate::protocol::{handle_request, ConnInfo};
 use crate::storage::{Dir, SimFs};
 use check::Checker;
 use clients::{Committer, Idempotent, Reader, Request, SimClient, Transactional};
+use member::Member;
 use rng::Rng;
+
+/// A request the core has not answered yet (a JoinGroup or SyncGroup waiting for the rest of
+/// its group): polled again after every step.
+type Parked = std::pin::Pin<Box<dyn Future<Output = Option<ResponseKind>>>>;
 
 /// How long a client waits for an answer before it sends its request again.
 pub const REQUEST_TIMEOUT_MS: i64 = 400;
@@ -117,6 +123,8 @@ struct World {
     net: BTreeMap<(i64, u64), Message>,
     seq: u64,
     slots: Vec<Slot>,
+    /// Requests the core is holding: client, attempt, the handler's future.
+    parked: Vec<(usize, u64, Parked)>,
     checker: Checker,
     report: Report,
 }
@@ -140,8 +148,21 @@ pub fn run(seed: u64, options: &Options) -> Report {
         w.heavy_check();
     }
     w.report.checks = std::mem::take(&mut w.checker.checks);
+    for (k, v) in std::mem::take(&mut w.checker.work) {
+        *w.report.work.entry(k).or_default() += v;
+    }
     w.report.violation = w.checker.violation.take();
     w.report
+}
+
+/// How long a client waits for an answer: a group join waits for its whole group (Kafka's
+/// clients allow the rebalance timeout and more), anything else [`REQUEST_TIMEOUT_MS`].
+fn timeout(api: kafka_protocol::messages::ApiKey) -> i64 {
+    use kafka_protocol::messages::ApiKey;
+    match api {
+        ApiKey::JoinGroup | ApiKey::SyncGroup => 10_000,
+        _ => REQUEST_TIMEOUT_MS,
+    }
 }
 
 fn fold(digest: &mut u64, v: u64) {
@@ -181,6 +202,7 @@ impl World {
             net: BTreeMap::new(),
             seq: 0,
             slots: Vec::new(),
+            parked: Vec::new(),
             checker: Checker::default(),
             report: Report { seed, digest: 0xcbf2_9ce4_8422_2325, ..Default::default() },
         };
@@ -208,6 +230,11 @@ impl World {
             Box::new(Reader::new(DATA, DATA_PARTITIONS)),
             Box::new(Committer::new("group-1", DATA, DATA_PARTITIONS)),
         ];
+        let counters: member::Counters = std::rc::Rc::new(std::cell::RefCell::new(vec![0; DATA_PARTITIONS as usize]));
+        let members = (0..3).map(|i| {
+            Box::new(Member::new(i, "members", DATA, DATA_PARTITIONS, counters.clone())) as Box<dyn SimClient>
+        });
+        let clients: Vec<Box<dyn SimClient>> = clients.into_iter().chain(members).collect();
         w.slots = clients.into_iter().map(|client| Slot { client, outstanding: None }).collect();
         Ok(w)
     }
@@ -268,6 +295,7 @@ impl World {
         self.clients_act(now);
         self.deliver(now);
         self.tick(now);
+        self.poll_parked();
         if let Some(core) = self.core.clone() {
             self.checker.step(&core);
             if self.report.steps % HEAVY_EVERY == HEAVY_EVERY - 1 {
@@ -280,7 +308,7 @@ impl World {
     fn clients_act(&mut self, now: i64) {
         for i in 0..self.slots.len() {
             match &self.slots[i].outstanding {
-                Some((attempt, sent, request)) if now - sent > REQUEST_TIMEOUT_MS => {
+                Some((attempt, sent, request)) if now - sent > timeout(request.0) => {
                     let (attempt, request) = (*attempt, request.clone());
                     // The connection is closed: a request still on the way never arrives.
                     self.net.retain(|_, m| !matches!(m, Message::Request { client, attempt: a, .. } if *client == i && *a == attempt));
@@ -322,7 +350,7 @@ impl World {
                     if mid_write {
                         self.fs.fail_power(true);
                     }
-                    let response = self.execute(client, request);
+                    let response = self.execute(client, attempt, request);
                     if mid_write {
                         self.crash(true);
                         self.fs.fail_power(false);
@@ -351,7 +379,9 @@ impl World {
     }
 
     /// Runs a request on the core, if it is up, through the handlers' entry point.
-    fn execute(&mut self, client: usize, (api, version, request): Request) -> Option<ResponseKind> {
+    /// A request the core holds (a group join waiting for its group) is parked and polled
+    /// after every step until it answers.
+    fn execute(&mut self, client: usize, attempt: u64, (api, version, request): Request) -> Option<ResponseKind> {
         let core = self.core.clone()?;
         let header = RequestHeader::default()
             .with_request_api_key(api as i16)
@@ -359,14 +389,29 @@ impl World {
             .with_correlation_id(self.seq as i32)
             .with_client_id(Some(StrBytes::from_string(self.slots[client].client.name())));
         let conn = ConnInfo { node_id: 1, client_host: "/sim".into() };
-        let mut fut = std::pin::pin!(handle_request(&core, &conn, &header, version, request));
+        let mut fut: Parked = Box::pin(async move { handle_request(&core, &conn, &header, version, request).await });
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(response) => response,
-            // The simulated clients never ask for anything that waits (fetches use
-            // max_wait_ms=0, no group joins); a request that would is answered by nothing.
-            Poll::Pending => None,
+            Poll::Pending => {
+                self.parked.push((client, attempt, fut));
+                None
+            }
         }
+    }
+
+    /// Polls the parked requests; the ones answered now go back to their clients.
+    fn poll_parked(&mut self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut still = Vec::new();
+        for (client, attempt, mut fut) in std::mem::take(&mut self.parked) {
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(Some(response)) => self.send(Message::Response { client, attempt, response }),
+                Poll::Ready(None) => {}
+                Poll::Pending => still.push((client, attempt, fut)),
+            }
+        }
+        self.parked = still;
     }
 
     /// The broker's periodic work, then maybe a cleaner pass checked on both sides.
@@ -391,6 +436,7 @@ impl World {
         self.core = None;
         // Every connection is lost with what is on it: the clients time out and retry.
         self.net.clear();
+        self.parked.clear();
         let rng = &mut self.rng;
         let loss = self.fs.crash(|unsynced| if torn { rng.below(unsynced as u64 + 1) as usize } else { 0 });
         if loss.bytes > 0 {
