@@ -363,7 +363,7 @@ impl SimClient for Reader {
         format!("reader-{}", self.topic)
     }
 
-    fn next(&mut self, _now: i64, _rng: &mut Rng) -> Option<Request> {
+    fn next(&mut self, _now: i64, rng: &mut Rng) -> Option<Request> {
         let partitions = self
             .positions
             .iter()
@@ -378,7 +378,8 @@ impl SimClient for Reader {
             })
             .collect();
         let req = FetchRequest::default()
-            .with_max_wait_ms(0)
+            // A long poll half the time: the core holds it until data or its deadline.
+            .with_max_wait_ms(if rng.chance(500) { rng.between(10, 250) as i32 } else { 0 })
             .with_min_bytes(1)
             .with_max_bytes(1 << 20)
             .with_isolation_level(1)

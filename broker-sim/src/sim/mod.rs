@@ -47,7 +47,8 @@ use member::Member;
 use rng::Rng;
 
 /// A request the core has not answered yet (a JoinGroup or SyncGroup waiting for the rest of
-/// its group): polled again after every step.
+/// its group, a fetch waiting for data or its deadline on the manual clock): polled again
+/// after every step.
 type Parked = std::pin::Pin<Box<dyn Future<Output = Option<ResponseKind>>>>;
 
 /// How long a client waits for an answer before it sends its request again.
@@ -394,6 +395,7 @@ impl World {
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(response) => response,
             Poll::Pending => {
+                self.work("requests held by the core");
                 self.parked.push((client, attempt, fut));
                 None
             }

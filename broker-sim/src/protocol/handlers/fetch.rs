@@ -1,8 +1,6 @@
 //! Fetch: sessionless, long-polling, whole batches, every requested partition answered;
 //! read_committed reads stop at the last stable offset and carry the aborted transactions.
 
-use std::time::Duration;
-
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 
@@ -21,9 +19,12 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         if bytes >= min_bytes.max(1) || errors || waited >= max_wait || (min_bytes == 0) {
             return resp;
         }
-        let left = Duration::from_millis((max_wait - waited).max(0) as u64);
-        if tokio::time::timeout(left, appends.changed()).await.is_err() {
-            return fetch_once(ctx, &req).0;
+        // Woken by an append or by the deadline, on the core's clock (so the simulation's
+        // manual clock drives fetch waits too); `biased` keeps the choice deterministic.
+        tokio::select! {
+            biased;
+            _ = appends.changed() => {}
+            () = ctx.core.clock.sleep_until(start + max_wait) => return fetch_once(ctx, &req).0,
         }
     }
 }
