@@ -409,3 +409,29 @@ fn should_go_on_cleaning_after_a_group_came_out_empty() {
     log.clean_now(0, MAP).unwrap().expect("a second pass");
     assert_eq!(read(&log).records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 4, 5]);
 }
+
+/// `cleanup.policy=compact,delete`: retention deletes whole old segments by time and the
+/// cleaner compacts what is left; neither undoes the other.
+#[test]
+fn should_compact_and_apply_retention_on_compact_delete_topics() {
+    let mut cfg = compact(1 << 20);
+    cfg.delete_enabled = true;
+    cfg.retention_ms = 1_000;
+    let mut log = PartitionLog::open(None, cfg, 0).unwrap();
+    // Old records at time 0, newer ones at 5,000, each round in its own segment.
+    for (round, ts) in [(0, 0), (1, 0), (2, 5_000), (3, 5_000)] {
+        for k in 0..5 {
+            let v = format!("r{round}");
+            log.append(&mut keyed(&[(&format!("k{k}"), Some(&v))], ts, Compression::None, None), 0, ts).unwrap();
+        }
+        log.roll(ts).unwrap();
+    }
+    put(&mut log, &[("k0", Some("active"))], 5_000);
+    assert_eq!(log.apply_retention(5_500).unwrap(), 2, "the two segments written at 0 expired");
+    assert_eq!(log.log_start_offset(), 10);
+    log.clean_now(5_500, MAP).unwrap().expect("a pass over what retention left");
+    let seen = read(&log);
+    assert_eq!(seen.records.iter().map(|r| r.0).collect::<Vec<_>>(), (15..21).collect::<Vec<_>>());
+    assert_eq!(latest(&seen).get("k3"), Some(&Some("r3".to_string())));
+    assert_eq!(log.log_start_offset(), 10, "cleaning never moves the log start");
+}
