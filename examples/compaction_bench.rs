@@ -119,12 +119,7 @@ fn main() -> anyhow::Result<()> {
         );
         without.push(rate_off);
         with.push(rate_on);
-        total.passes += stats.passes;
-        total.bytes_read += stats.bytes_read;
-        total.bytes_written += stats.bytes_written;
-        total.records_read += stats.records_read;
-        total.records_kept += stats.records_kept;
-        total.busy_ms += stats.busy_ms;
+        total.add(&stats);
     }
     let (on, off) = (median(with), median(without));
     println!("produce rec/s without the cleaner {off:.0}, with it {on:.0}: ratio {:.2}", on / off);

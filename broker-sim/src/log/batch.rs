@@ -345,6 +345,45 @@ pub(crate) fn iter_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHe
     })
 }
 
+/// Who writes a batch built by [`encode`]: producer id, epoch, first sequence, and whether
+/// the batch is transactional.
+pub(crate) type Writer = (i64, i16, i32, bool);
+
+/// Encodes keyed records `(key, value, timestamp)` (a `None` value is a tombstone) as one
+/// magic-2 batch from `writer` (`None`: no producer id), with `compression`.
+pub(crate) fn encode(
+    records: impl IntoIterator<Item = (bytes::Bytes, Option<bytes::Bytes>, i64)>,
+    writer: Option<Writer>,
+    compression: kafka_protocol::records::Compression,
+) -> Result<bytes::BytesMut, String> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let (pid, epoch, seq0, transactional) = writer.unwrap_or((-1, -1, 0, false));
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value, timestamp))| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes.
+            sequence: seq0.wrapping_add(i as i32),
+            timestamp,
+            key: Some(key),
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression })
+        .map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
 /// A plain (uncompressed, non-idempotent) batch of `n` records with keys `k0..`, values of
 /// `value_len` bytes and timestamps `ts0, ts0+1, ...`, for tests.
 #[cfg(test)]
@@ -354,40 +393,11 @@ pub(crate) fn test_batch(n: usize, ts0: i64, value_len: usize) -> bytes::BytesMu
 
 /// Like [`test_batch`], from producer `(id, epoch, base sequence, transactional)` if given.
 #[cfg(test)]
-pub(crate) fn test_producer_batch(
-    n: usize,
-    ts0: i64,
-    value_len: usize,
-    producer: Option<(i64, i16, i32, bool)>,
-) -> bytes::BytesMut {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let (pid, epoch, seq0, txn) = producer.unwrap_or((-1, -1, 0, false));
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: txn,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: seq0 + i as i32,
-            timestamp: ts0 + i as i64,
-            key: Some(bytes::Bytes::from(format!("k{i}"))),
-            value: Some(bytes::Bytes::from(vec![b'v'; value_len])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .expect("encoding a test batch");
-    buf
+pub(crate) fn test_producer_batch(n: usize, ts0: i64, value_len: usize, producer: Option<Writer>) -> bytes::BytesMut {
+    let records = (0..n).map(|i| {
+        (bytes::Bytes::from(format!("k{i}")), Some(bytes::Bytes::from(vec![b'v'; value_len])), ts0 + i as i64)
+    });
+    encode(records, producer, kafka_protocol::records::Compression::None).expect("encoding a test batch")
 }
 
 #[cfg(test)]

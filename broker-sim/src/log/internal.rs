@@ -1,8 +1,9 @@
 //! Record batches the broker writes itself (offset commits, transaction state).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 
+use super::batch;
 use crate::error::{Error, Result};
 
 /// Who writes an internal batch: `(producer id, epoch)` of a transactional producer, or `None`.
@@ -11,35 +12,9 @@ pub(crate) type TxnProducer = Option<(i64, i16)>;
 /// Encodes `(key, value)` pairs (a `None` value is a tombstone) as one uncompressed batch.
 /// With a producer the batch is transactional: it stays pending until that producer's marker.
 pub(crate) fn encode(pairs: Vec<(Bytes, Option<Bytes>)>, now_ms: i64, producer: TxnProducer) -> Result<BytesMut> {
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = pairs
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: producer.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: now_ms,
-            key: Some(key),
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .map_err(|e| Error::internal(format!("encoding an internal batch: {e}")))?;
-    Ok(buf)
+    let records = pairs.into_iter().map(|(k, v)| (k, v, now_ms));
+    batch::encode(records, producer.map(|(pid, epoch)| (pid, epoch, 0, true)), Compression::None)
+        .map_err(|e| Error::internal(format!("encoding an internal batch: {e}")))
 }
 
 /// Writes an `int16`-length string (Kafka's internal-topic layout), cut at `i16::MAX` bytes.

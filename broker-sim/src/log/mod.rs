@@ -434,40 +434,10 @@ impl PartitionLog {
         Ok(FetchPlan { read: Some(plan), fetch_offset: offset, upper, max_bytes })
     }
 
-    /// Calls `f` with each batch from position `pos` of segment `base` on, until it returns
-    /// `false`.
-    fn scan_segment(
-        &self,
-        seg: &Segment,
-        mut pos: u64,
-        mut f: impl FnMut(BatchHeader<'_>, &[u8]) -> bool,
-    ) -> Result<()> {
-        const CHUNK: usize = 1 << 20;
-        while pos < seg.size {
-            let chunk = seg.read_now(pos, CHUNK)?;
-            let mut consumed = 0usize;
-            for (p, h) in batch::iter_batches(&chunk) {
-                let total = h.total_len();
-                if !f(h, &chunk[p..p + total]) {
-                    return Ok(());
-                }
-                consumed = p + total;
-            }
-            if consumed == 0 {
-                // A batch larger than the chunk: read it whole.
-                let head = seg.read_now(pos, batch::LOG_OVERHEAD)?;
-                let len =
-                    i32::from_be_bytes([head[8], head[9], head[10], head[11]]).max(0) as usize + batch::LOG_OVERHEAD;
-                let whole = seg.read_now(pos, len)?;
-                let Ok(h) = BatchHeader::parse(&whole) else { return Ok(()) };
-                if !f(h, &whole) {
-                    return Ok(());
-                }
-                consumed = len;
-            }
-            pos += consumed as u64;
-        }
-        Ok(())
+    /// Calls `f` with each batch from position `pos` (a batch start) of `seg` on, until it
+    /// returns `false`.
+    fn scan_segment(&self, seg: &Segment, pos: u64, mut f: impl FnMut(BatchHeader<'_>, &[u8]) -> bool) -> Result<()> {
+        seg.snapshot().for_each_batch(pos, |h, bytes| Ok(f(h, bytes)))
     }
 
     /// First offset whose record timestamp is >= `ts`, with that timestamp (ListOffsets by time).

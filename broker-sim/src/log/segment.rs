@@ -366,7 +366,8 @@ enum Source {
     Memory(Vec<Bytes>),
 }
 
-/// A segment's bytes up to `size`, read outside the partition lock (by the log cleaner).
+/// A segment's bytes up to `size`, readable outside the partition lock (the log cleaner reads
+/// it so; the log's own scans too).
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentSnapshot {
     /// Base offset of the segment.
@@ -379,14 +380,23 @@ pub(crate) struct SegmentSnapshot {
 }
 
 impl SegmentSnapshot {
-    /// Calls `f` with every whole batch in order until it returns `false`. Files are read in
-    /// 1 MiB chunks (a larger batch is read whole); a torn batch at the end ends the scan.
-    pub(crate) fn for_each_batch(&self, mut f: impl FnMut(BatchHeader<'_>, &[u8]) -> Result<bool>) -> Result<()> {
+    /// Calls `f` with every whole batch from position `from` (a batch start) on, in order,
+    /// until it returns `false`. Files are read in 1 MiB chunks (a larger batch is read whole);
+    /// a torn batch at the end ends the scan.
+    pub(crate) fn for_each_batch(
+        &self,
+        from: u64,
+        mut f: impl FnMut(BatchHeader<'_>, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         match &self.source {
             Source::Memory(chunks) => {
+                let mut start = 0usize;
                 for chunk in chunks {
-                    for (p, h) in batch::iter_batches(chunk) {
-                        if !f(h, &chunk[p..p + h.total_len()])? {
+                    let skip = (from as usize).saturating_sub(start);
+                    start += chunk.len();
+                    let Some(rest) = chunk.get(skip..) else { continue };
+                    for (p, h) in batch::iter_batches(rest) {
+                        if !f(h, &rest[p..p + h.total_len()])? {
                             return Ok(());
                         }
                     }
@@ -395,12 +405,12 @@ impl SegmentSnapshot {
             }
             Source::File(file) => {
                 const CHUNK: usize = 1 << 20;
-                let mut pos = 0u64;
+                let mut pos = from;
                 let mut buf = Vec::new();
                 while pos < self.size {
                     let want = CHUNK.min((self.size - pos) as usize);
                     buf.resize(want, 0);
-                    file.read_exact_at(&mut buf, pos).map_err(|e| Error::io("reading segment for cleaning", e))?;
+                    file.read_exact_at(&mut buf, pos).map_err(|e| Error::io("reading segment", e))?;
                     let mut consumed = 0usize;
                     for (p, h) in batch::iter_batches(&buf) {
                         let total = h.total_len();
@@ -416,8 +426,7 @@ impl SegmentSnapshot {
                             return Ok(());
                         }
                         let mut whole = vec![0u8; len];
-                        file.read_exact_at(&mut whole, pos)
-                            .map_err(|e| Error::io("reading segment for cleaning", e))?;
+                        file.read_exact_at(&mut whole, pos).map_err(|e| Error::io("reading segment", e))?;
                         let Ok(h) = BatchHeader::parse(&whole) else { return Ok(()) };
                         if !f(h, &whole)? {
                             return Ok(());

@@ -8,7 +8,7 @@
 //!   transactions as Kafka's clients do;
 //! - [`Committer`]: a consumer committing ever larger offsets for its group.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, ProduceRequest, ProducerId, RequestKind, ResponseKind, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 
 use super::check::Checker;
 use super::rng::Rng;
@@ -50,33 +50,9 @@ fn encode(
     (pid, epoch, seq): (i64, i16, i32),
     transactional: bool,
 ) -> Bytes {
-    let records: Vec<Record> = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq.wrapping_add(i as i32),
-            timestamp: now,
-            key: Some(k.clone()),
-            value: v.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
+    let records = pairs.iter().map(|(k, v)| (k.clone(), v.clone(), now));
     // Encoding records we built ourselves does not fail; an empty batch would be refused.
-    let _ = RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    );
-    buf.freeze()
+    batch::encode(records, Some((pid, epoch, seq, transactional)), Compression::None).unwrap_or_default().freeze()
 }
 
 fn produce(topic: &str, p: i32, txn: Option<&str>, records: Bytes) -> Request {

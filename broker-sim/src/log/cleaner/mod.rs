@@ -36,6 +36,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::batch::BatchHeader;
 use super::segment::{Segment, SegmentSnapshot};
 use super::PartitionLog;
 use crate::error::Result;
@@ -78,7 +79,7 @@ pub struct CleanerStats {
 
 impl CleanerStats {
     /// Adds `other`'s counters to these.
-    pub(crate) fn add(&mut self, other: &CleanerStats) {
+    pub fn add(&mut self, other: &CleanerStats) {
         self.passes += other.passes;
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
@@ -118,6 +119,21 @@ pub(crate) type OffsetMap = std::collections::HashMap<u128, i64, BuildHasherDefa
 /// likely; Kafka uses MD5's 128 bits the same way).
 pub(crate) fn key_hash(key: &[u8]) -> u128 {
     twox_hash::XxHash3_128::oneshot(key)
+}
+
+/// Aborted transactions' ranges `(first offset, marker offset)`, by producer.
+#[derive(Debug, Default)]
+pub(crate) struct Aborted(BTreeMap<i64, Vec<(i64, i64)>>);
+
+impl Aborted {
+    /// Whether `h` is a transactional batch inside one of its producer's aborted ranges.
+    pub(crate) fn holds(&self, h: &BatchHeader<'_>) -> bool {
+        h.is_transactional()
+            && self
+                .0
+                .get(&h.producer_id())
+                .is_some_and(|ranges| ranges.iter().any(|(first, last)| (*first..=*last).contains(&h.base_offset())))
+    }
 }
 
 /// What a log offers the cleaner now.
@@ -160,7 +176,7 @@ pub(crate) struct CleanJob {
     segments: Vec<(SegmentSnapshot, i64)>,
     first_dirty: i64,
     end: i64,
-    aborted: BTreeMap<i64, Vec<(i64, i64)>>,
+    aborted: Aborted,
     producer_last: BTreeMap<i64, i64>,
     now_ms: i64,
     delete_retention_ms: i64,
@@ -241,9 +257,6 @@ impl CleanJob {
     /// the map fills up; never before the first dirty segment's end).
     fn build_map(&self) -> Result<(OffsetMap, i64)> {
         let mut map = OffsetMap::default();
-        let is_aborted = |pid: i64, base: i64| {
-            self.aborted.get(&pid).is_some_and(|ranges| ranges.iter().any(|(a, b)| (*a..=*b).contains(&base)))
-        };
         let mut end = self.end;
         let mut first = true;
         for (s, _) in self.segments.iter().filter(|(s, _)| s.next_offset > self.first_dirty) {
@@ -252,8 +265,8 @@ impl CleanJob {
                 break;
             }
             first = false;
-            s.for_each_batch(|h, bytes| {
-                if h.is_control() || (h.is_transactional() && is_aborted(h.producer_id(), h.base_offset())) {
+            s.for_each_batch(0, |h, bytes| {
+                if h.is_control() || self.aborted.holds(&h) {
                     return Ok(true);
                 }
                 let res = records::for_each_record(bytes, MAX_DECOMPRESSED_BYTES, |r| {
@@ -286,7 +299,7 @@ impl CleanJob {
         let written = (|| -> Result<()> {
             let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK + (64 << 10));
             for (s, _) in group {
-                s.for_each_batch(|h, bytes| {
+                s.for_each_batch(0, |h, bytes| {
                     stats.bytes_read += bytes.len() as u64;
                     match pass.filter(&h, bytes, stats) {
                         Fate::Keep => out.extend_from_slice(bytes),
@@ -372,7 +385,7 @@ impl PartitionLog {
                 .collect(),
             first_dirty: c.first_dirty,
             end: c.end,
-            aborted: self.producers.aborted_by_producer(),
+            aborted: Aborted(self.producers.aborted_by_producer()),
             producer_last: self.producers.last_batch_offsets(),
             now_ms,
             delete_retention_ms: self.config.delete_retention_ms,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{key_hash, CleanerStats, OffsetMap};
+use super::{key_hash, Aborted, CleanerStats, OffsetMap};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN};
 use crate::log::records::{self, RecordView, MAX_DECOMPRESSED_BYTES};
 
@@ -15,8 +15,8 @@ pub(super) struct Pass<'a> {
     pub(super) now_ms: i64,
     /// `delete.retention.ms`.
     pub(super) delete_retention_ms: i64,
-    /// Aborted transactions' ranges, by producer.
-    pub(super) aborted: &'a BTreeMap<i64, Vec<(i64, i64)>>,
+    /// Aborted transactions' ranges.
+    pub(super) aborted: &'a Aborted,
     /// Last offset of each producer's last data batch (kept, maybe empty).
     pub(super) producer_last: &'a BTreeMap<i64, i64>,
     /// Transactions whose data the pass has met and whose marker it has not: whether any of
@@ -36,15 +36,6 @@ pub(super) enum Fate {
 }
 
 impl Pass<'_> {
-    /// Whether a data batch of producer `pid` at `base` belongs to an aborted transaction.
-    pub(super) fn is_aborted(&self, h: &BatchHeader<'_>) -> bool {
-        h.is_transactional()
-            && self
-                .aborted
-                .get(&h.producer_id())
-                .is_some_and(|ranges| ranges.iter().any(|(first, last)| (*first..=*last).contains(&h.base_offset())))
-    }
-
     /// Decides what happens to one batch, counting what it removes.
     pub(super) fn filter(&mut self, h: &BatchHeader<'_>, bytes: &[u8], stats: &mut CleanerStats) -> Fate {
         if h.is_control() {
@@ -83,7 +74,7 @@ impl Pass<'_> {
     }
 
     fn filter_data(&mut self, h: &BatchHeader<'_>, bytes: &[u8], stats: &mut CleanerStats) -> Fate {
-        let aborted = self.is_aborted(h);
+        let aborted = self.aborted.holds(h);
         let horizon_passed = h.delete_horizon().is_some_and(|t| self.now_ms >= t);
         let map = self.map;
         let keep = |r: &RecordView<'_>| {

@@ -1,7 +1,5 @@
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 use crate::log::batch::{self, BatchHeader, ControlType};
 use crate::log::{LogConfig, PartitionLog};
@@ -18,37 +16,19 @@ fn compact(segment_bytes: u64) -> LogConfig {
     }
 }
 
-/// One batch of `(key, value)` records (`None` value: a tombstone) from an optional producer
-/// `(id, epoch, first sequence, transactional)`.
+/// One batch of `(key, value)` records (`None` value: a tombstone), timestamps `ts, ts+1, ...`,
+/// from an optional producer `(id, epoch, first sequence, transactional)`.
 fn keyed(
     pairs: &[(&str, Option<&str>)],
     ts: i64,
     compression: Compression,
-    producer: Option<(i64, i16, i32, bool)>,
+    producer: Option<batch::Writer>,
 ) -> BytesMut {
-    let (pid, epoch, seq0, txn) = producer.unwrap_or((-1, -1, 0, false));
-    let records: Vec<Record> = pairs
+    let records = pairs
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: txn,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: if pid >= 0 { seq0 + i as i32 } else { i as i32 },
-            timestamp: ts + i as i64,
-            key: Some(Bytes::from(k.to_string())),
-            value: v.map(|v| Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression }).unwrap();
-    buf
+        .map(|(i, (k, v))| (Bytes::from(k.to_string()), v.map(|v| Bytes::from(v.to_string())), ts + i as i64));
+    batch::encode(records, producer, compression).unwrap()
 }
 
 fn put(log: &mut PartitionLog, pairs: &[(&str, Option<&str>)], now: i64) -> i64 {
