@@ -46,9 +46,8 @@ fn finish(dir: &Dir, base: i64, swap: &str) -> Result<()> {
     dir.sync()
 }
 
-/// Completes or rolls back a swap a crash interrupted. Returns how many swaps it completed
-/// and how many abandoned cleaned files it deleted.
-pub(crate) fn recover(dir: &Dir) -> Result<(usize, usize)> {
+/// Completes or rolls back a swap a crash interrupted.
+pub(crate) fn recover(dir: &Dir) -> Result<()> {
     let mut swaps = Vec::new();
     let mut abandoned = 0;
     for (name, _) in dir.list()? {
@@ -81,5 +80,5 @@ pub(crate) fn recover(dir: &Dir) -> Result<(usize, usize)> {
     if n > 0 || abandoned > 0 {
         dir.sync()?;
     }
-    Ok((n, abandoned))
+    Ok(())
 }
